@@ -1,0 +1,135 @@
+"""The ``surgisim`` command: list environments, evaluate policies, run a demo with a video."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+import surgisim.envs
+from surgisim.agents.evaluate import POLICIES, evaluate
+from surgisim.envs.core import CONTROLS, OBS_MODES
+
+DEFAULT_ENV = "surgisim/NeedleReach-v0"
+
+
+def _env_id(value: str) -> str:
+    """Accept ``surgisim/NeedleReach-v0`` or the short ``NeedleReach``."""
+    ids = surgisim.envs.env_ids()
+    for env_id in ids:
+        if value in (env_id, env_id.removeprefix("surgisim/"), env_id.removeprefix("surgisim/").rsplit("-v", 1)[0]):
+            return env_id
+    raise argparse.ArgumentTypeError(f"unknown environment {value!r}; choose from {', '.join(ids)}")
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    return number
+
+
+def _free_path(path: Path) -> Path:
+    """``path``, or ``stem-1.suffix``, ``stem-2.suffix``... if it exists: earlier files are kept."""
+    candidate, index = path, 1
+    while candidate.exists():
+        candidate = path.with_name(f"{path.stem}-{index}{path.suffix}")
+        index += 1
+    return candidate
+
+
+def write_video(frames: list[np.ndarray], path: Path, fps: int) -> None:
+    """Write an MP4 atomically: a failed write leaves no partial file at ``path``."""
+    import imageio.v2 as imageio
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(suffix=path.suffix, dir=path.parent)
+    os.close(handle)
+    try:
+        imageio.mimwrite(temporary, frames, fps=fps, macro_block_size=1)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes it private; give it normal permissions
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def _print_metrics(metrics: dict) -> None:
+    print(f"{metrics['env_id']}  policy={metrics['policy']}  episodes={metrics['episodes']}  seed={metrics['seed']}")
+    for key in ("success_rate", "mean_episode_length", "mean_return", "mean_final_distance_mm", "cost_rate"):
+        print(f"  {key:24s} {metrics[key]:.3f}")
+
+
+def cmd_envs(args: argparse.Namespace) -> int:
+    for env_id in surgisim.envs.env_ids():
+        print(f"{env_id:32s} {surgisim.envs.describe(env_id)}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    env_kwargs = {"obs_mode": args.obs_mode, "control": args.control}
+    metrics = evaluate(args.env_id, args.policy, args.episodes, args.seed, env_kwargs)
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        _print_metrics(metrics)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    frames: list[np.ndarray] = []
+    env_kwargs = {"render_mode": "rgb_array", "render_size": args.video_size}
+    metrics = evaluate(args.env_id, "expert", args.episodes, args.seed, env_kwargs, on_frame=frames.append)
+    _print_metrics(metrics)
+    name = args.env_id.removeprefix("surgisim/")
+    path = _free_path(Path(args.out) if args.out else Path("surgisim-demo") / f"{name}-seed{args.seed}.mp4")
+    write_video(frames, path, fps=10)
+    print(f"video of the endoscope view ({len(frames)} frames): {path.resolve()}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="surgisim", description="Surgical-robot learning in PyBullet.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    envs = commands.add_parser("envs", help="list the registered environments")
+    envs.set_defaults(run=cmd_envs)
+
+    demo = commands.add_parser("demo", help="run the best available policy and write an endoscope video")
+    demo.add_argument("env_id", nargs="?", default=DEFAULT_ENV, type=_env_id)
+    demo.add_argument("--episodes", type=_positive, default=3)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--out", help="video path (.mp4); default surgisim-demo/<env>-seed<S>.mp4")
+    demo.add_argument("--video-size", type=int, default=256, help="video side in pixels")
+    demo.set_defaults(run=cmd_demo)
+
+    evaluation = commands.add_parser("evaluate", help="success rate and metrics over seeded episodes")
+    evaluation.add_argument("env_id", type=_env_id)
+    evaluation.add_argument("--policy", default="expert", choices=POLICIES)
+    evaluation.add_argument("--episodes", type=_positive, default=100)
+    evaluation.add_argument("--seed", type=int, default=0)
+    evaluation.add_argument("--obs-mode", default="state", choices=tuple(OBS_MODES))
+    evaluation.add_argument("--control", default="cartesian", choices=CONTROLS)
+    evaluation.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluation.set_defaults(run=cmd_evaluate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except ValueError as error:
+        print(f"surgisim: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""Roll out a policy for seeded episodes and summarise success and task metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+import surgisim.envs  # noqa: F401  (registers the environments)
+from surgisim.agents.experts import make_expert
+
+POLICIES = ("expert",)
+
+
+def make_policy(name: str, env: gym.Env) -> Any:
+    """A callable ``policy(observation) -> action`` with a ``reset()`` method."""
+    if name == "expert":
+        return make_expert(env)
+    raise ValueError(f"unknown policy {name!r}; available: {', '.join(POLICIES)}")
+
+
+def evaluate(
+    env_id: str,
+    policy: str = "expert",
+    episodes: int = 10,
+    seed: int = 0,
+    env_kwargs: dict[str, Any] | None = None,
+    on_frame: Callable[[np.ndarray], None] | None = None,
+) -> dict[str, Any]:
+    """Run ``episodes`` episodes (episode ``i`` reset with seed ``seed + i``) and return metrics.
+
+    ``on_frame`` receives the rendered endoscope view after every reset and step (it needs
+    ``render_mode="rgb_array"`` in ``env_kwargs``).
+    """
+    if episodes < 1:
+        raise ValueError(f"episodes must be at least 1, got {episodes}")
+    env = gym.make(env_id, **(env_kwargs or {}))
+    actor = make_policy(policy, env)
+    successes, lengths, returns, distances, costs = [], [], [], [], []
+    try:
+        for episode in range(episodes):
+            observation, info = env.reset(seed=seed + episode)
+            actor.reset()
+            if on_frame:
+                on_frame(env.render())
+            done, length, total, cost = False, 0, 0.0, 0.0
+            while not done:
+                observation, reward, terminated, truncated, info = env.step(actor(observation))
+                done = terminated or truncated
+                length, total, cost = length + 1, total + reward, cost + info["cost"]
+                if on_frame:
+                    on_frame(env.render())
+            successes.append(info["is_success"])
+            lengths.append(length)
+            returns.append(total)
+            distances.append(info["distance_mm"])
+            costs.append(cost)
+    finally:
+        env.close()
+    return {
+        "env_id": env_id,
+        "policy": policy,
+        "episodes": episodes,
+        "seed": seed,
+        "success_rate": float(np.mean(successes)),
+        "mean_episode_length": float(np.mean(lengths)),
+        "mean_return": float(np.mean(returns)),
+        "mean_final_distance_mm": float(np.mean(distances)),
+        "cost_rate": float(np.mean(np.array(costs) > 0)),
+        "mean_cost": float(np.mean(costs)),
+    }

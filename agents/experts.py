@@ -1,0 +1,89 @@
+"""Scripted experts, one per task: proof that each task is solvable, and a source of demonstrations.
+
+An expert is called with the observation dict and returns an action for the env it was made
+for, in that env's control mode. Experts may read privileged simulator state (e.g. the RCM).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import gymnasium as gym
+import numpy as np
+
+from surgisim.envs.core import SurgicalEnv
+from surgisim.envs.tasks.endoscope_track import VIEW_DISTANCE
+from surgisim.envs.tasks.navigate_anatomy import SAFE_RADIUS
+
+
+class Expert:
+    """Base class: ``reset()`` at each episode start, then ``expert(observation) -> action``."""
+
+    task: ClassVar[str]
+
+    def __init__(self, env: gym.Env) -> None:
+        self.env: SurgicalEnv = env.unwrapped  # type: ignore[assignment]
+
+    def reset(self) -> None:
+        """Forget anything kept from the previous episode."""
+
+    def __call__(self, observation: dict[str, np.ndarray]) -> np.ndarray:
+        raise NotImplementedError
+
+
+class NeedleReachExpert(Expert):
+    """Straight line to the target."""
+
+    task = "NeedleReach"
+
+    def __call__(self, observation: dict[str, np.ndarray]) -> np.ndarray:
+        return self.env.action_toward(observation["desired_goal"])
+
+
+class NavigateAnatomyExpert(Expert):
+    """Retract towards the RCM, swing above the anatomy, then insert along the RCM-target line.
+
+    The goal is placed so that this line is clear; near the RCM the instrument is above all
+    anatomy, so the path never touches it.
+    """
+
+    task = "NavigateAnatomy"
+
+    def __call__(self, observation: dict[str, np.ndarray]) -> np.ndarray:
+        rcm = self.env.scene.psm.rcm()
+        tip, goal = observation["achieved_goal"].astype(np.float64), observation["desired_goal"].astype(np.float64)
+        line = (goal - rcm) / np.linalg.norm(goal - rcm)
+        offset = tip - rcm
+        off_line = np.linalg.norm(offset - np.dot(offset, line) * line)
+        if off_line < 0.001:
+            return self.env.action_toward(goal)
+        radius = np.linalg.norm(offset)
+        if radius > SAFE_RADIUS + 0.001:
+            return self.env.action_toward(rcm + SAFE_RADIUS * offset / radius)
+        return self.env.action_toward(rcm + min(radius, SAFE_RADIUS) * line)
+
+
+class EndoscopeTrackExpert(Expert):
+    """Put the camera on the line from the RCM through where the lesion will be next step."""
+
+    task = "EndoscopeTrack"
+
+    def __call__(self, observation: dict[str, np.ndarray]) -> np.ndarray:
+        features = observation["observation"][-6:].astype(np.float64)
+        lesion_next = features[:3] + features[3:]
+        rcm = self.env.scene.ecm.rcm()
+        direction = (lesion_next - rcm) / np.linalg.norm(lesion_next - rcm)
+        return self.env.action_toward(lesion_next - VIEW_DISTANCE * direction)
+
+
+EXPERTS: dict[str, type[Expert]] = {
+    cls.task: cls for cls in (NeedleReachExpert, NavigateAnatomyExpert, EndoscopeTrackExpert)
+}
+
+
+def make_expert(env: gym.Env) -> Expert:
+    """The scripted expert for ``env``'s task."""
+    task = type(env.unwrapped.task).__name__
+    if task not in EXPERTS:
+        raise ValueError(f"no scripted expert for task {task!r}; experts exist for {', '.join(EXPERTS)}")
+    return EXPERTS[task](env)

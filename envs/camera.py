@@ -1,0 +1,89 @@
+"""The endoscope camera: pinhole model on the ECM tip, depth encoding and segmentation labels.
+
+Camera frame (OpenCV convention): x to the image right, y down, z along the viewing direction.
+It is the ECM's ``camera_link`` frame, so the image follows the endoscope as it moves and rolls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+import numpy as np
+
+from surgisim.envs.sim import Sim
+
+
+class SegLabel(IntEnum):
+    """Labels in the ``"seg"`` image (uint8). Values 8-255 are free for future object classes."""
+
+    BACKGROUND = 0
+    TISSUE = 1
+    INSTRUMENT = 2  # PSM shaft, wrist and jaws
+    TARGET = 3  # goal markers and lesions
+    ANATOMY = 4  # vessels and organs to avoid
+    NEEDLE = 5
+    THREAD = 6
+    ENDOSCOPE = 7
+
+
+CAMERA_NEAR = 0.01  # metres; the depth image spans [CAMERA_NEAR, CAMERA_FAR]
+CAMERA_FAR = 0.30
+CAMERA_FOV_DEG = 70.0  # vertical field of view, typical of a laparoscope
+
+
+def depth_to_metres(depth: np.ndarray, near: float = CAMERA_NEAR, far: float = CAMERA_FAR) -> np.ndarray:
+    """Convert the uint8 ``"depth"`` image back to metric depth along the optical axis.
+
+    0 maps to ``near`` and 255 to ``far`` (linearly), so one step is (far - near) / 255 ≈ 1.1 mm.
+    Anything beyond ``far`` reads as ``far``.
+    """
+    return near + depth.astype(np.float32) / 255.0 * (far - near)
+
+
+def encode_depth(depth_buffer: np.ndarray, near: float, far: float) -> np.ndarray:
+    """Linearise OpenGL's depth buffer and scale it to uint8 over [near, far]."""
+    metres = far * near / (far - (far - near) * depth_buffer)
+    scaled = np.rint((metres - near) / (far - near) * 255.0)
+    return np.clip(scaled, 0, 255).astype(np.uint8)
+
+
+@dataclass
+class Camera:
+    """Renders the view from a camera pose (4x4, world frame, OpenCV axes)."""
+
+    sim: Sim
+    fov_deg: float = CAMERA_FOV_DEG
+    near: float = CAMERA_NEAR
+    far: float = CAMERA_FAR
+
+    def __post_init__(self) -> None:
+        self.projection = self.sim.client.computeProjectionMatrixFOV(self.fov_deg, 1.0, self.near, self.far)
+        self.labels = np.zeros(1, dtype=np.uint8)  # body id + 1 -> label
+
+    def set_label(self, body: int, label: SegLabel) -> None:
+        if body + 1 >= len(self.labels):
+            self.labels = np.pad(self.labels, (0, body + 2 - len(self.labels)))
+        self.labels[body + 1] = label
+
+    def render(self, pose: np.ndarray, size: int, depth: bool, seg: bool) -> dict[str, np.ndarray]:
+        """``{"rgb": (H, W, 3)}`` plus ``"depth"`` and ``"seg"`` (H, W, 1) when asked, all uint8."""
+        eye = pose[:3, 3]
+        forward, down = pose[:3, 2], pose[:3, 1]
+        view = self.sim.client.computeViewMatrix(eye.tolist(), (eye + forward).tolist(), (-down).tolist())
+        rgb, depth_buffer, seg_ids = self.sim.render(view, self.projection, size, size, segmentation=seg)
+        images = {"rgb": rgb}
+        if depth:
+            images["depth"] = encode_depth(depth_buffer, self.near, self.far)[..., None]
+        if seg:
+            # Background pixels carry id -1; ids past the table (created later) read as background.
+            index = np.clip(seg_ids + 1, 0, len(self.labels) - 1)
+            images["seg"] = np.where(seg_ids + 1 < len(self.labels), self.labels[index], 0)[..., None].astype(np.uint8)
+        return images
+
+    def project(self, pose: np.ndarray, point_world: np.ndarray, size: int) -> tuple[np.ndarray, float]:
+        """Pixel (column, row) of a world point and its depth along the optical axis."""
+        point = pose[:3, :3].T @ (point_world - pose[:3, 3])
+        focal = size / 2 / np.tan(np.deg2rad(self.fov_deg) / 2)
+        pixel = focal * point[:2] / point[2] + size / 2
+        return pixel, float(point[2])

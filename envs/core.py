@@ -1,0 +1,282 @@
+"""``SurgicalEnv``: the one Gymnasium environment class, parametrised by a task.
+
+The env card of each task (its action and observation tables, rewards, start state and episode
+end) is the docstring of the task class in ``surgisim/envs/tasks/``. Common to all tasks:
+
+Arguments
+    task: a task name from ``surgisim.envs.tasks.TASKS`` (set by the registered id).
+    obs_mode: ``"state"`` (default), ``"rgb"``, ``"rgbd"``, ``"rgb_seg"`` or ``"all"``; image modes
+        add endoscope images to the observation dict.
+    image_size: side of the square observation images in pixels (default 84).
+    reward_type: ``"sparse"`` (default) or ``"dense"``.
+    control: ``"cartesian"`` (default) or ``"joint"``.
+    action_frame: frame of cartesian tip motion, ``"camera"`` (default; the endoscope view, as on a
+        surgeon console) or ``"world"`` (the table frame, z up).
+    render_mode: ``None`` or ``"rgb_array"`` (the endoscope view at ``render_size`` pixels).
+    renderer: ``"tiny"`` (default, CPU TinyRenderer) or ``"egl"`` (used only if available; falls
+        back to TinyRenderer with a warning).
+
+Actions, all in [-1, 1]
+    PSM, cartesian (5): tip translation (x, y, z) of up to 5 mm per step, a roll of the tool about
+    its jaw axis of up to 0.1 rad, and the jaw angle (-1 is -20 degrees, 1 is 80 degrees).
+    PSM, joint (7): changes of the six joints (0.05 rad, or 5 mm for the insertion) and the jaw angle.
+    ECM, cartesian (4): camera translation (x, y, z) of up to 5 mm and a roll of up to 0.1 rad;
+    the camera always looks along its shaft, through the RCM. ECM, joint (4): joint changes.
+    A non-finite action or one of the wrong shape raises ``ValueError`` and changes nothing.
+
+Observation (a dict; HER-ready)
+    ``observation`` (float32): the driven arm's state (PSM: tip position, tip rotation as 6-D,
+    jaw; ECM: camera position and rotation as 6-D), then the task's features. ``achieved_goal``
+    and ``desired_goal`` (float32): see the task. Image modes add ``rgb`` (H, W, 3), ``depth``
+    (H, W, 1; see ``surgisim.envs.camera.depth_to_metres``) and ``seg`` (H, W, 1; labels in
+    ``surgisim.envs.camera.SegLabel``), all uint8, from the endoscope.
+
+Info
+    ``is_success`` (bool), ``distance_mm`` (goal distance in mm) and ``cost`` (safety cost of
+    the step, e.g. a contact with anatomy).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+
+from surgisim.envs.kinematics import JAW_LIMITS
+from surgisim.envs.scene import Scene
+from surgisim.envs.tasks import TASKS
+from surgisim.envs.tasks.base import Task
+
+OBS_MODES = {
+    "state": (),
+    "rgb": ("rgb",),
+    "rgbd": ("rgb", "depth"),
+    "rgb_seg": ("rgb", "seg"),
+    "all": ("rgb", "depth", "seg"),
+}
+REWARD_TYPES = ("sparse", "dense")
+CONTROLS = ("cartesian", "joint")
+ACTION_FRAMES = ("camera", "world")
+RENDER_MODES = (None, "rgb_array")
+RENDERERS = ("tiny", "egl")
+
+MAX_TRANSLATION = 0.005  # metres per step
+MAX_ROLL = 0.1  # radians per step
+MAX_JOINT_STEP = 0.05  # radians per step (metres x 0.1 for insertion)
+
+
+def _check_choice(name: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r} is not supported; use one of {', '.join(repr(a) for a in allowed)}")
+
+
+class SurgicalEnv(gym.Env):
+    """A dVRK surgical task in PyBullet with endoscope camera observations (see the module docstring)."""
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 10}
+
+    def __init__(
+        self,
+        task: str = "NeedleReach",
+        obs_mode: str = "state",
+        image_size: int = 84,
+        reward_type: str = "sparse",
+        control: str = "cartesian",
+        action_frame: str = "camera",
+        render_mode: str | None = None,
+        renderer: str = "tiny",
+        render_size: int = 256,
+    ) -> None:
+        _check_choice("task", task, tuple(TASKS))
+        _check_choice("obs_mode", obs_mode, tuple(OBS_MODES))
+        _check_choice("reward_type", reward_type, REWARD_TYPES)
+        _check_choice("control", control, CONTROLS)
+        _check_choice("action_frame", action_frame, ACTION_FRAMES)
+        _check_choice("render_mode", render_mode, RENDER_MODES)
+        _check_choice("renderer", renderer, RENDERERS)
+        for name, size in (("image_size", image_size), ("render_size", render_size)):
+            if not isinstance(size, int | np.integer) or isinstance(size, bool) or not 16 <= size <= 1024:
+                raise ValueError(f"{name}={size!r} is not supported; use an integer from 16 to 1024")
+        self._init_kwargs = dict(
+            task=task, obs_mode=obs_mode, image_size=int(image_size), reward_type=reward_type, control=control,
+            action_frame=action_frame, render_mode=render_mode, renderer=renderer, render_size=int(render_size),
+        )  # fmt: skip
+        self.obs_mode, self.image_size, self.reward_type = obs_mode, int(image_size), reward_type
+        self.control, self.action_frame, self.render_mode = control, action_frame, render_mode
+        self.render_size = int(render_size)
+        self.metadata = {**self.metadata}  # per instance, not the shared class dict
+        self.task: Task = TASKS[task]()
+        self.scene = Scene(renderer)
+        self.task.build(self.scene)
+        self.arm = self.scene.psm if self.task.arm == "psm" else self.scene.ecm
+        self._has_reset = False
+
+        n_actions = {("psm", "cartesian"): 5, ("psm", "joint"): 7, ("ecm", "cartesian"): 4, ("ecm", "joint"): 4}
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (n_actions[self.task.arm, control],), np.float32)
+        self._reset_arms()
+        self.task.reset(self.scene, np.random.default_rng(0))  # fixes the observation sizes
+        example = self._state_obs()
+        goal_space = gym.spaces.Box(-np.inf, np.inf, example["achieved_goal"].shape, np.float32)
+        spaces: dict[str, gym.spaces.Space] = {
+            "observation": gym.spaces.Box(-np.inf, np.inf, example["observation"].shape, np.float32),
+            "achieved_goal": goal_space,
+            "desired_goal": goal_space,
+        }
+        channels = {"rgb": 3, "depth": 1, "seg": 1}
+        for key in OBS_MODES[obs_mode]:
+            spaces[key] = gym.spaces.Box(0, 255, (self.image_size, self.image_size, channels[key]), np.uint8)
+        self.observation_space = gym.spaces.Dict(spaces)
+
+    # -- episode ---------------------------------------------------------------------------------
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+        super().reset(seed=seed)
+        self._reset_arms()
+        self.task.failed = False
+        self.task.reset(self.scene, self.np_random)
+        self._has_reset = True
+        observation = self._observation()
+        return observation, self._info(observation, cost=0.0)
+
+    def _reset_arms(self) -> None:
+        self.scene.ecm.set_joints(self.scene.ecm_home)
+        self.scene.psm.set_joints(self.scene.psm_home(np.array([0.0, 0.0, 0.03])))
+        self.scene.psm.set_jaw(0.0)
+
+    def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
+        if not self._has_reset:
+            raise RuntimeError("call reset() before step()")
+        action = self._validated(action)
+        self._apply(action)
+        self.task.step_world(self.scene)
+        cost = self.task.cost(self.scene)
+        if cost > 0:
+            self.task.failed = True
+        observation = self._observation()
+        info = self._info(observation, cost)
+        reward = float(self.compute_reward(observation["achieved_goal"], observation["desired_goal"], info))
+        terminated = bool(self.task.terminate_on_success and info["is_success"])
+        return observation, reward, terminated, False, info
+
+    def _validated(self, action: Any) -> np.ndarray:
+        try:
+            array = np.asarray(action, dtype=np.float64)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"action must be an array of {self.action_space.shape[0]} numbers: {error}") from None
+        if array.shape != self.action_space.shape:
+            raise ValueError(
+                f"action has shape {array.shape}, expected {self.action_space.shape} for "
+                f"control={self.control!r} on the {self.task.arm.upper()}; nothing was applied"
+            )
+        bad = np.flatnonzero(~np.isfinite(array))
+        if bad.size:
+            raise ValueError(f"action has NaN or inf at index {bad.tolist()}: {array.tolist()}; nothing was applied")
+        return np.clip(array, -1.0, 1.0)
+
+    def _apply(self, action: np.ndarray) -> None:
+        arm = self.arm
+        if self.control == "joint":
+            scale = np.full(len(arm.q), MAX_JOINT_STEP)
+            scale[2] *= 0.1  # insertion: 5 mm per step
+            arm.set_joints(arm.q + scale * action[: len(arm.q)])
+        else:
+            translation = action[:3] * MAX_TRANSLATION
+            if self.action_frame == "camera":
+                translation = self.scene.camera_pose()[:3, :3] @ translation
+            target = np.clip(arm.tip_pose()[:3, 3] + translation, *self.task.workspace)
+            arm.move_tip(target, action[3] * MAX_ROLL)
+        if self.task.arm == "psm":
+            low, high = JAW_LIMITS
+            arm.set_jaw(low + (action[-1] + 1.0) / 2.0 * (high - low))
+
+    def action_toward(self, position: np.ndarray, jaw: float = 0.0) -> np.ndarray:
+        """The action, in this env's control mode, that moves the driven arm's tip in a straight
+        line towards a world ``position`` (at most one step's worth), keeping its orientation and
+        setting the jaw to ``jaw`` radians. Scripted experts and the ROS bridge use it."""
+        arm = self.arm
+        delta = np.asarray(position, dtype=np.float64) - arm.tip_pose()[:3, 3]
+        delta *= min(1.0, MAX_TRANSLATION / max(float(np.linalg.norm(delta)), 1e-12))
+        if self.control == "cartesian":
+            if self.action_frame == "camera":
+                delta = self.scene.camera_pose()[:3, :3].T @ delta
+            motion = np.concatenate([delta / MAX_TRANSLATION, [0.0]])
+        else:
+            target = arm.tip_pose()
+            target[:3, 3] += delta
+            q_target = arm.ik(target) if self.task.arm == "psm" else arm.ik(target[:3, 3], arm.q[3])
+            scale = np.full(len(arm.q), MAX_JOINT_STEP)
+            scale[2] *= 0.1
+            motion = (np.clip(q_target, arm.lower, arm.upper) - arm.q) / scale
+            motion /= max(1.0, float(np.abs(motion).max()))
+        if self.task.arm == "psm":
+            low, high = JAW_LIMITS
+            motion = np.concatenate([motion, [2.0 * (jaw - low) / (high - low) - 1.0]])
+        return np.clip(motion, -1.0, 1.0).astype(np.float32)
+
+    def compute_reward(self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any) -> np.ndarray:
+        """Reward for (batches of) goals; vectorised over the last axis for HER relabelling."""
+        return self.task.compute_reward(achieved_goal, desired_goal, info, self.reward_type)
+
+    # -- observations ----------------------------------------------------------------------------
+
+    def _state_obs(self) -> dict[str, np.ndarray]:
+        return {
+            "observation": np.concatenate([self.arm.state(), self.task.observation(self.scene)]).astype(np.float32),
+            "achieved_goal": self.task.achieved_goal(self.scene).astype(np.float32),
+            "desired_goal": self.task.desired_goal(self.scene).astype(np.float32),
+        }
+
+    def _observation(self) -> dict[str, np.ndarray]:
+        observation = self._state_obs()
+        keys = OBS_MODES[self.obs_mode]
+        if keys:
+            images = self.scene.render(self.image_size, depth="depth" in keys, seg="seg" in keys)
+            observation.update({key: images[key] for key in keys})
+        return observation
+
+    def _info(self, observation: dict[str, np.ndarray], cost: float) -> dict[str, Any]:
+        achieved, desired = observation["achieved_goal"], observation["desired_goal"]
+        return {
+            "is_success": bool(self.task.is_success(achieved, desired)) and not self.task.failed,
+            "distance_mm": float(self.task.distance(achieved, desired) * 1000.0),
+            "cost": float(cost),
+        }
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode != "rgb_array":
+            return None
+        return self.scene.render(self.render_size)["rgb"]
+
+    # -- state -----------------------------------------------------------------------------------
+
+    def get_state(self) -> dict[str, Any]:
+        """A picklable snapshot of the episode (arms and task), restored with ``set_state``."""
+        return {
+            "psm_q": self.scene.psm.q.copy(),
+            "psm_jaw": self.scene.psm.jaw,
+            "ecm_q": self.scene.ecm.q.copy(),
+            "task": self.task.get_state(),
+            "has_reset": self._has_reset,
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.scene.psm.set_joints(state["psm_q"])
+        self.scene.psm.set_jaw(state["psm_jaw"])
+        self.scene.ecm.set_joints(state["ecm_q"])
+        self.task.set_state(self.scene, state["task"])
+        self._has_reset = state["has_reset"]
+
+    def __getstate__(self) -> dict[str, Any]:
+        rng_state = self._np_random.bit_generator.state if self._np_random is not None else None
+        return {"init_kwargs": self._init_kwargs, "state": self.get_state(), "rng_state": rng_state}
+
+    def __setstate__(self, pickled: dict[str, Any]) -> None:
+        self.__init__(**pickled["init_kwargs"])
+        self.set_state(pickled["state"])
+        if pickled["rng_state"] is not None:
+            self._np_random = np.random.Generator(np.random.PCG64())
+            self._np_random.bit_generator.state = pickled["rng_state"]
+
+    def close(self) -> None:
+        self.scene.close()

@@ -1,0 +1,124 @@
+"""The dVRK arms in the simulator: a PSM (instrument) and an ECM (endoscope).
+
+Both are driven kinematically, as a stiff position-controlled arm is: a commanded joint vector is
+clipped to the joint limits and applied directly. Poses come from the DH model, which the
+simulated links match exactly (``tests/test_kinematics.py``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from surgisim.envs.kinematics import (
+    ECM_DH,
+    ECM_LOWER,
+    ECM_UPPER,
+    JAW_LIMITS,
+    PSM_DH,
+    PSM_LOWER,
+    PSM_UPPER,
+    ecm_fk,
+    ecm_ik,
+    psm_fk,
+    psm_ik,
+    rot_z,
+)
+from surgisim.envs.sim import Sim
+from surgisim.envs.transforms import make_pose, matrix_to_quat, quat_to_matrix, rot6d
+
+
+class Arm:
+    """Common parts: a URDF body whose base frame is the RCM, posed in the world by ``base``."""
+
+    urdf: str
+    lower: np.ndarray
+    upper: np.ndarray
+
+    def __init__(self, sim: Sim, name: str, base: np.ndarray, joint_names: list[str], tip_link: str) -> None:
+        self.sim, self.name, self.base = sim, name, base
+        self.base_inv = np.linalg.inv(base)
+        self.body = sim.load_urdf(name, self.urdf, base[:3, 3], matrix_to_quat(base[:3, :3]))
+        indices = sim.joint_indices(name)
+        self.joint_ids = [indices[joint] for joint in joint_names]
+        self.tip_link = sim.link_indices(name)[tip_link]
+        self.q = np.zeros(len(joint_names))
+
+    def set_joints(self, q: np.ndarray) -> None:
+        self.q = np.clip(np.asarray(q, dtype=np.float64), self.lower, self.upper)
+        self.sim.set_joint_positions(self.name, self.joint_ids, self.q)
+
+    def tip_pose(self) -> np.ndarray:
+        """World pose (4x4) of the tool tip or camera, from the DH model."""
+        return self.base @ self.local_tip_pose(self.q)
+
+    def sim_tip_pose(self) -> np.ndarray:
+        """World pose (4x4) of the tip frame as PyBullet computes it from the URDF."""
+        position, orientation = self.sim.link_pose(self.name, self.tip_link)
+        return make_pose(quat_to_matrix(orientation), position)
+
+    def local_tip_pose(self, q: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def rcm(self) -> np.ndarray:
+        return self.base[:3, 3]
+
+
+class PSM(Arm):
+    """Patient-side manipulator: six joints (yaw, pitch, insertion, roll, wrist pitch, wrist yaw) and a jaw."""
+
+    urdf = "psm.urdf"
+    lower, upper = PSM_LOWER, PSM_UPPER
+
+    def __init__(self, sim: Sim, name: str, base: np.ndarray) -> None:
+        super().__init__(sim, name, base, [row.name for row in PSM_DH], "tool_tip")
+        indices = sim.joint_indices(name)
+        self.jaw_ids = [indices["jaw_left"], indices["jaw_right"]]
+        self.jaw = 0.0
+
+    def local_tip_pose(self, q: np.ndarray) -> np.ndarray:
+        return psm_fk(q)
+
+    def set_jaw(self, angle: float) -> None:
+        self.jaw = float(np.clip(angle, *JAW_LIMITS))
+        self.sim.set_joint_positions(self.name, self.jaw_ids, np.array([self.jaw / 2, -self.jaw / 2]))
+
+    def ik(self, tip_pose_world: np.ndarray) -> np.ndarray:
+        return psm_ik(self.base_inv @ tip_pose_world, q_ref=self.q)
+
+    def move_tip(self, position: np.ndarray, roll: float) -> None:
+        """Move the tip to a world position, keeping its orientation except a roll about the jaw axis."""
+        target = self.tip_pose()
+        target[:3, :3] = target[:3, :3] @ rot_z(roll)
+        target[:3, 3] = position
+        self.set_joints(self.ik(target))
+
+    def state(self) -> np.ndarray:
+        """Tip position (3), tip rotation as 6-D (6), jaw angle (1)."""
+        pose = self.tip_pose()
+        return np.concatenate([pose[:3, 3], rot6d(pose[:3, :3]), [self.jaw]])
+
+
+class ECM(Arm):
+    """Endoscope camera manipulator: yaw, pitch, insertion and roll; the camera looks along the shaft."""
+
+    urdf = "ecm.urdf"
+    lower, upper = ECM_LOWER, ECM_UPPER
+
+    def __init__(self, sim: Sim, name: str, base: np.ndarray) -> None:
+        super().__init__(sim, name, base, [row.name for row in ECM_DH], "camera_link")
+
+    def local_tip_pose(self, q: np.ndarray) -> np.ndarray:
+        return ecm_fk(q)
+
+    def ik(self, camera_position_world: np.ndarray, roll: float) -> np.ndarray:
+        local = self.base_inv[:3, :3] @ camera_position_world + self.base_inv[:3, 3]
+        return ecm_ik(local, roll)
+
+    def move_tip(self, position: np.ndarray, roll: float) -> None:
+        """Move the camera to a world position (its view stays on the shaft line) and roll it."""
+        self.set_joints(self.ik(position, self.q[3] + roll))
+
+    def state(self) -> np.ndarray:
+        """Camera position (3) and rotation as 6-D (6)."""
+        pose = self.tip_pose()
+        return np.concatenate([pose[:3, 3], rot6d(pose[:3, :3])])

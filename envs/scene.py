@@ -1,0 +1,62 @@
+"""The operating scene shared by every task: a tissue pad, one PSM and the endoscope (ECM)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from surgisim.envs.camera import Camera, SegLabel
+from surgisim.envs.kinematics import PSM_STRAIGHT_TIP_OFFSET, shaft_angles
+from surgisim.envs.robots import ECM, PSM
+from surgisim.envs.sim import Sim
+from surgisim.envs.transforms import look_at_base
+
+TISSUE_HALF_EXTENTS = np.array([0.12, 0.12, 0.005])  # a 24 cm x 24 cm tissue bed whose top face is z = 0
+TISSUE_RGBA = (0.82, 0.52, 0.5, 1.0)
+PSM_RCM = np.array([-0.07, 0.05, 0.10])  # where the instrument passes the body wall
+PSM_AIM = np.array([0.0, 0.0, 0.02])
+ECM_RCM = np.array([0.0, 0.07, 0.16])
+ECM_AIM = np.array([0.0, -0.01, 0.0])
+ECM_HOME_DISTANCE = 0.13  # camera to the aim point
+
+
+class Scene:
+    """Builds the bodies once; tasks add theirs in ``Task.build`` and move them on reset."""
+
+    def __init__(self, renderer: str = "tiny") -> None:
+        self.sim = Sim(renderer)
+        self.camera = Camera(self.sim)
+        tissue = self.sim.create_body(
+            "tissue",
+            visual=("box", {"halfExtents": TISSUE_HALF_EXTENTS.tolist()}),
+            collision=("box", {"halfExtents": TISSUE_HALF_EXTENTS.tolist()}),
+            rgba=TISSUE_RGBA,
+        )
+        self.sim.set_base_pose("tissue", np.array([0.0, 0.0, -TISSUE_HALF_EXTENTS[2]]), np.array([0, 0, 0, 1.0]))
+        self.camera.set_label(tissue, SegLabel.TISSUE)
+        self.psm = PSM(self.sim, "psm1", look_at_base(PSM_RCM, PSM_AIM))
+        self.camera.set_label(self.psm.body, SegLabel.INSTRUMENT)
+        self.ecm = ECM(self.sim, "ecm", look_at_base(ECM_RCM, ECM_AIM))
+        self.camera.set_label(self.ecm.body, SegLabel.ENDOSCOPE)
+        self.ecm_home = self._ecm_home()
+
+    def _ecm_home(self) -> np.ndarray:
+        direction = (ECM_AIM - ECM_RCM) / np.linalg.norm(ECM_AIM - ECM_RCM)
+        camera = ECM_AIM - ECM_HOME_DISTANCE * direction
+        self.ecm.move_tip(camera, 0.0)
+        return self.ecm.q.copy()
+
+    def psm_home(self, tip: np.ndarray) -> np.ndarray:
+        """PSM joints with the tip at ``tip`` and the wrist straight (jaws along the shaft)."""
+        direction = tip - self.psm.rcm()
+        local = self.psm.base_inv[:3, :3] @ direction
+        q1, q2 = shaft_angles(local / np.linalg.norm(local))
+        return np.array([q1, q2, np.linalg.norm(direction) - PSM_STRAIGHT_TIP_OFFSET, 0.0, 0.0, 0.0])
+
+    def camera_pose(self) -> np.ndarray:
+        return self.ecm.tip_pose()
+
+    def render(self, size: int, depth: bool = False, seg: bool = False) -> dict[str, np.ndarray]:
+        return self.camera.render(self.camera_pose(), size, depth, seg)
+
+    def close(self) -> None:
+        self.sim.close()

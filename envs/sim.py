@@ -1,0 +1,165 @@
+"""One PyBullet physics client per environment, with bodies looked up by name.
+
+Nothing here calls module-level ``pybullet.*`` functions that act on a shared connection, so any
+number of environments can live in one process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import sys
+import warnings
+from collections.abc import Iterator
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+import pybullet
+from pybullet_utils.bullet_client import BulletClient
+
+RENDERERS = ("tiny", "egl")
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Send C-level prints to stderr, so that stdout stays clean (e.g. for ``--json`` output)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def asset_path(name: str) -> str:
+    """Absolute path of a file in the installed ``surgisim.assets`` package."""
+    return str(Path(str(files("surgisim.assets"))) / name)
+
+
+class Sim:
+    """A PyBullet world in DIRECT mode: loading, posing, contact queries and rendering."""
+
+    def __init__(self, renderer: str = "tiny") -> None:
+        with _stdout_to_stderr():  # PyBullet prints "argv[0]=" on connecting
+            self.client = BulletClient(connection_mode=pybullet.DIRECT)
+        self.client.setGravity(0.0, 0.0, -9.81)
+        self.bodies: dict[str, int] = {}
+        self.renderer = self._select_renderer(renderer)
+
+    def _select_renderer(self, renderer: str) -> str:
+        if renderer == "tiny":
+            return "tiny"
+        spec = importlib.util.find_spec("eglRenderer")  # the plugin ships as a module in the pybullet wheel
+        egl_plugin = spec.origin if spec else None
+        if egl_plugin and self.client.loadPlugin(egl_plugin, "_eglRendererPlugin") >= 0:
+            return "egl"
+        warnings.warn("EGL rendering is not available here; falling back to TinyRenderer.", stacklevel=3)
+        return "tiny"
+
+    def load_urdf(self, name: str, filename: str, position: np.ndarray, orientation: np.ndarray) -> int:
+        body = self.client.loadURDF(
+            asset_path(filename),
+            basePosition=position.tolist(),
+            baseOrientation=orientation.tolist(),
+            useFixedBase=True,
+        )
+        self.bodies[name] = body
+        return body
+
+    def create_body(
+        self,
+        name: str,
+        visual: tuple[str, dict] | None,
+        collision: tuple[str, dict] | None,
+        rgba: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0),
+        mass: float = 0.0,
+    ) -> int:
+        """A single-link body from primitive shapes, e.g. ``visual=("box", {"halfExtents": ...})``.
+
+        Shape kinds are ``box``, ``sphere``, ``cylinder`` and ``mesh`` (a file in ``assets/meshes``).
+        """
+        visual_id = self._shape(self.client.createVisualShape, visual, rgba) if visual else -1
+        collision_id = self._shape(self.client.createCollisionShape, collision, None) if collision else -1
+        body = self.client.createMultiBody(
+            baseMass=mass, baseCollisionShapeIndex=collision_id, baseVisualShapeIndex=visual_id
+        )
+        self.bodies[name] = body
+        return body
+
+    def _shape(self, create, spec: tuple[str, dict], rgba: tuple[float, ...] | None) -> int:
+        kind, params = spec
+        shape_types = {
+            "box": pybullet.GEOM_BOX,
+            "sphere": pybullet.GEOM_SPHERE,
+            "cylinder": pybullet.GEOM_CYLINDER,
+            "mesh": pybullet.GEOM_MESH,
+        }
+        params = dict(params)
+        if kind == "mesh":
+            params["fileName"] = asset_path(f"meshes/{params['fileName']}")
+        if rgba is not None:
+            params["rgbaColor"] = list(rgba)
+        return create(shape_types[kind], **params)
+
+    def set_base_pose(self, name: str, position: np.ndarray, orientation: np.ndarray) -> None:
+        self.client.resetBasePositionAndOrientation(self.bodies[name], position.tolist(), orientation.tolist())
+
+    def base_pose(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        position, orientation = self.client.getBasePositionAndOrientation(self.bodies[name])
+        return np.array(position), np.array(orientation)
+
+    def set_color(self, name: str, rgba: tuple[float, float, float, float]) -> None:
+        self.client.changeVisualShape(self.bodies[name], -1, rgbaColor=list(rgba))
+
+    def joint_indices(self, name: str) -> dict[str, int]:
+        body = self.bodies[name]
+        return {self.client.getJointInfo(body, i)[1].decode(): i for i in range(self.client.getNumJoints(body))}
+
+    def link_indices(self, name: str) -> dict[str, int]:
+        body = self.bodies[name]
+        return {self.client.getJointInfo(body, i)[12].decode(): i for i in range(self.client.getNumJoints(body))}
+
+    def set_joint_positions(self, name: str, indices: list[int], values: np.ndarray) -> None:
+        body = self.bodies[name]
+        for index, value in zip(indices, values, strict=True):
+            self.client.resetJointState(body, index, float(value))
+
+    def joint_positions(self, name: str, indices: list[int]) -> np.ndarray:
+        return np.array([state[0] for state in self.client.getJointStates(self.bodies[name], indices)])
+
+    def link_pose(self, name: str, link: int) -> tuple[np.ndarray, np.ndarray]:
+        """World position and (x, y, z, w) orientation of a link's URDF frame."""
+        state = self.client.getLinkState(self.bodies[name], link, computeForwardKinematics=True)
+        return np.array(state[4]), np.array(state[5])
+
+    def in_contact(self, name_a: str, name_b: str, margin: float = 0.0) -> bool:
+        """Whether two bodies touch (or come within ``margin`` metres)."""
+        points = self.client.getClosestPoints(self.bodies[name_a], self.bodies[name_b], margin)
+        return len(points) > 0
+
+    def step(self, substeps: int) -> None:
+        for _ in range(substeps):
+            self.client.stepSimulation()
+
+    def render(
+        self, view: list[float], projection: list[float], width: int, height: int, segmentation: bool
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """RGB (uint8, H x W x 3), the raw depth buffer (float, H x W) and body-id segmentation."""
+        flags = 0 if segmentation else pybullet.ER_NO_SEGMENTATION_MASK
+        renderer = pybullet.ER_BULLET_HARDWARE_OPENGL if self.renderer == "egl" else pybullet.ER_TINY_RENDERER
+        _, _, rgba, depth, seg = self.client.getCameraImage(
+            width, height, view, projection, shadow=0, flags=flags, renderer=renderer
+        )
+        rgb = np.asarray(rgba, dtype=np.uint8).reshape(height, width, 4)[..., :3]
+        depth = np.asarray(depth, dtype=np.float32).reshape(height, width)
+        seg_ids = np.asarray(seg, dtype=np.int32).reshape(height, width) if segmentation else None
+        return rgb, depth, seg_ids
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.disconnect()
+            self.client = None

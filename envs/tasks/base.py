@@ -1,0 +1,81 @@
+"""What every task provides. A task is one small file: a subclass of ``Task`` with an env card."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from surgisim.envs.scene import Scene
+
+
+class Task:
+    """Base class. Subclasses set the class attributes and implement ``build``, ``reset`` and goals.
+
+    Goal-based rewards are vectorised over the last axis so that HER can relabel batches:
+    ``sparse`` is -1 until the goal is within ``goal_tolerance`` (then 0), ``dense`` is the
+    negative distance in metres. A task's safety ``cost`` (e.g. a contact) is subtracted with
+    weight ``cost_weight``; it is read from ``info["cost"]``.
+    """
+
+    arm: ClassVar[str] = "psm"  # which arm the action drives: "psm" or "ecm"
+    max_episode_steps: ClassVar[int] = 50
+    goal_tolerance: ClassVar[float] = 0.005  # metres
+    terminate_on_success: ClassVar[bool] = True
+    cost_weight: ClassVar[float] = 0.0
+    workspace: ClassVar[tuple[tuple[float, ...], tuple[float, ...]]] = ((-0.05, -0.05, 0.003), (0.05, 0.05, 0.06))
+
+    def __init__(self) -> None:
+        self.failed = False  # set when the episode can no longer count as a success
+
+    def build(self, scene: Scene) -> None:
+        """Create the task's bodies once (reset only moves them)."""
+
+    def reset(self, scene: Scene, rng: np.random.Generator) -> None:
+        raise NotImplementedError
+
+    def step_world(self, scene: Scene) -> None:
+        """Advance whatever the task moves by itself, after the arm has moved."""
+
+    def observation(self, scene: Scene) -> np.ndarray:
+        """Task features appended to the arm state in ``obs["observation"]``."""
+        return np.zeros(0)
+
+    def achieved_goal(self, scene: Scene) -> np.ndarray:
+        raise NotImplementedError
+
+    def desired_goal(self, scene: Scene) -> np.ndarray:
+        raise NotImplementedError
+
+    def cost(self, scene: Scene) -> float:
+        """Safety cost of the current step (0 when safe)."""
+        return 0.0
+
+    def get_state(self) -> dict[str, Any]:
+        """Everything ``reset`` drew, so that an episode can be restored exactly."""
+        return {"failed": self.failed}
+
+    def set_state(self, scene: Scene, state: dict[str, Any]) -> None:
+        self.failed = bool(state["failed"])
+
+    def distance(self, achieved_goal: np.ndarray, desired_goal: np.ndarray) -> np.ndarray:
+        return np.linalg.norm(np.asarray(achieved_goal) - np.asarray(desired_goal), axis=-1)
+
+    def is_success(self, achieved_goal: np.ndarray, desired_goal: np.ndarray) -> np.ndarray:
+        return self.distance(achieved_goal, desired_goal) < self.goal_tolerance
+
+    def compute_reward(
+        self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any, reward_type: str
+    ) -> np.ndarray:
+        distance = self.distance(achieved_goal, desired_goal)
+        reward = -(distance >= self.goal_tolerance).astype(np.float64) if reward_type == "sparse" else -distance
+        if self.cost_weight:
+            reward = reward - self.cost_weight * _costs(info, np.shape(distance))
+        return reward
+
+
+def _costs(info: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """``info["cost"]`` from one info dict or an array of them (as HER passes)."""
+    if isinstance(info, dict):
+        return np.full(shape, float(info.get("cost", 0.0)))
+    return np.array([float(item.get("cost", 0.0)) for item in np.ravel(info)]).reshape(shape)

@@ -1,0 +1,82 @@
+"""NeedleReach: bring the PSM tool tip to a target point above the tissue."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from surgisim.envs.camera import SegLabel
+from surgisim.envs.scene import Scene
+from surgisim.envs.tasks.base import Task
+
+TARGET_RADIUS = 0.004
+TARGET_RGBA = (0.1, 0.85, 0.2, 1.0)
+
+
+def add_target_marker(scene: Scene, name: str, scale: tuple[float, float, float], rgba: tuple[float, ...]) -> int:
+    """A visual-only marker (no collision), labelled TARGET in segmentation."""
+    body = scene.sim.create_body(name, visual=("mesh", {"fileName": "icosphere.obj", "meshScale": list(scale)}),
+                                 collision=None, rgba=rgba)  # fmt: skip
+    scene.camera.set_label(body, SegLabel.TARGET)
+    return body
+
+
+class NeedleReach(Task):
+    """Bring the PSM tool tip to a target point above the tissue (SurRoL's NeedleReach).
+
+    ## Description
+    A target (green sphere, 4 mm radius) is drawn uniformly in a 8 x 8 x 4 cm box 1-5 cm above
+    the tissue; the tip starts at a random point of the same box with the wrist straight.
+
+    ## Action space
+    PSM actions (see ``SurgicalEnv``): 5-D cartesian or 7-D joint. The tip is kept inside the
+    workspace box x, y in [-5, 5] cm, z in [0.3, 6] cm.
+
+    ## Observation space
+    | key | size | content |
+    |---|---|---|
+    | observation | 10 | tip position (m), tip rotation (6-D), jaw angle (rad) |
+    | achieved_goal | 3 | tip position (m, world) |
+    | desired_goal | 3 | target position (m, world) |
+
+    ## Rewards
+    Sparse: -1 per step until the tip is within 5 mm of the target, then 0. Dense: minus the
+    distance in metres.
+
+    ## Episode end
+    Terminates on success; truncated after 50 steps.
+
+    ## Version history
+    v0: first release.
+    """
+
+    max_episode_steps = 50
+    goal_tolerance = 0.005
+    goal_box = (np.array([-0.04, -0.04, 0.01]), np.array([0.04, 0.04, 0.05]))
+
+    def build(self, scene: Scene) -> None:
+        add_target_marker(scene, "target", (TARGET_RADIUS,) * 3, TARGET_RGBA)
+        self.goal = np.zeros(3)
+
+    def reset(self, scene: Scene, rng: np.random.Generator) -> None:
+        start = rng.uniform(*self.goal_box)
+        scene.psm.set_joints(scene.psm_home(start))
+        self._place_goal(scene, rng.uniform(*self.goal_box))
+
+    def _place_goal(self, scene: Scene, goal: np.ndarray) -> None:
+        self.goal = np.asarray(goal, dtype=np.float64)
+        scene.sim.set_base_pose("target", self.goal, np.array([0.0, 0.0, 0.0, 1.0]))
+
+    def achieved_goal(self, scene: Scene) -> np.ndarray:
+        return scene.psm.tip_pose()[:3, 3]
+
+    def desired_goal(self, scene: Scene) -> np.ndarray:
+        return self.goal.copy()
+
+    def get_state(self) -> dict[str, Any]:
+        return {**super().get_state(), "goal": self.goal.copy()}
+
+    def set_state(self, scene: Scene, state: dict[str, Any]) -> None:
+        super().set_state(scene, state)
+        self._place_goal(scene, state["goal"])

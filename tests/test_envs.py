@@ -1,0 +1,208 @@
+"""Every registered environment: API checks, determinism, pickling, observations, rendering."""
+
+import pickle
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+from conftest import ENV_IDS, assert_same, rollout
+from surgisim.envs import SegLabel, SurgicalEnv, depth_to_metres
+from surgisim.envs.core import OBS_MODES
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+@pytest.mark.parametrize("obs_mode", ["state", "all"])
+def test_gymnasium_and_sb3_check_env(make_env, env_id, obs_mode):
+    env = make_env(env_id, obs_mode=obs_mode)
+    gym_check_env(env.unwrapped, skip_render_check=True)
+    sb3_check_env(env.unwrapped, warn=False)
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+@pytest.mark.parametrize("control", ["cartesian", "joint"])
+def test_same_seed_same_rollout(make_env, env_id, control):
+    first = rollout(make_env(env_id, control=control), seed=7, steps=120)
+    second = rollout(make_env(env_id, control=control), seed=7, steps=120)
+    assert_same(first, second)
+    other = rollout(make_env(env_id, control=control), seed=8, steps=1)
+    assert not np.array_equal(first[0][0]["desired_goal"], other[0][0]["desired_goal"]) or not np.array_equal(
+        first[0][0]["observation"], other[0][0]["observation"]
+    )
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_pickle_round_trip_mid_episode(make_env, env_id):
+    env = make_env(env_id, obs_mode="rgb")
+    env.reset(seed=3)
+    env.action_space.seed(3)
+    for _ in range(5):
+        env.step(env.action_space.sample())
+    clone = pickle.loads(pickle.dumps(env))
+    try:
+        action = env.action_space.sample()
+        assert_same(env.step(action), clone.step(action))
+        assert_same(env.reset(seed=11), clone.reset(seed=11))
+        assert_same(env.reset(), clone.reset())  # the generator state travelled too
+    finally:
+        clone.close()
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_rgb_array_render(make_env, env_id):
+    env = make_env(env_id, render_mode="rgb_array", render_size=128)
+    env.reset(seed=0)
+    frame = env.render()
+    assert frame.shape == (128, 128, 3) and frame.dtype == np.uint8
+    assert frame.std() > 5  # a scene, not a blank image
+    no_render = make_env(env_id)
+    no_render.reset(seed=0)
+    assert no_render.render() is None
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+@pytest.mark.parametrize("obs_mode", list(OBS_MODES))
+def test_observation_keys_dtypes_shapes(make_env, env_id, obs_mode):
+    env = make_env(env_id, obs_mode=obs_mode, image_size=64)
+    observation, _ = env.reset(seed=0)
+    expected = {"observation", "achieved_goal", "desired_goal", *OBS_MODES[obs_mode]}
+    assert set(observation) == expected == set(env.observation_space.spaces)
+    shapes = {"rgb": (64, 64, 3), "depth": (64, 64, 1), "seg": (64, 64, 1)}
+    for key in OBS_MODES[obs_mode]:
+        assert observation[key].shape == shapes[key] and observation[key].dtype == np.uint8
+    for key in ("observation", "achieved_goal", "desired_goal"):
+        assert observation[key].dtype == np.float32
+    assert env.observation_space.contains(observation)
+    observation, *_ = env.step(env.action_space.sample())
+    assert env.observation_space.contains(observation)
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_segmentation_shows_instrument_and_target(make_env, env_id):
+    env = make_env(env_id, obs_mode="rgb_seg")
+    observation, _ = env.reset(seed=0)
+    labels = set(np.unique(observation["seg"]))
+    assert {SegLabel.TISSUE, SegLabel.INSTRUMENT, SegLabel.TARGET} <= labels
+    if env_id == "surgisim/NavigateAnatomy-v0":
+        assert SegLabel.ANATOMY in labels
+
+
+def test_segmentation_target_pixels_where_the_target_projects(make_env):
+    env = make_env("surgisim/NeedleReach-v0", obs_mode="rgb_seg", image_size=84)
+    observation, _ = env.reset(seed=0)
+    scene = env.unwrapped.scene
+    pixel, depth = scene.camera.project(scene.camera_pose(), observation["desired_goal"].astype(float), 84)
+    assert depth > 0 and np.all((pixel >= 0) & (pixel < 84))
+    rows, cols = np.nonzero(observation["seg"][..., 0] == SegLabel.TARGET)
+    assert len(rows) > 0
+    assert np.hypot(cols.mean() + 0.5 - pixel[0], rows.mean() + 0.5 - pixel[1]) < 2.0
+
+
+def test_depth_image_converts_back_to_metres(make_env):
+    env = make_env("surgisim/NeedleReach-v0", obs_mode="rgbd", image_size=84)
+    observation, _ = env.reset(seed=0)
+    scene = env.unwrapped.scene
+    pose = scene.camera_pose()
+    # Tissue top is z = 0: distance along the optical axis to where the centre ray meets it.
+    expected = -pose[2, 3] / pose[2, 2]
+    seg = env.unwrapped.scene.render(84, seg=True)["seg"]
+    assert seg[42, 42, 0] == SegLabel.TISSUE
+    centre = depth_to_metres(observation["depth"][41:43, 41:43, 0]).mean()
+    assert abs(centre - expected) < 0.003
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_compute_reward_is_vectorised_and_matches_step(make_env, env_id):
+    for reward_type in ("sparse", "dense"):
+        env = make_env(env_id, reward_type=reward_type)
+        env.reset(seed=1)
+        observation, reward, _, _, info = env.step(env.action_space.sample())
+        achieved, desired = observation["achieved_goal"], observation["desired_goal"]
+        assert env.unwrapped.compute_reward(achieved, desired, info) == pytest.approx(reward)
+        batch = np.stack([achieved, desired, achieved])
+        rewards = env.unwrapped.compute_reward(batch, np.stack([desired] * 3), np.array([info] * 3))
+        assert rewards.shape == (3,)
+        assert rewards[0] == pytest.approx(reward) and rewards[2] == pytest.approx(reward)
+        assert rewards[1] == pytest.approx(0.0)  # achieved == desired
+
+
+def test_anatomy_contact_costs_and_fails_the_episode(make_env):
+    env = make_env("surgisim/NavigateAnatomy-v0")
+    observation, _ = env.reset(seed=0)
+    task = env.unwrapped.task
+    organ = env.unwrapped.scene.sim.base_pose(task.anatomy[3])[0]
+    costs = []
+    for _ in range(60):  # drive the tip straight into the large organ
+        action = env.unwrapped.action_toward(organ)
+        observation, _, _, _, info = env.step(action)
+        costs.append(info["cost"])
+    assert max(costs) == 1.0
+    assert not info["is_success"]
+    env.unwrapped.task.goal = observation["achieved_goal"].astype(float)  # even at the goal, not a success
+    assert not env.step(np.zeros(5))[4]["is_success"]
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+@pytest.mark.parametrize("bad_action", [[np.nan] * 7, [np.inf] * 7, [0.0] * 9, [[0.0] * 5], "left", None], ids=str)
+def test_bad_action_raises_and_changes_nothing(make_env, env_id, bad_action):
+    env = make_env(env_id)
+    env.reset(seed=2)
+    size = env.action_space.shape[0]
+    if isinstance(bad_action, list) and np.ndim(bad_action) == 1 and len(bad_action) == 7:
+        bad_action = bad_action[:size]
+    before = env.unwrapped.get_state()
+    with pytest.raises(ValueError, match="action"):
+        env.step(bad_action)
+    assert_same(before, env.unwrapped.get_state())
+    reference = make_env(env_id)
+    reference.reset(seed=2)
+    action = np.full(size, 0.3, dtype=np.float32)
+    assert_same(env.step(action)[:4], reference.step(action)[:4])
+
+
+@pytest.mark.parametrize(
+    ("argument", "value"),
+    [
+        ("obs_mode", "depth"),
+        ("reward_type", "shaped"),
+        ("control", "velocity"),
+        ("action_frame", "tool"),
+        ("render_mode", "human"),
+        ("renderer", "vulkan"),
+        ("image_size", 0),
+        ("image_size", 84.5),
+        ("task", "NeedleTie"),
+    ],
+)
+def test_bad_arguments_raise_with_allowed_values(argument, value):
+    with pytest.raises(ValueError, match=argument) as error:
+        SurgicalEnv(**{argument: value})
+    assert "use" in str(error.value)
+
+
+def test_step_before_reset_is_an_error():
+    env = SurgicalEnv()
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(np.zeros(5))
+    env.close()
+
+
+def test_egl_renderer_renders_or_falls_back(recwarn):
+    env = SurgicalEnv(obs_mode="rgb", renderer="egl")
+    observation, _ = env.reset(seed=0)
+    assert observation["rgb"].shape == (84, 84, 3) and observation["rgb"].std() > 5
+    if env.scene.sim.renderer == "tiny":
+        assert any("EGL" in str(warning.message) for warning in recwarn)
+    env.close()
+
+
+def test_many_envs_in_one_process():
+    envs = [gym.make("surgisim/NeedleReach-v0") for _ in range(4)]
+    first = [env.reset(seed=i)[0]["desired_goal"] for i, env in enumerate(envs)]
+    envs[0].close()
+    for i, env in enumerate(envs[1:], start=1):
+        np.testing.assert_array_equal(env.reset(seed=i)[0]["desired_goal"], first[i])
+        env.step(env.action_space.sample())
+        env.close()
