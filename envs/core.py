@@ -45,6 +45,7 @@ import numpy as np
 
 from surgisim.envs.kinematics import JAW_LIMITS
 from surgisim.envs.scene import Scene
+from surgisim.envs.sim import RENDERERS
 from surgisim.envs.tasks import TASKS
 from surgisim.envs.tasks.base import Task
 
@@ -59,7 +60,6 @@ REWARD_TYPES = ("sparse", "dense")
 CONTROLS = ("cartesian", "joint")
 ACTION_FRAMES = ("camera", "world")
 RENDER_MODES = (None, "rgb_array")
-RENDERERS = ("tiny", "egl")
 
 MAX_TRANSLATION = 0.005  # metres per step
 MAX_ROLL = 0.1  # radians per step

@@ -10,7 +10,7 @@ from surgisim.envs.robots import ECM, PSM
 from surgisim.envs.sim import Sim
 from surgisim.envs.transforms import look_at_base
 
-TISSUE_HALF_EXTENTS = np.array([0.12, 0.12, 0.005])  # a 24 cm x 24 cm tissue bed whose top face is z = 0
+TISSUE_HALF_EXTENTS = np.array([0.25, 0.25, 0.005])  # a 50 cm x 50 cm tissue bed whose top face is z = 0
 TISSUE_RGBA = (0.82, 0.52, 0.5, 1.0)
 PSM_RCM = np.array([-0.07, 0.05, 0.10])  # where the instrument passes the body wall
 PSM_AIM = np.array([0.0, 0.0, 0.02])

@@ -182,6 +182,17 @@ def test_bad_arguments_raise_with_allowed_values(argument, value):
     assert "use" in str(error.value)
 
 
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_reset_moves_bodies_without_reloading(make_env, env_id):
+    env = make_env(env_id)
+    client = env.unwrapped.scene.sim.client
+    env.reset(seed=0)
+    bodies = client.getNumBodies()
+    for seed in range(1, 6):
+        env.reset(seed=seed)
+    assert client.getNumBodies() == bodies
+
+
 def test_step_before_reset_is_an_error():
     env = SurgicalEnv()
     with pytest.raises(RuntimeError, match="reset"):
