@@ -55,8 +55,11 @@ class Sim:
             return "tiny"
         spec = importlib.util.find_spec("eglRenderer")  # the plugin ships as a module in the pybullet wheel
         egl_plugin = spec.origin if spec else None
-        if egl_plugin and self.client.loadPlugin(egl_plugin, "_eglRendererPlugin") >= 0:
-            return "egl"
+        if egl_plugin:
+            with _stdout_to_stderr():  # the plugin reports its GL driver on stdout
+                loaded = self.client.loadPlugin(egl_plugin, "_eglRendererPlugin") >= 0
+            if loaded:
+                return "egl"
         warnings.warn("EGL rendering is not available here; falling back to TinyRenderer.", stacklevel=3)
         return "tiny"
 
@@ -76,7 +79,6 @@ class Sim:
         visual: tuple[str, dict] | None,
         collision: tuple[str, dict] | None,
         rgba: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0),
-        mass: float = 0.0,
     ) -> int:
         """A single-link body from primitive shapes, e.g. ``visual=("box", {"halfExtents": ...})``.
 
@@ -85,7 +87,7 @@ class Sim:
         visual_id = self._shape(self.client.createVisualShape, visual, rgba) if visual else -1
         collision_id = self._shape(self.client.createCollisionShape, collision, None) if collision else -1
         body = self.client.createMultiBody(
-            baseMass=mass, baseCollisionShapeIndex=collision_id, baseVisualShapeIndex=visual_id
+            baseMass=0.0, baseCollisionShapeIndex=collision_id, baseVisualShapeIndex=visual_id
         )
         self.bodies[name] = body
         return body
@@ -112,9 +114,6 @@ class Sim:
         position, orientation = self.client.getBasePositionAndOrientation(self.bodies[name])
         return np.array(position), np.array(orientation)
 
-    def set_color(self, name: str, rgba: tuple[float, float, float, float]) -> None:
-        self.client.changeVisualShape(self.bodies[name], -1, rgbaColor=list(rgba))
-
     def joint_indices(self, name: str) -> dict[str, int]:
         body = self.bodies[name]
         return {self.client.getJointInfo(body, i)[1].decode(): i for i in range(self.client.getNumJoints(body))}
@@ -140,10 +139,6 @@ class Sim:
         """Whether two bodies touch (or come within ``margin`` metres)."""
         points = self.client.getClosestPoints(self.bodies[name_a], self.bodies[name_b], margin)
         return len(points) > 0
-
-    def step(self, substeps: int) -> None:
-        for _ in range(substeps):
-            self.client.stepSimulation()
 
     def render(
         self, view: list[float], projection: list[float], width: int, height: int, segmentation: bool
