@@ -12,6 +12,8 @@ import gymnasium as gym
 import numpy as np
 
 from surgisim.envs.core import SurgicalEnv
+from surgisim.envs.kinematics import JAW_LIMITS
+from surgisim.envs.needle import NEEDLE_ARC, NEEDLE_WIRE_RADIUS
 from surgisim.envs.tasks.endoscope_track import VIEW_DISTANCE
 from surgisim.envs.tasks.navigate_anatomy import SAFE_RADIUS
 
@@ -76,8 +78,38 @@ class EndoscopeTrackExpert(Expert):
         return self.env.action_toward(lesion_next - VIEW_DISTANCE * direction)
 
 
+class NeedlePickExpert(Expert):
+    """Open, hover over a point a third of the way along the needle with the jaws across the wire,
+    descend until the wire sits near the jaw tips, close, then carry the needle to the goal."""
+
+    task = "NeedlePick"
+    grasp_angle = 0.3 * NEEDLE_ARC  # from the tail
+    hover = 0.015  # metres above the grasp point
+
+    def __call__(self, observation: dict[str, np.ndarray]) -> np.ndarray:
+        env, needle = self.env, self.env.task.needle
+        tip_pose = env.scene.psm.tip_pose()
+        if env.task.grasp.held:
+            carry = tip_pose[:3, 3] + observation["desired_goal"] - observation["achieved_goal"]
+            return env.action_toward(carry, jaw=JAW_LIMITS[0])
+        grasp_point = needle.points(np.array([self.grasp_angle]))[0]
+        tangent = needle.pose()[:3, :3] @ np.array([-np.sin(self.grasp_angle), np.cos(self.grasp_angle), 0.0])
+        x_axis = tip_pose[:3, 0]
+        if np.dot(x_axis, tangent) < 0:
+            tangent = -tangent  # either direction across the wire will do; take the nearer
+        roll = float(np.arctan2(np.dot(np.cross(x_axis, tangent), tip_pose[:3, 2]), np.dot(x_axis, tangent)))
+        # The tool tip sits 0.5 mm below the wire's centre: the wire lies 9.7 mm along the 10.5 mm jaws.
+        grasp_tip = grasp_point - np.array([0.0, 0.0, NEEDLE_WIRE_RADIUS])
+        offset = tip_pose[:3, 3] - grasp_tip
+        aligned = np.linalg.norm(offset[:2]) < 0.001 and abs(roll) < np.deg2rad(3)
+        if aligned and offset[2] < 0.0003:
+            return env.action_toward(grasp_tip, jaw=JAW_LIMITS[0])
+        target = grasp_tip if aligned else grasp_tip + np.array([0.0, 0.0, self.hover])
+        return env.action_toward(target, jaw=np.deg2rad(60), roll=roll)
+
+
 EXPERTS: dict[str, type[Expert]] = {
-    cls.task: cls for cls in (NeedleReachExpert, NavigateAnatomyExpert, EndoscopeTrackExpert)
+    cls.task: cls for cls in (NeedleReachExpert, NavigateAnatomyExpert, EndoscopeTrackExpert, NeedlePickExpert)
 }
 
 

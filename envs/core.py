@@ -43,7 +43,7 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
-from surgisim.envs.kinematics import JAW_LIMITS
+from surgisim.envs.kinematics import JAW_LIMITS, rot_z
 from surgisim.envs.scene import Scene
 from surgisim.envs.sim import RENDERERS
 from surgisim.envs.tasks import TASKS
@@ -190,21 +190,23 @@ class SurgicalEnv(gym.Env):
             low, high = JAW_LIMITS
             arm.set_jaw(low + (action[-1] + 1.0) / 2.0 * (high - low))
 
-    def action_toward(self, position: np.ndarray, jaw: float = 0.0) -> np.ndarray:
+    def action_toward(self, position: np.ndarray, jaw: float = 0.0, roll: float = 0.0) -> np.ndarray:
         """The action, in this env's control mode, that moves the driven arm's tip in a straight
-        line towards a world ``position`` (at most one step's worth), keeping its orientation and
-        setting the jaw to ``jaw`` radians. Scripted experts and the ROS bridge use it."""
+        line towards a world ``position`` and rolls it by ``roll`` radians about its axis (at most
+        one step's worth of each), setting the jaw to ``jaw`` radians. Scripted experts use it."""
         arm = self.arm
         delta = np.asarray(position, dtype=np.float64) - arm.tip_pose()[:3, 3]
         delta *= min(1.0, MAX_TRANSLATION / max(float(np.linalg.norm(delta)), 1e-12))
+        roll = float(np.clip(roll, -MAX_ROLL, MAX_ROLL))
         if self.control == "cartesian":
             if self.action_frame == "camera":
                 delta = self.scene.camera_pose()[:3, :3].T @ delta
-            motion = np.concatenate([delta / MAX_TRANSLATION, [0.0]])
+            motion = np.concatenate([delta / MAX_TRANSLATION, [roll / MAX_ROLL]])
         else:
             target = arm.tip_pose()
             target[:3, 3] += delta
-            q_target = arm.ik(target) if self.task.arm == "psm" else arm.ik(target[:3, 3], arm.q[3])
+            target[:3, :3] = target[:3, :3] @ rot_z(roll)
+            q_target = arm.ik(target) if self.task.arm == "psm" else arm.ik(target[:3, 3], arm.q[3] + roll)
             scale = np.full(len(arm.q), MAX_JOINT_STEP)
             scale[2] *= 0.1
             motion = (np.clip(q_target, arm.lower, arm.upper) - arm.q) / scale
@@ -241,6 +243,7 @@ class SurgicalEnv(gym.Env):
             "is_success": bool(self.task.is_success(achieved, desired)) and not self.task.failed,
             "distance_mm": float(self.task.distance(achieved, desired) * 1000.0),
             "cost": float(cost),
+            **self.task.extra_info(self.scene),
         }
 
     def render(self) -> np.ndarray | None:

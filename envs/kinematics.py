@@ -43,6 +43,9 @@ ECM_DH: tuple[DHRow, ...] = (
     DHRow("outer_roll", "R", 0.0, 0.0, 0.0, 0.3829, np.deg2rad(-90), np.deg2rad(90)),
 )
 JAW_LIMITS = (np.deg2rad(-20.0), np.deg2rad(80.0))
+# Each jaw finger rotates about the wrist-yaw axis (z6) and extends along y6 just past the tool tip.
+JAW_LENGTH = 0.0105
+JAW_HALF_WIDTH = 0.0015  # along z6
 
 # Tool tip relative to the wrist-yaw frame (dVRK "tooltip-offset"): 10.2 mm along y6, z_tip along the jaws.
 PSM_TIP_OFFSET = np.array([[0.0, -1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0102], [-1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])

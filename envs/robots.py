@@ -42,6 +42,9 @@ class Arm:
         self.joint_ids = [indices[joint] for joint in joint_names]
         self.tip_link = sim.link_indices(name)[tip_link]
         self.q = np.zeros(len(joint_names))
+        # Kinematic: no physics contacts (contact queries such as Sim.in_contact still see the arm).
+        for link in range(-1, len(indices)):
+            sim.client.setCollisionFilterGroupMask(self.body, link, 0, 0)
 
     def set_joints(self, q: np.ndarray) -> None:
         self.q = np.clip(np.asarray(q, dtype=np.float64), self.lower, self.upper)

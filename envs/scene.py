@@ -52,6 +52,13 @@ class Scene:
         q1, q2 = shaft_angles(local / np.linalg.norm(local))
         return np.array([q1, q2, np.linalg.norm(direction) - PSM_STRAIGHT_TIP_OFFSET, 0.0, 0.0, 0.0])
 
+    def step_physics(self, substeps: int) -> None:
+        """Advance free bodies (e.g. a dropped needle) and hold the kinematic arms at their set-points."""
+        for _ in range(substeps):
+            self.sim.client.stepSimulation()
+        for arm in (self.psm, self.ecm):
+            arm.set_joints(arm.q)
+
     def camera_pose(self) -> np.ndarray:
         return self.ecm.tip_pose()
 

@@ -15,6 +15,8 @@ import numpy as np
 from surgisim.envs.kinematics import (
     ECM_CAMERA_MOUNT,
     ECM_DH,
+    JAW_HALF_WIDTH,
+    JAW_LENGTH,
     JAW_LIMITS,
     PSM_DH,
     PSM_PITCH_TO_YAW,
@@ -26,7 +28,6 @@ from surgisim.envs.transforms import matrix_to_rpy
 
 SHAFT_RADIUS = 0.0042  # 8.4 mm instrument shaft
 ENDOSCOPE_RADIUS = 0.005
-JAW_LENGTH = 0.012
 INSTRUMENT_GREY = "0.55 0.57 0.6 1"
 JAW_GREY = "0.3 0.3 0.32 1"
 
@@ -101,8 +102,8 @@ def build_psm_urdf() -> str:
         _empty_link("roll_link"),
         _box_link("wrist_pitch_link", (PSM_PITCH_TO_YAW, 0.004, 0.004), (PSM_PITCH_TO_YAW / 2, 0, 0), INSTRUMENT_GREY),
         _empty_link("wrist_yaw_link"),
-        _box_link("jaw_left_link", (0.0012, JAW_LENGTH, 0.003), (-0.0007, JAW_LENGTH / 2, 0), JAW_GREY),
-        _box_link("jaw_right_link", (0.0012, JAW_LENGTH, 0.003), (0.0007, JAW_LENGTH / 2, 0), JAW_GREY),
+        _box_link("jaw_left_link", (0.0012, JAW_LENGTH, 2 * JAW_HALF_WIDTH), (-0.0007, JAW_LENGTH / 2, 0), JAW_GREY),
+        _box_link("jaw_right_link", (0.0012, JAW_LENGTH, 2 * JAW_HALF_WIDTH), (0.0007, JAW_LENGTH / 2, 0), JAW_GREY),
         _empty_link("tool_tip"),
     ]
     chain = ["rcm", "yaw_link", "pitch_link", "insertion_link", "roll_link", "wrist_pitch_link", "wrist_yaw_link"]

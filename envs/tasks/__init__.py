@@ -3,10 +3,12 @@
 from surgisim.envs.tasks.base import Task
 from surgisim.envs.tasks.endoscope_track import EndoscopeTrack
 from surgisim.envs.tasks.navigate_anatomy import NavigateAnatomy
+from surgisim.envs.tasks.needle_pick import NeedlePick
 from surgisim.envs.tasks.needle_reach import NeedleReach
 
 TASKS: dict[str, type[Task]] = {
     "NeedleReach": NeedleReach,
     "NavigateAnatomy": NavigateAnatomy,
     "EndoscopeTrack": EndoscopeTrack,
+    "NeedlePick": NeedlePick,
 }

@@ -70,12 +70,16 @@ class Task:
         distance = self.distance(achieved_goal, desired_goal)
         reward = -(distance >= self.goal_tolerance).astype(np.float64) if reward_type == "sparse" else -distance
         if self.cost_weight:
-            reward = reward - self.cost_weight * _costs(info, np.shape(distance))
+            reward = reward - self.cost_weight * info_values(info, "cost", np.shape(distance))
         return reward
 
+    def extra_info(self, scene: Scene) -> dict[str, Any]:
+        """Task-specific entries for ``info`` (e.g. what a staged dense reward needs)."""
+        return {}
 
-def _costs(info: Any, shape: tuple[int, ...]) -> np.ndarray:
-    """``info["cost"]`` from one info dict or an array of them (as HER passes)."""
+
+def info_values(info: Any, key: str, shape: tuple[int, ...]) -> np.ndarray:
+    """``info[key]`` (0 where missing) from one info dict or an array of them (as HER passes)."""
     if isinstance(info, dict):
-        return np.full(shape, float(info.get("cost", 0.0)))
-    return np.array([float(item.get("cost", 0.0)) for item in np.ravel(info)]).reshape(shape)
+        return np.full(shape, float(info.get(key, 0.0)))
+    return np.array([float(item.get(key, 0.0)) for item in np.ravel(info)]).reshape(shape)
