@@ -13,9 +13,12 @@ import numpy as np
 
 from surgisim.envs.core import SurgicalEnv
 from surgisim.envs.kinematics import JAW_LIMITS
-from surgisim.envs.needle import NEEDLE_ARC, NEEDLE_WIRE_RADIUS
+from surgisim.envs.needle import NEEDLE_WIRE_RADIUS
 from surgisim.envs.tasks.endoscope_track import VIEW_DISTANCE
 from surgisim.envs.tasks.navigate_anatomy import SAFE_RADIUS
+from surgisim.envs.tasks.needle_insert import START_BEFORE_ENTRY, entry_angle, needle_pose_for_bite
+from surgisim.envs.tasks.needle_task import GRASP_ANGLE
+from surgisim.envs.tissue import rot_about_z
 
 
 class Expert:
@@ -25,6 +28,7 @@ class Expert:
 
     def __init__(self, env: gym.Env) -> None:
         self.env: SurgicalEnv = env.unwrapped  # type: ignore[assignment]
+        self.reset()
 
     def reset(self) -> None:
         """Forget anything kept from the previous episode."""
@@ -83,7 +87,7 @@ class NeedlePickExpert(Expert):
     descend until the wire sits near the jaw tips, close, then carry the needle to the goal."""
 
     task = "NeedlePick"
-    grasp_angle = 0.3 * NEEDLE_ARC  # from the tail
+    grasp_angle = GRASP_ANGLE
     hover = 0.015  # metres above the grasp point
 
     def __call__(self, observation: dict[str, np.ndarray]) -> np.ndarray:
@@ -108,8 +112,43 @@ class NeedlePickExpert(Expert):
         return env.action_toward(target, jaw=np.deg2rad(60), roll=roll)
 
 
+class NeedleInsertExpert(Expert):
+    """Bring the needle to the ideal bite pose (plane through both marks, tip just short of the
+    entry), then drive it along its own arc until the tip comes out."""
+
+    task = "NeedleInsert"
+    drive_step = 0.08  # radians of arc per step
+
+    def reset(self) -> None:
+        self.driving = False
+
+    def __call__(self, observation: dict[str, np.ndarray]) -> np.ndarray:
+        task = self.env.task
+        needle = task.needle.pose()
+        tip_in_needle = np.linalg.inv(task.grasp.offset)
+        # Rolling the jaws by r turns the needle about its own axis by r * (z_tip . z_needle).
+        roll_sign = float(np.sign(np.dot((needle @ tip_in_needle)[:3, 2], needle[:3, 2])))
+        if not self.driving:
+            ideal = needle_pose_for_bite(*task.marks, entry_angle(*task.marks) - START_BEFORE_ENTRY)
+            turn = float(np.arctan2(np.dot(np.cross(needle[:3, 0], ideal[:3, 0]), needle[:3, 2]),
+                                    np.dot(needle[:3, 0], ideal[:3, 0])))  # fmt: skip
+            if np.linalg.norm(ideal[:3, 3] - needle[:3, 3]) > 3e-4 or abs(turn) > np.deg2rad(1.0):
+                target = (ideal @ tip_in_needle)[:3, 3]
+                return self.env.action_toward(target, jaw=JAW_LIMITS[0], roll=roll_sign * turn)
+            self.driving = True
+        driven = needle @ rot_about_z(self.drive_step) @ tip_in_needle
+        return self.env.action_toward(driven[:3, 3], jaw=JAW_LIMITS[0], roll=roll_sign * self.drive_step)
+
+
 EXPERTS: dict[str, type[Expert]] = {
-    cls.task: cls for cls in (NeedleReachExpert, NavigateAnatomyExpert, EndoscopeTrackExpert, NeedlePickExpert)
+    cls.task: cls
+    for cls in (
+        NeedleReachExpert,
+        NavigateAnatomyExpert,
+        EndoscopeTrackExpert,
+        NeedlePickExpert,
+        NeedleInsertExpert,
+    )
 }
 
 

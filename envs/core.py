@@ -151,8 +151,6 @@ class SurgicalEnv(gym.Env):
         self._apply(action)
         self.task.step_world(self.scene)
         cost = self.task.cost(self.scene)
-        if cost > 0:
-            self.task.failed = True
         observation = self._observation()
         info = self._info(observation, cost)
         reward = float(self.compute_reward(observation["achieved_goal"], observation["desired_goal"], info))

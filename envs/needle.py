@@ -75,6 +75,23 @@ class Needle:
         velocity = np.zeros(6) if velocity is None else np.asarray(velocity, dtype=np.float64)
         self.sim.client.resetBaseVelocity(self.body, velocity[:3].tolist(), velocity[3:].tolist())
 
+    def state(self) -> np.ndarray:
+        """Position (3), orientation quaternion (4) and velocity (6) exactly as PyBullet holds them."""
+        position, orientation = self.sim.base_pose(self.name)
+        return np.concatenate([position, orientation, self.velocity()])
+
+    def set_state(self, state: np.ndarray) -> None:
+        self.sim.set_base_pose(self.name, state[:3], state[3:7])
+        self.sim.client.resetBaseVelocity(self.body, state[7:10].tolist(), state[10:13].tolist())
+
+    def forget_contacts(self) -> None:
+        """Drop PyBullet's cached contacts (solver warm-start data) for the needle, which no saved
+        state carries, by taking it out of collision detection for one pass."""
+        client = self.sim.client
+        client.setCollisionFilterGroupMask(self.body, -1, 0, 0)
+        client.performCollisionDetection()
+        client.setCollisionFilterGroupMask(self.body, -1, 1, -1)
+
     def velocity(self) -> np.ndarray:
         """Linear (m/s) and angular (rad/s) velocity, stacked (6,)."""
         linear, angular = self.sim.client.getBaseVelocity(self.body)

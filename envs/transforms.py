@@ -71,3 +71,31 @@ def look_at_base(rcm: np.ndarray, aim: np.ndarray) -> np.ndarray:
     z_axis = -shaft
     x_axis = np.cross(y_axis, z_axis)
     return make_pose(np.column_stack([x_axis, y_axis, z_axis]), rcm)
+
+
+def rotation_vector(rotation: np.ndarray) -> np.ndarray:
+    """Axis times angle (radians) of a rotation matrix (the matrix logarithm)."""
+    angle = np.arccos(np.clip((np.trace(rotation) - 1.0) / 2.0, -1.0, 1.0))
+    skew = np.array([rotation[2, 1] - rotation[1, 2], rotation[0, 2] - rotation[2, 0], rotation[1, 0] - rotation[0, 1]])
+    if angle < 1e-9:
+        return skew / 2.0
+    if np.pi - angle < 1e-6:  # half turn: the axis is the column of R + I with the largest norm
+        columns = rotation + np.eye(3)
+        axis = columns[:, np.argmax(np.linalg.norm(columns, axis=0))]
+        return angle * axis / np.linalg.norm(axis)
+    return angle * skew / (2.0 * np.sin(angle))
+
+
+def rotation_from_vector(vector: np.ndarray) -> np.ndarray:
+    """Rotation matrix of an axis-times-angle vector (Rodrigues' formula)."""
+    angle = float(np.linalg.norm(vector))
+    if angle < 1e-12:
+        return np.eye(3)
+    x, y, z = np.asarray(vector) / angle
+    skew = np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])
+    return np.eye(3) + np.sin(angle) * skew + (1.0 - np.cos(angle)) * skew @ skew
+
+
+def scale_motion(motion: np.ndarray, fraction: float) -> np.ndarray:
+    """The rigid motion ``fraction`` of the way along ``motion`` (4x4) from the identity."""
+    return make_pose(rotation_from_vector(fraction * rotation_vector(motion[:3, :3])), fraction * motion[:3, 3])

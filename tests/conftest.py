@@ -35,15 +35,17 @@ def rollout(env: gym.Env, seed: int, steps: int) -> list:
     return trace
 
 
-def assert_same(a, b) -> None:
-    """Deep equality for nested tuples, dicts and arrays."""
+def assert_same(a, b, atol: float = 0.0) -> None:
+    """Deep equality for nested tuples, dicts and arrays (floats within ``atol`` if given)."""
     if isinstance(a, dict):
         assert a.keys() == b.keys()
         for key in a:
-            assert_same(a[key], b[key])
+            assert_same(a[key], b[key], atol)
     elif isinstance(a, list | tuple):
         assert len(a) == len(b)
         for x, y in zip(a, b, strict=True):
-            assert_same(x, y)
+            assert_same(x, y, atol)
+    elif atol and np.issubdtype(np.asarray(a).dtype, np.floating):
+        np.testing.assert_allclose(a, b, rtol=0.0, atol=atol)
     else:
         np.testing.assert_array_equal(a, b)

@@ -43,7 +43,8 @@ def test_pickle_round_trip_mid_episode(make_env, env_id):
     clone = pickle.loads(pickle.dumps(env))
     try:
         action = env.action_space.sample()
-        assert_same(env.step(action), clone.step(action))
+        # Rounding-level differences (1e-15) can come from PyBullet re-normalising a restored pose.
+        assert_same(env.step(action), clone.step(action), atol=1e-12)
         assert_same(env.reset(seed=11), clone.reset(seed=11))
         assert_same(env.reset(), clone.reset())  # the generator state travelled too
     finally:

@@ -3,6 +3,7 @@
 from surgisim.envs.tasks.base import Task
 from surgisim.envs.tasks.endoscope_track import EndoscopeTrack
 from surgisim.envs.tasks.navigate_anatomy import NavigateAnatomy
+from surgisim.envs.tasks.needle_insert import NeedleInsert
 from surgisim.envs.tasks.needle_pick import NeedlePick
 from surgisim.envs.tasks.needle_reach import NeedleReach
 
@@ -11,4 +12,5 @@ TASKS: dict[str, type[Task]] = {
     "NavigateAnatomy": NavigateAnatomy,
     "EndoscopeTrack": EndoscopeTrack,
     "NeedlePick": NeedlePick,
+    "NeedleInsert": NeedleInsert,
 }

@@ -35,7 +35,8 @@ class Task:
         raise NotImplementedError
 
     def step_world(self, scene: Scene) -> None:
-        """Advance whatever the task moves by itself, after the arm has moved."""
+        """Advance whatever the task moves by itself after the arm has moved, and set ``failed``
+        if something happened that rules out success in this episode."""
 
     def observation(self, scene: Scene) -> np.ndarray:
         """Task features appended to the arm state in ``obs["observation"]``."""

@@ -83,6 +83,7 @@ class NavigateAnatomy(NeedleReach):
         for name in self.anatomy:
             scene.camera.set_label(scene.sim.bodies[name], SegLabel.ANATOMY)
         self.anatomy_poses = np.zeros((len(self.anatomy), 4))  # x, y, z, heading
+        self.touching = False
 
     def reset(self, scene: Scene, rng: np.random.Generator) -> None:
         # Rejection sampling: the largest organ sits between start and target, across the straight
@@ -103,6 +104,7 @@ class NavigateAnatomy(NeedleReach):
             scene.psm.set_joints(start)
             if clear:
                 self._place_goal(scene, goal)
+                self.touching = False
                 return
 
     def _place_anatomy(self, scene: Scene, xy: np.ndarray, headings: np.ndarray) -> None:
@@ -141,13 +143,18 @@ class NavigateAnatomy(NeedleReach):
         return np.concatenate([np.concatenate([pose[:3], shape]) for pose, shape in
                                zip(self.anatomy_poses, self.shape_features, strict=True)])  # fmt: skip
 
+    def step_world(self, scene: Scene) -> None:
+        self.touching = not self._clear(scene, margin=0.0)
+        self.failed = self.failed or self.touching
+
     def cost(self, scene: Scene) -> float:
-        return 0.0 if self._clear(scene, margin=0.0) else 1.0
+        return float(self.touching)
 
     def get_state(self) -> dict[str, Any]:
-        return {**super().get_state(), "anatomy_poses": self.anatomy_poses.copy()}
+        return {**super().get_state(), "anatomy_poses": self.anatomy_poses.copy(), "touching": self.touching}
 
     def set_state(self, scene: Scene, state: dict[str, Any]) -> None:
         super().set_state(scene, state)
         self.anatomy_poses = np.array(state["anatomy_poses"])
+        self.touching = bool(state["touching"])
         self._apply_anatomy_poses(scene)

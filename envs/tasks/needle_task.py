@@ -1,0 +1,109 @@
+"""Shared parts of the suturing tasks: one needle, a gated grasp by the PSM, and the tissue."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from surgisim.envs.grasp import Grasp
+from surgisim.envs.needle import NEEDLE_ARC, NEEDLE_RADIUS, NEEDLE_WIRE_RADIUS, Needle
+from surgisim.envs.scene import Scene
+from surgisim.envs.tasks.base import Task
+from surgisim.envs.tissue import Tissue
+from surgisim.envs.transforms import make_pose, rot6d
+
+PHYSICS_SUBSTEPS = 24  # one env step is 0.1 s of PyBullet time at 240 Hz
+REST_SPEED = 1e-3  # m/s (and rad/s): below this a dropped needle has come to rest
+GRASP_ANGLE = 0.3 * NEEDLE_ARC  # where the experts hold the needle, measured from the tail
+
+
+def jaws_across_wire(angle: float = GRASP_ANGLE) -> np.ndarray:
+    """Tool-tip pose in the needle frame for the standard grasp at arc ``angle``: the jaws along
+    the needle's axis (-z), closing across the wire, with the wire 9.7 mm along the 10.5 mm jaws."""
+    point = np.array([np.cos(angle), np.sin(angle), 0.0]) * NEEDLE_RADIUS
+    z_axis = np.array([0.0, 0.0, -1.0])
+    x_axis = np.array([-np.sin(angle), np.cos(angle), 0.0])  # along the wire
+    return make_pose(np.column_stack([x_axis, np.cross(z_axis, x_axis), z_axis]), point + NEEDLE_WIRE_RADIUS * z_axis)
+
+
+class NeedleTask(Task):
+    """A task with a needle: grasp, free fall (PyBullet) and tissue interaction, stepped together.
+
+    Each step: the grasp reacts to the jaw; if the wire is in the tissue, the needle's commanded
+    motion is resisted (``surgisim.envs.tissue``) and a held needle holds the arm back with it;
+    otherwise a released needle falls under physics until it rests. Damage (mm) is the step's cost.
+    """
+
+    damage_limit_mm: float = float("inf")  # more damage than this fails the episode
+
+    def build(self, scene: Scene) -> None:
+        self.needle = Needle(scene.sim, scene.camera)
+        self.grasp = Grasp(scene.psm, self.needle)
+        self.tissue = Tissue()
+        self.previous_jaw = 0.0
+        self.falling = False  # physics runs only while a released needle has not come to rest
+
+    def reset_needle(self, scene: Scene, pose: np.ndarray, held: bool) -> None:
+        """Place the needle; if ``held``, in the PSM's jaws (closed) with the standard grasp."""
+        self.grasp.reset()
+        self.tissue.reset()
+        self.falling = False
+        self.needle.set_pose(pose)
+        if held:
+            scene.psm.set_joints(scene.psm.ik(pose @ jaws_across_wire()))
+            scene.psm.set_jaw(0.0)
+            self.grasp.held, self.grasp.offset = True, np.linalg.inv(scene.psm.tip_pose()) @ pose
+        self.previous_jaw = scene.psm.jaw
+
+    def step_world(self, scene: Scene) -> None:
+        before = self.needle.pose()
+        was_held = self.grasp.held
+        self.grasp.update(self.previous_jaw)
+        self.previous_jaw = scene.psm.jaw
+        if self.tissue.holds(before):
+            resisted = self.tissue.resist(before, self.needle.pose())
+            self.needle.set_pose(resisted)
+            if self.grasp.held:
+                scene.psm.set_joints(scene.psm.ik(resisted @ np.linalg.inv(self.grasp.offset)))
+            self.falling = False
+        else:
+            self.falling = not self.grasp.held and (self.falling or was_held)
+            if self.falling:
+                self.needle.forget_contacts()  # so that a restored (unpickled) env steps the same
+                scene.step_physics(PHYSICS_SUBSTEPS)
+                self.falling = bool(np.abs(self.needle.velocity()).max() > REST_SPEED)
+        self.tissue.update(before, self.needle.pose())
+        self.failed = self.failed or self.tissue.damage_mm > self.damage_limit_mm
+
+    def needle_observation(self) -> np.ndarray:
+        """Arc centre (3), needle rotation as 6-D (6), held (1)."""
+        pose = self.needle.pose()
+        return np.concatenate([pose[:3, 3], rot6d(pose[:3, :3]), [float(self.grasp.held)]])
+
+    def cost(self, scene: Scene) -> float:
+        return self.tissue.step_damage_mm
+
+    def extra_info(self, scene: Scene) -> dict[str, Any]:
+        wire = self.needle.points(np.linspace(0.0, NEEDLE_ARC, 24))
+        reach = float(np.min(np.linalg.norm(wire - scene.psm.tip_pose()[:3, 3], axis=1)))
+        return {"held": self.grasp.held, "reach_m": reach, "damage_mm": self.tissue.damage_mm}
+
+    def get_state(self) -> dict[str, Any]:
+        return {
+            **super().get_state(),
+            "needle": self.needle.state(),
+            "falling": self.falling,
+            "held": self.grasp.held,
+            "grasp_offset": self.grasp.offset.copy(),
+            "previous_jaw": self.previous_jaw,
+            "tissue": self.tissue.get_state(),
+        }
+
+    def set_state(self, scene: Scene, state: dict[str, Any]) -> None:
+        super().set_state(scene, state)
+        self.needle.set_state(np.array(state["needle"]))
+        self.falling = bool(state["falling"])
+        self.grasp.held, self.grasp.offset = bool(state["held"]), np.array(state["grasp_offset"])
+        self.previous_jaw = float(state["previous_jaw"])
+        self.tissue.set_state(state["tissue"])
