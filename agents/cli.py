@@ -95,6 +95,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demos_record(args: argparse.Namespace) -> int:
+    from surgisim.agents.demos import record_demos
+
+    path = record_demos(args.env_id, args.out, args.policy, args.episodes, args.seed, args.obs_mode, args.force)
+    print(f"wrote {args.episodes} episodes of {args.env_id} ({args.policy}, obs_mode={args.obs_mode}) to {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="surgisim", description="Surgical-robot learning in PyBullet.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -119,6 +127,18 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--control", default="cartesian", choices=CONTROLS)
     evaluation.add_argument("--json", action="store_true", help="print one JSON object")
     evaluation.set_defaults(run=cmd_evaluate)
+
+    demos = commands.add_parser("demos", help="demonstration datasets (Minari)")
+    demo_commands = demos.add_subparsers(dest="demos_command", required=True)
+    record = demo_commands.add_parser("record", help="record a policy's episodes to a Minari dataset")
+    record.add_argument("env_id", type=_env_id)
+    record.add_argument("--policy", default="expert", choices=POLICIES)
+    record.add_argument("--episodes", type=_positive, default=100)
+    record.add_argument("--seed", type=int, default=0)
+    record.add_argument("--obs-mode", default="state", choices=tuple(OBS_MODES))
+    record.add_argument("--out", type=Path, help="dataset directory; default: where minari.load_dataset finds it")
+    record.add_argument("--force", action="store_true", help="replace an existing dataset at --out")
+    record.set_defaults(run=cmd_demos_record)
     return parser
 
 
@@ -126,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except ValueError as error:
+    except (ValueError, FileExistsError) as error:
         print(f"surgisim: error: {error}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,151 @@
+"""Demonstration datasets in Minari format (Farama's standard for offline RL data).
+
+A recording rolls a policy out for seeded episodes and writes observations (in the env's
+``obs_mode``), actions, rewards, terminations, truncations and the task metrics from ``info``
+into a Minari dataset directory. It is written beside its destination and moved into place
+only when complete, so an interrupted recording leaves nothing half-written, and an existing
+dataset is replaced only when asked to (``force``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+import surgisim.envs  # noqa: F401  (registers the environments)
+from surgisim.agents.evaluate import make_policy
+
+
+def dataset_id(env_id: str, policy: str) -> str:
+    """Minari id of a recording, e.g. ``surgisim/NeedlePick/expert-v0``."""
+    task = env_id.removeprefix("surgisim/").rsplit("-v", 1)[0]
+    return f"surgisim/{task}/{policy}-v0"
+
+
+def default_path(env_id: str, policy: str) -> Path:
+    """Where ``minari.load_dataset(dataset_id(...))`` looks for the recording."""
+    from minari.storage.datasets_root_dir import get_dataset_path
+
+    return Path(get_dataset_path()) / dataset_id(env_id, policy)
+
+
+@contextlib.contextmanager
+def _minari_root(root: Path) -> Iterator[None]:
+    saved = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = str(root)
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["MINARI_DATASETS_PATH"]
+        else:
+            os.environ["MINARI_DATASETS_PATH"] = saved
+
+
+def _stack(items: list[dict[str, Any]]) -> dict[str, list]:
+    return {key: [item[key] for item in items] for key in items[0]}
+
+
+def record_demos(
+    env_id: str,
+    out: Path | None = None,
+    policy: str = "expert",
+    episodes: int = 10,
+    seed: int = 0,
+    obs_mode: str = "state",
+    force: bool = False,
+) -> Path:
+    """Record ``episodes`` episodes (seeds ``seed``, ``seed + 1``, ...) to a Minari dataset at ``out``."""
+    from minari import create_dataset_from_buffers
+
+    if episodes < 1:
+        raise ValueError(f"episodes must be at least 1, got {episodes}")
+    out = Path(out) if out is not None else default_path(env_id, policy)
+    if out.exists() and not force:
+        raise FileExistsError(f"{out} already exists; choose another path or pass --force to replace it")
+    env = gym.make(env_id, obs_mode=obs_mode)
+    try:
+        actor = make_policy(policy, env)
+        buffers = [_rollout(env, actor, episode, seed + episode) for episode in range(episodes)]
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        try:
+            with _minari_root(staging), warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="`(author_email|code_permalink)` is set to None")
+                create_dataset_from_buffers(
+                    dataset_id(env_id, policy),
+                    buffers,
+                    env=env.spec,
+                    eval_env=env.spec,
+                    algorithm_name=f"surgisim {policy}",
+                    author="surgisim",
+                    description=f"{policy} demonstrations on {env_id} (obs_mode={obs_mode!r}, seeds from {seed})",
+                    data_format="hdf5",
+                    jpeg_encoding=False,  # lossless: depth and segmentation must survive
+                )
+            _replace(staging / dataset_id(env_id, policy), out)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    finally:
+        env.close()
+    return out
+
+
+def _rollout(env: gym.Env, actor: Any, index: int, seed: int) -> Any:
+    """One episode as a Minari ``EpisodeBuffer`` (observations and infos include the reset)."""
+    from minari.data_collector import EpisodeBuffer
+
+    observation, info = env.reset(seed=seed)
+    actor.reset()
+    observations, infos, actions, rewards, terminations, truncations = [observation], [info], [], [], [], []
+    done = False
+    while not done:
+        action = actor(observation)
+        observation, reward, terminated, truncated, info = env.step(action)
+        done = terminated or truncated
+        observations.append(observation)
+        infos.append(info)
+        actions.append(np.asarray(action, dtype=np.float32))
+        rewards.append(float(reward))
+        terminations.append(bool(terminated))
+        truncations.append(bool(truncated))
+    return EpisodeBuffer(
+        id=index,
+        seed=seed,
+        observations=_stack(observations),
+        actions=actions,
+        rewards=rewards,
+        terminations=terminations,
+        truncations=truncations,
+        infos=_stack(infos),
+    )
+
+
+def _replace(new: Path, out: Path) -> None:
+    """Move a finished dataset into place; an old one (``force``) is removed only after that."""
+    old = out.with_name(f".{out.name}.old") if out.exists() else None
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(out, old)
+    os.replace(new, out)
+    if old is not None:
+        shutil.rmtree(old)
+
+
+def load_demos(path: Path) -> Any:
+    """Open a recording (a ``minari.MinariDataset``) from its directory."""
+    from minari import MinariDataset
+
+    data = Path(path) / "data"
+    if not data.is_dir():
+        raise FileNotFoundError(f"{path} is not a Minari dataset (no data/ directory); record one with surgisim demos")
+    return MinariDataset(data)

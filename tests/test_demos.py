@@ -1,0 +1,73 @@
+"""Demonstration datasets: recorded in Minari format, loadable, never overwritten or left half-written."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import minari
+import numpy as np
+import pytest
+
+from surgisim.agents.demos import dataset_id, load_demos, record_demos
+
+
+def test_record_and_load_round_trip(tmp_path):
+    path = record_demos("surgisim/NeedlePick-v0", tmp_path / "pick", episodes=3, seed=5, obs_mode="rgb")
+    dataset = load_demos(path)
+    assert dataset.total_episodes == 3
+    episodes = list(dataset.iterate_episodes())
+    assert dataset.total_steps == sum(len(episode.actions) for episode in episodes)
+    for episode in episodes:
+        steps = len(episode.actions)
+        assert episode.observations["rgb"].shape == (steps + 1, 84, 84, 3)
+        assert episode.observations["rgb"].dtype == np.uint8
+        assert episode.observations["observation"].shape == (steps + 1, 20)
+        assert episode.actions.shape == (steps, 5) and episode.rewards.shape == (steps,)
+        assert episode.terminations[-1] and episode.infos["is_success"][-1]  # the expert succeeded
+        assert set(episode.infos) >= {"is_success", "distance_mm", "cost", "held", "damage_mm"}
+    assert dataset.spec.env_spec.kwargs["obs_mode"] == "rgb"
+    env = dataset.recover_environment()
+    observation, _ = env.reset(seed=5)
+    np.testing.assert_array_equal(observation["desired_goal"], episodes[0].observations["desired_goal"][0])
+    env.close()
+
+
+def test_load_dataset_by_id_from_the_minari_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    record_demos("surgisim/NeedleReach-v0", episodes=2)
+    dataset = minari.load_dataset(dataset_id("surgisim/NeedleReach-v0", "expert"))
+    assert dataset.total_episodes == 2
+
+
+def test_existing_dataset_is_kept_unless_forced(tmp_path):
+    path = record_demos("surgisim/NeedleReach-v0", tmp_path / "reach", episodes=2)
+    before = sorted(p.read_bytes() for p in path.rglob("*") if p.is_file())
+    with pytest.raises(FileExistsError, match="--force"):
+        record_demos("surgisim/NeedleReach-v0", path, episodes=3)
+    assert sorted(p.read_bytes() for p in path.rglob("*") if p.is_file()) == before
+    record_demos("surgisim/NeedleReach-v0", path, episodes=3, force=True)
+    assert load_demos(path).total_episodes == 3
+    assert sorted(os.listdir(tmp_path)) == ["reach"]  # no staging or backup left behind
+
+
+def test_interrupted_recording_leaves_nothing(tmp_path):
+    out = tmp_path / "insert"
+    command = [sys.executable, "-m", "surgisim.agents.cli", "demos", "record", "NeedleInsert", "--episodes", "100000",
+               "--out", str(out)]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(4.0)
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=60)
+    assert process.returncode != 0
+    assert not out.exists() and os.listdir(tmp_path) == []
+
+
+def test_cli_refuses_to_overwrite(tmp_path):
+    out = tmp_path / "reach"
+    args = [sys.executable, "-m", "surgisim.agents.cli", "demos", "record", "NeedleReach", "--episodes", "2"]
+    first = subprocess.run([*args, "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0 and str(out) in first.stdout
+    second = subprocess.run([*args, "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert second.returncode == 2 and "--force" in second.stderr
