@@ -43,7 +43,8 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
-from surgisim.envs.kinematics import JAW_LIMITS, rot_z
+from surgisim.envs.kinematics import JAW_LIMITS
+from surgisim.envs.robots import ECM, PSM
 from surgisim.envs.scene import Scene
 from surgisim.envs.sim import RENDERERS
 from surgisim.envs.tasks import TASKS
@@ -63,7 +64,8 @@ RENDER_MODES = (None, "rgb_array")
 
 MAX_TRANSLATION = 0.005  # metres per step
 MAX_ROLL = 0.1  # radians per step
-MAX_JOINT_STEP = 0.05  # radians per step (metres x 0.1 for insertion)
+# Largest joint change per step: 0.05 rad, and 5 mm for the insertion (the third joint).
+JOINT_STEP = np.array([0.05, 0.05, 0.005, 0.05, 0.05, 0.05])
 
 
 def _check_choice(name: str, value: Any, allowed: tuple) -> None:
@@ -109,11 +111,12 @@ class SurgicalEnv(gym.Env):
         self.task: Task = TASKS[task]()
         self.scene = Scene(renderer)
         self.task.build(self.scene)
-        self.arm = self.scene.psm if self.task.arm == "psm" else self.scene.ecm
+        self.arms = [self.scene.arms[name] for name in self.task.arms]
         self._has_reset = False
-
-        n_actions = {("psm", "cartesian"): 5, ("psm", "joint"): 7, ("ecm", "cartesian"): 4, ("ecm", "joint"): 4}
-        self.action_space = gym.spaces.Box(-1.0, 1.0, (n_actions[self.task.arm, control],), np.float32)
+        # Per arm: a cartesian motion (3) and roll (1), or one change per joint; then the jaw, if any.
+        sizes = [(4 if control == "cartesian" else len(arm.q)) + arm.has_jaw for arm in self.arms]
+        self._action_slices = [slice(end - size, end) for size, end in zip(sizes, np.cumsum(sizes), strict=True)]
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (sum(sizes),), np.float32)
         self._reset_arms()
         self.task.reset(self.scene, np.random.default_rng(0))  # fixes the observation sizes
         example = self._state_obs()
@@ -141,8 +144,9 @@ class SurgicalEnv(gym.Env):
 
     def _reset_arms(self) -> None:
         self.scene.ecm.set_joints(self.scene.ecm_home)
-        self.scene.psm.set_joints(self.scene.psm_home(np.array([0.0, 0.0, 0.03])))
-        self.scene.psm.set_jaw(0.0)
+        for psm in self.scene.psms():
+            psm.set_joints(self.scene.psm_home(np.array([0.0, 0.0, 0.03]), psm))
+            psm.set_jaw(0.0)
 
     def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
         if not self._has_reset:
@@ -165,7 +169,7 @@ class SurgicalEnv(gym.Env):
         if array.shape != self.action_space.shape:
             raise ValueError(
                 f"action has shape {array.shape}, expected {self.action_space.shape} for "
-                f"control={self.control!r} on the {self.task.arm.upper()}; nothing was applied"
+                f"control={self.control!r} on {', '.join(self.task.arms)}; nothing was applied"
             )
         bad = np.flatnonzero(~np.isfinite(array))
         if bad.size:
@@ -173,27 +177,29 @@ class SurgicalEnv(gym.Env):
         return np.clip(array, -1.0, 1.0)
 
     def _apply(self, action: np.ndarray) -> None:
-        arm = self.arm
+        for arm, part in zip(self.arms, self._action_slices, strict=True):
+            self._apply_to_arm(arm, action[part])
+
+    def _apply_to_arm(self, arm: PSM | ECM, action: np.ndarray) -> None:
         if self.control == "joint":
-            scale = np.full(len(arm.q), MAX_JOINT_STEP)
-            scale[2] *= 0.1  # insertion: 5 mm per step
-            arm.set_joints(arm.q + scale * action[: len(arm.q)])
+            arm.set_joints(arm.q + JOINT_STEP[: len(arm.q)] * action[: len(arm.q)])
         else:
             translation = action[:3] * MAX_TRANSLATION
             if self.action_frame == "camera":
                 translation = self.scene.camera_pose()[:3, :3] @ translation
             target = np.clip(arm.tip_pose()[:3, 3] + translation, *self.task.workspace)
             arm.move_tip(target, action[3] * MAX_ROLL)
-        if self.task.arm == "psm":
+        if arm.has_jaw:
             low, high = JAW_LIMITS
             arm.set_jaw(low + (action[-1] + 1.0) / 2.0 * (high - low))
 
-    def action_toward(self, position: np.ndarray, jaw: float = 0.0, roll: float = 0.0) -> np.ndarray:
-        """The action, in this env's control mode, that moves the driven arm's tip in a straight
-        line towards a world ``position`` and rolls it by ``roll`` radians about its axis (at most
-        one step's worth of each), setting the jaw to ``jaw`` radians. Scripted experts use it."""
-        arm = self.arm
-        delta = np.asarray(position, dtype=np.float64) - arm.tip_pose()[:3, 3]
+    def action_toward(self, position: np.ndarray, jaw: float = 0.0, roll: float = 0.0, arm: int = 0) -> np.ndarray:
+        """The action for driven arm number ``arm`` (its slice of the action; all of it for a
+        one-arm task), in this env's control mode, that moves its tip in a straight line towards
+        a world ``position`` and rolls it by ``roll`` radians about its axis (at most one step's
+        worth of each), setting its jaw to ``jaw`` radians. Scripted experts use it."""
+        driven = self.arms[arm]
+        delta = np.asarray(position, dtype=np.float64) - driven.tip_pose()[:3, 3]
         delta *= min(1.0, MAX_TRANSLATION / max(float(np.linalg.norm(delta)), 1e-12))
         roll = float(np.clip(roll, -MAX_ROLL, MAX_ROLL))
         if self.control == "cartesian":
@@ -201,15 +207,10 @@ class SurgicalEnv(gym.Env):
                 delta = self.scene.camera_pose()[:3, :3].T @ delta
             motion = np.concatenate([delta / MAX_TRANSLATION, [roll / MAX_ROLL]])
         else:
-            target = arm.tip_pose()
-            target[:3, 3] += delta
-            target[:3, :3] = target[:3, :3] @ rot_z(roll)
-            q_target = arm.ik(target) if self.task.arm == "psm" else arm.ik(target[:3, 3], arm.q[3] + roll)
-            scale = np.full(len(arm.q), MAX_JOINT_STEP)
-            scale[2] *= 0.1
-            motion = (np.clip(q_target, arm.lower, arm.upper) - arm.q) / scale
+            q_target = driven.joints_toward(driven.tip_pose()[:3, 3] + delta, roll)
+            motion = (np.clip(q_target, driven.lower, driven.upper) - driven.q) / JOINT_STEP[: len(driven.q)]
             motion /= max(1.0, float(np.abs(motion).max()))
-        if self.task.arm == "psm":
+        if driven.has_jaw:
             low, high = JAW_LIMITS
             motion = np.concatenate([motion, [2.0 * (jaw - low) / (high - low) - 1.0]])
         return np.clip(motion, -1.0, 1.0).astype(np.float32)
@@ -222,7 +223,9 @@ class SurgicalEnv(gym.Env):
 
     def _state_obs(self) -> dict[str, np.ndarray]:
         return {
-            "observation": np.concatenate([self.arm.state(), self.task.observation(self.scene)]).astype(np.float32),
+            "observation": np.concatenate(
+                [*(arm.state() for arm in self.arms), self.task.observation(self.scene)]
+            ).astype(np.float32),
             "achieved_goal": self.task.achieved_goal(self.scene).astype(np.float32),
             "desired_goal": self.task.desired_goal(self.scene).astype(np.float32),
         }
@@ -254,17 +257,17 @@ class SurgicalEnv(gym.Env):
     def get_state(self) -> dict[str, Any]:
         """A picklable snapshot of the episode (arms and task), restored with ``set_state``."""
         return {
-            "psm_q": self.scene.psm.q.copy(),
-            "psm_jaw": self.scene.psm.jaw,
-            "ecm_q": self.scene.ecm.q.copy(),
+            "joints": {name: arm.q.copy() for name, arm in self.scene.arms.items()},
+            "jaws": {psm.name: psm.jaw for psm in self.scene.psms()},
             "task": self.task.get_state(),
             "has_reset": self._has_reset,
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
-        self.scene.psm.set_joints(state["psm_q"])
-        self.scene.psm.set_jaw(state["psm_jaw"])
-        self.scene.ecm.set_joints(state["ecm_q"])
+        for name, q in state["joints"].items():
+            self.scene.arms[name].set_joints(q)
+        for name, jaw in state["jaws"].items():
+            self.scene.arms[name].set_jaw(jaw)
         self.task.set_state(self.scene, state["task"])
         self._has_reset = state["has_reset"]
 

@@ -33,6 +33,7 @@ class Arm:
     urdf: str
     lower: np.ndarray
     upper: np.ndarray
+    has_jaw: bool = False
 
     def __init__(self, sim: Sim, name: str, base: np.ndarray, joint_names: list[str], tip_link: str) -> None:
         self.sim, self.name, self.base = sim, name, base
@@ -62,6 +63,13 @@ class Arm:
     def local_tip_pose(self, q: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def joints_toward(self, position: np.ndarray, roll: float) -> np.ndarray:
+        raise NotImplementedError
+
+    def move_tip(self, position: np.ndarray, roll: float) -> None:
+        """Move the tip to a world position and roll it about its axis (joint limits apply)."""
+        self.set_joints(self.joints_toward(position, roll))
+
     def rcm(self) -> np.ndarray:
         return self.base[:3, 3]
 
@@ -71,6 +79,7 @@ class PSM(Arm):
 
     urdf = "psm.urdf"
     lower, upper = PSM_LOWER, PSM_UPPER
+    has_jaw = True
 
     def __init__(self, sim: Sim, name: str, base: np.ndarray) -> None:
         super().__init__(sim, name, base, [row.name for row in PSM_DH], "tool_tip")
@@ -88,12 +97,12 @@ class PSM(Arm):
     def ik(self, tip_pose_world: np.ndarray) -> np.ndarray:
         return psm_ik(self.base_inv @ tip_pose_world, q_ref=self.q)
 
-    def move_tip(self, position: np.ndarray, roll: float) -> None:
-        """Move the tip to a world position, keeping its orientation except a roll about the jaw axis."""
+    def joints_toward(self, position: np.ndarray, roll: float) -> np.ndarray:
+        """Joints with the tip at a world position, its orientation kept but for a roll about the jaw axis."""
         target = self.tip_pose()
         target[:3, :3] = target[:3, :3] @ rot_z(roll)
         target[:3, 3] = position
-        self.set_joints(self.ik(target))
+        return self.ik(target)
 
     def state(self) -> np.ndarray:
         """Tip position (3), tip rotation as 6-D (6), jaw angle (1)."""
@@ -117,9 +126,9 @@ class ECM(Arm):
         local = self.base_inv[:3, :3] @ camera_position_world + self.base_inv[:3, 3]
         return ecm_ik(local, roll)
 
-    def move_tip(self, position: np.ndarray, roll: float) -> None:
-        """Move the camera to a world position (its view stays on the shaft line) and roll it."""
-        self.set_joints(self.ik(position, self.q[3] + roll))
+    def joints_toward(self, position: np.ndarray, roll: float) -> np.ndarray:
+        """Joints with the camera at a world position (looking along the shaft line), rolled by ``roll``."""
+        return self.ik(position, self.q[3] + roll)
 
     def state(self) -> np.ndarray:
         """Camera position (3) and rotation as 6-D (6)."""

@@ -1,4 +1,4 @@
-"""The operating scene shared by every task: a tissue pad, one PSM and the endoscope (ECM)."""
+"""The operating scene shared by every task: a tissue bed, a PSM (or two) and the endoscope (ECM)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ TISSUE_HALF_EXTENTS = np.array([0.25, 0.25, 0.005])  # a 50 cm x 50 cm tissue be
 TISSUE_RGBA = (0.82, 0.52, 0.5, 1.0)
 PSM_RCM = np.array([-0.07, 0.05, 0.10])  # where the instrument passes the body wall
 PSM_AIM = np.array([0.0, 0.0, 0.02])
+PSM2_RCM = np.array([0.07, 0.05, 0.10])  # the second instrument, mirrored (the surgeon's left hand)
 ECM_RCM = np.array([0.0, 0.07, 0.16])
 ECM_AIM = np.array([0.0, -0.01, 0.0])
 ECM_HOME_DISTANCE = 0.13  # camera to the aim point
@@ -38,6 +39,17 @@ class Scene:
         self.ecm = ECM(self.sim, "ecm", look_at_base(ECM_RCM, ECM_AIM))
         self.camera.set_label(self.ecm.body, SegLabel.ENDOSCOPE)
         self.ecm_home = self._ecm_home()
+        self.arms: dict[str, PSM | ECM] = {"psm1": self.psm, "ecm": self.ecm}
+
+    def add_second_psm(self) -> PSM:
+        """Add PSM2 (for two-handed tasks); call once, from a task's ``build``."""
+        psm2 = PSM(self.sim, "psm2", look_at_base(PSM2_RCM, PSM_AIM))
+        self.camera.set_label(psm2.body, SegLabel.INSTRUMENT)
+        self.arms["psm2"] = psm2
+        return psm2
+
+    def psms(self) -> list[PSM]:
+        return [arm for arm in self.arms.values() if isinstance(arm, PSM)]
 
     def _ecm_home(self) -> np.ndarray:
         direction = (ECM_AIM - ECM_RCM) / np.linalg.norm(ECM_AIM - ECM_RCM)
@@ -45,10 +57,11 @@ class Scene:
         self.ecm.move_tip(camera, 0.0)
         return self.ecm.q.copy()
 
-    def psm_home(self, tip: np.ndarray) -> np.ndarray:
-        """PSM joints with the tip at ``tip`` and the wrist straight (jaws along the shaft)."""
-        direction = tip - self.psm.rcm()
-        local = self.psm.base_inv[:3, :3] @ direction
+    def psm_home(self, tip: np.ndarray, psm: PSM | None = None) -> np.ndarray:
+        """Joints of ``psm`` (PSM1 by default) with the tip at ``tip`` and the wrist straight."""
+        psm = psm or self.psm
+        direction = tip - psm.rcm()
+        local = psm.base_inv[:3, :3] @ direction
         q1, q2 = shaft_angles(local / np.linalg.norm(local))
         return np.array([q1, q2, np.linalg.norm(direction) - PSM_STRAIGHT_TIP_OFFSET, 0.0, 0.0, 0.0])
 
@@ -56,7 +69,7 @@ class Scene:
         """Advance free bodies (e.g. a dropped needle) and hold the kinematic arms at their set-points."""
         for _ in range(substeps):
             self.sim.client.stepSimulation()
-        for arm in (self.psm, self.ecm):
+        for arm in self.arms.values():
             arm.set_joints(arm.q)
 
     def camera_pose(self) -> np.ndarray:

@@ -18,7 +18,7 @@ class Task:
     weight ``cost_weight``; it is read from ``info["cost"]``.
     """
 
-    arm: ClassVar[str] = "psm"  # which arm the action drives: "psm" or "ecm"
+    arms: ClassVar[tuple[str, ...]] = ("psm1",)  # the arms the action drives, in order: psm1, psm2, ecm
     max_episode_steps: ClassVar[int] = 50
     goal_tolerance: ClassVar[float] = 0.005  # metres
     terminate_on_success: ClassVar[bool] = True

@@ -48,7 +48,7 @@ class EndoscopeTrack(Task):
     v0: first release.
     """
 
-    arm = "ecm"
+    arms = ("ecm",)
     max_episode_steps = 100
     terminate_on_success = False
     workspace = ((-0.10, -0.10, 0.04), (0.10, 0.10, 0.20))
