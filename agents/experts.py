@@ -13,12 +13,14 @@ import numpy as np
 
 from surgisim.envs.core import SurgicalEnv
 from surgisim.envs.kinematics import JAW_LIMITS
-from surgisim.envs.needle import NEEDLE_WIRE_RADIUS
+from surgisim.envs.needle import NEEDLE_ARC, NEEDLE_WIRE_RADIUS
 from surgisim.envs.tasks.endoscope_track import VIEW_DISTANCE
 from surgisim.envs.tasks.navigate_anatomy import SAFE_RADIUS
 from surgisim.envs.tasks.needle_insert import START_BEFORE_ENTRY, entry_angle, needle_pose_for_bite
 from surgisim.envs.tasks.needle_task import GRASP_ANGLE
 from surgisim.envs.tissue import rot_about_z
+
+OPEN_JAW = np.deg2rad(60.0)
 
 
 class Expert:
@@ -82,34 +84,61 @@ class EndoscopeTrackExpert(Expert):
         return self.env.action_toward(lesion_next - VIEW_DISTANCE * direction)
 
 
+def grasp_from_above(env: SurgicalEnv, arm: int, angle: float, hover: float = 0.015) -> np.ndarray:
+    """Action for PSM number ``arm`` (jaws pointing down) to take the needle at arc ``angle``: open
+    and hover above that point with the jaws across the wire, descend until the wire sits near
+    the jaw tips, then close."""
+    needle = env.task.needle
+    tip_pose = env.arms[arm].tip_pose()
+    grasp_point = needle.points(np.array([angle]))[0]
+    tangent = needle.pose()[:3, :3] @ np.array([-np.sin(angle), np.cos(angle), 0.0])
+    x_axis = tip_pose[:3, 0]
+    if np.dot(x_axis, tangent) < 0:
+        tangent = -tangent  # either direction across the wire will do; take the nearer
+    roll = float(np.arctan2(np.dot(np.cross(x_axis, tangent), tip_pose[:3, 2]), np.dot(x_axis, tangent)))
+    # The tool tip sits 0.5 mm below the wire's centre: the wire lies 9.7 mm along the 10.5 mm jaws.
+    grasp_tip = grasp_point - np.array([0.0, 0.0, NEEDLE_WIRE_RADIUS])
+    offset = tip_pose[:3, 3] - grasp_tip
+    aligned = np.linalg.norm(offset[:2]) < 0.001 and abs(roll) < np.deg2rad(3)
+    if aligned and offset[2] < 0.0003:
+        return env.action_toward(grasp_tip, jaw=JAW_LIMITS[0], arm=arm)
+    target = grasp_tip if aligned else grasp_tip + np.array([0.0, 0.0, hover])
+    return env.action_toward(target, jaw=OPEN_JAW, roll=roll, arm=arm)
+
+
 class NeedlePickExpert(Expert):
-    """Open, hover over a point a third of the way along the needle with the jaws across the wire,
-    descend until the wire sits near the jaw tips, close, then carry the needle to the goal."""
+    """Take the needle a third of the way from its tail (``grasp_from_above``), then carry its
+    midpoint to the goal."""
 
     task = "NeedlePick"
-    grasp_angle = GRASP_ANGLE
-    hover = 0.015  # metres above the grasp point
 
     def __call__(self, observation: dict[str, np.ndarray]) -> np.ndarray:
-        env, needle = self.env, self.env.task.needle
-        tip_pose = env.scene.psm.tip_pose()
-        if env.task.grasp.held:
-            carry = tip_pose[:3, 3] + observation["desired_goal"] - observation["achieved_goal"]
-            return env.action_toward(carry, jaw=JAW_LIMITS[0])
-        grasp_point = needle.points(np.array([self.grasp_angle]))[0]
-        tangent = needle.pose()[:3, :3] @ np.array([-np.sin(self.grasp_angle), np.cos(self.grasp_angle), 0.0])
-        x_axis = tip_pose[:3, 0]
-        if np.dot(x_axis, tangent) < 0:
-            tangent = -tangent  # either direction across the wire will do; take the nearer
-        roll = float(np.arctan2(np.dot(np.cross(x_axis, tangent), tip_pose[:3, 2]), np.dot(x_axis, tangent)))
-        # The tool tip sits 0.5 mm below the wire's centre: the wire lies 9.7 mm along the 10.5 mm jaws.
-        grasp_tip = grasp_point - np.array([0.0, 0.0, NEEDLE_WIRE_RADIUS])
-        offset = tip_pose[:3, 3] - grasp_tip
-        aligned = np.linalg.norm(offset[:2]) < 0.001 and abs(roll) < np.deg2rad(3)
-        if aligned and offset[2] < 0.0003:
-            return env.action_toward(grasp_tip, jaw=JAW_LIMITS[0])
-        target = grasp_tip if aligned else grasp_tip + np.array([0.0, 0.0, self.hover])
-        return env.action_toward(target, jaw=np.deg2rad(60), roll=roll)
+        if self.env.task.grasp.held:
+            carry = self.env.arms[0].tip_pose()[:3, 3] + observation["desired_goal"] - observation["achieved_goal"]
+            return self.env.action_toward(carry, jaw=JAW_LIMITS[0])
+        return grasp_from_above(self.env, 0, GRASP_ANGLE)
+
+
+class NeedleHandoverExpert(Expert):
+    """PSM1 holds still while PSM2 takes the needle near its tip end; PSM1 then lets go and
+    backs off while PSM2 carries the needle's midpoint to the goal."""
+
+    task = "NeedleHandover"
+    receive_angle = 0.75 * NEEDLE_ARC
+
+    def __call__(self, observation: dict[str, np.ndarray]) -> np.ndarray:
+        env = self.env
+        psm1, psm2 = env.arms
+        held1, held2 = (grasp.held for grasp in env.task.grasps)
+        if not held2:
+            first = env.action_toward(psm1.tip_pose()[:3, 3], jaw=JAW_LIMITS[0], arm=0)
+            return np.concatenate([first, grasp_from_above(env, 1, self.receive_angle)])
+        second_stays = env.action_toward(psm2.tip_pose()[:3, 3], jaw=JAW_LIMITS[0], arm=1)
+        if held1:
+            return np.concatenate([env.action_toward(psm1.tip_pose()[:3, 3], jaw=OPEN_JAW, arm=0), second_stays])
+        back_off = env.action_toward(psm1.tip_pose()[:3, 3] + np.array([-0.005, 0.0, 0.005]), jaw=OPEN_JAW, arm=0)
+        carry = psm2.tip_pose()[:3, 3] + observation["desired_goal"][:3] - observation["achieved_goal"][:3]
+        return np.concatenate([back_off, env.action_toward(carry, jaw=JAW_LIMITS[0], arm=1)])
 
 
 class NeedleInsertExpert(Expert):
@@ -148,6 +177,7 @@ EXPERTS: dict[str, type[Expert]] = {
         EndoscopeTrackExpert,
         NeedlePickExpert,
         NeedleInsertExpert,
+        NeedleHandoverExpert,
     )
 }
 

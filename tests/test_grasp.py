@@ -33,7 +33,7 @@ def place_jaws(env: SurgicalEnv, sideways: float, jaw: float) -> None:
     psm = env.scene.psm
     psm.set_joints(psm.ik(make_pose(rotation, tip)))
     psm.set_jaw(jaw)
-    env.task.previous_jaw = jaw
+    env.task.previous_jaws[0] = jaw
     assert np.allclose(psm.tip_pose()[:3, 3], tip, atol=1e-6)
 
 

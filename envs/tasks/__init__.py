@@ -3,6 +3,7 @@
 from surgisim.envs.tasks.base import Task
 from surgisim.envs.tasks.endoscope_track import EndoscopeTrack
 from surgisim.envs.tasks.navigate_anatomy import NavigateAnatomy
+from surgisim.envs.tasks.needle_handover import NeedleHandover
 from surgisim.envs.tasks.needle_insert import NeedleInsert
 from surgisim.envs.tasks.needle_pick import NeedlePick
 from surgisim.envs.tasks.needle_reach import NeedleReach
@@ -13,4 +14,5 @@ TASKS: dict[str, type[Task]] = {
     "EndoscopeTrack": EndoscopeTrack,
     "NeedlePick": NeedlePick,
     "NeedleInsert": NeedleInsert,
+    "NeedleHandover": NeedleHandover,
 }

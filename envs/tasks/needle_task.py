@@ -28,25 +28,31 @@ def jaws_across_wire(angle: float = GRASP_ANGLE) -> np.ndarray:
 
 
 class NeedleTask(Task):
-    """A task with a needle: grasp, free fall (PyBullet) and tissue interaction, stepped together.
+    """A task with a needle: grasps, free fall (PyBullet) and tissue interaction, stepped together.
 
-    Each step: the grasp reacts to the jaw; if the wire is in the tissue, the needle's commanded
-    motion is resisted (``surgisim.envs.tissue``) and a held needle holds the arm back with it;
-    otherwise a released needle falls under physics until it rests. Damage (mm) is the step's cost.
+    Each step: each PSM's grasp reacts to its jaw; if the wire is in the tissue, the needle's
+    commanded motion is resisted (``surgisim.envs.tissue``) and a held needle holds the arm back
+    with it; otherwise a released needle falls under physics until it rests. Damage (mm) is the
+    step's cost. When two PSMs hold the needle, it follows the one that took it first, and the
+    other's hold is where the needle then is (the needle does not jump when the first lets go).
     """
 
     damage_limit_mm: float = float("inf")  # more damage than this fails the episode
 
     def build(self, scene: Scene) -> None:
         self.needle = Needle(scene.sim, scene.camera)
-        self.grasp = Grasp(scene.psm, self.needle)
+        self.grasps = [Grasp(psm, self.needle) for psm in scene.psms()]
+        self.grasp = self.grasps[0]  # PSM1's
+        self.holders: list[int] = []  # indices of the grasps that hold the needle, earliest first
         self.tissue = Tissue()
-        self.previous_jaw = 0.0
+        self.previous_jaws = [0.0] * len(self.grasps)
         self.falling = False  # physics runs only while a released needle has not come to rest
 
     def reset_needle(self, scene: Scene, pose: np.ndarray, held: bool) -> None:
-        """Place the needle; if ``held``, in the PSM's jaws (closed) with the standard grasp."""
-        self.grasp.reset()
+        """Place the needle; if ``held``, in PSM1's jaws (closed) with the standard grasp."""
+        for grasp in self.grasps:
+            grasp.reset()
+        self.holders = []
         self.tissue.reset()
         self.falling = False
         self.needle.set_pose(pose)
@@ -54,21 +60,26 @@ class NeedleTask(Task):
             scene.psm.set_joints(scene.psm.ik(pose @ jaws_across_wire()))
             scene.psm.set_jaw(0.0)
             self.grasp.held, self.grasp.offset = True, np.linalg.inv(scene.psm.tip_pose()) @ pose
-        self.previous_jaw = scene.psm.jaw
+            self.holders = [0]
+        self.previous_jaws = [grasp.psm.jaw for grasp in self.grasps]
 
     def step_world(self, scene: Scene) -> None:
         before = self.needle.pose()
-        was_held = self.grasp.held
-        self.grasp.update(self.previous_jaw)
-        self.previous_jaw = scene.psm.jaw
+        was_held = bool(self.holders)
+        for grasp, previous_jaw in zip(self.grasps, self.previous_jaws, strict=True):
+            grasp.update(previous_jaw)
+        self.previous_jaws = [grasp.psm.jaw for grasp in self.grasps]
+        self._follow_first_holder()
         if self.tissue.holds(before):
             resisted = self.tissue.resist(before, self.needle.pose())
             self.needle.set_pose(resisted)
-            if self.grasp.held:
-                scene.psm.set_joints(scene.psm.ik(resisted @ np.linalg.inv(self.grasp.offset)))
+            if self.holders:
+                lead = self.grasps[self.holders[0]]
+                lead.psm.set_joints(lead.psm.ik(resisted @ np.linalg.inv(lead.offset)))
+                self._follow_first_holder()
             self.falling = False
         else:
-            self.falling = not self.grasp.held and (self.falling or was_held)
+            self.falling = not self.holders and (self.falling or was_held)
             if self.falling:
                 self.needle.forget_contacts()  # so that a restored (unpickled) env steps the same
                 scene.step_physics(PHYSICS_SUBSTEPS)
@@ -76,10 +87,21 @@ class NeedleTask(Task):
         self.tissue.update(before, self.needle.pose())
         self.failed = self.failed or self.tissue.damage_mm > self.damage_limit_mm
 
+    def _follow_first_holder(self) -> None:
+        held = [i for i, grasp in enumerate(self.grasps) if grasp.held]
+        self.holders = [i for i in self.holders if i in held] + [i for i in held if i not in self.holders]
+        if not self.holders:
+            return
+        lead = self.grasps[self.holders[0]]
+        self.needle.set_pose(lead.psm.tip_pose() @ lead.offset)
+        for index in self.holders[1:]:
+            other = self.grasps[index]
+            other.offset = np.linalg.inv(other.psm.tip_pose()) @ self.needle.pose()
+
     def needle_observation(self) -> np.ndarray:
-        """Arc centre (3), needle rotation as 6-D (6), held (1)."""
+        """Arc centre (3), needle rotation as 6-D (6), then whether each PSM holds it (1 each)."""
         pose = self.needle.pose()
-        return np.concatenate([pose[:3, 3], rot6d(pose[:3, :3]), [float(self.grasp.held)]])
+        return np.concatenate([pose[:3, 3], rot6d(pose[:3, :3]), [float(grasp.held) for grasp in self.grasps]])
 
     def cost(self, scene: Scene) -> float:
         return self.tissue.step_damage_mm
@@ -87,16 +109,17 @@ class NeedleTask(Task):
     def extra_info(self, scene: Scene) -> dict[str, Any]:
         wire = self.needle.points(np.linspace(0.0, NEEDLE_ARC, 24))
         reach = float(np.min(np.linalg.norm(wire - scene.psm.tip_pose()[:3, 3], axis=1)))
-        return {"held": self.grasp.held, "reach_m": reach, "damage_mm": self.tissue.damage_mm}
+        return {"held": bool(self.holders), "reach_m": reach, "damage_mm": self.tissue.damage_mm}
 
     def get_state(self) -> dict[str, Any]:
         return {
             **super().get_state(),
             "needle": self.needle.state(),
             "falling": self.falling,
-            "held": self.grasp.held,
-            "grasp_offset": self.grasp.offset.copy(),
-            "previous_jaw": self.previous_jaw,
+            "held": [grasp.held for grasp in self.grasps],
+            "grasp_offsets": [grasp.offset.copy() for grasp in self.grasps],
+            "holders": list(self.holders),
+            "previous_jaws": list(self.previous_jaws),
             "tissue": self.tissue.get_state(),
         }
 
@@ -104,6 +127,8 @@ class NeedleTask(Task):
         super().set_state(scene, state)
         self.needle.set_state(np.array(state["needle"]))
         self.falling = bool(state["falling"])
-        self.grasp.held, self.grasp.offset = bool(state["held"]), np.array(state["grasp_offset"])
-        self.previous_jaw = float(state["previous_jaw"])
+        for grasp, held, offset in zip(self.grasps, state["held"], state["grasp_offsets"], strict=True):
+            grasp.held, grasp.offset = bool(held), np.array(offset)
+        self.holders = [int(i) for i in state["holders"]]
+        self.previous_jaws = [float(jaw) for jaw in state["previous_jaws"]]
         self.tissue.set_state(state["tissue"])

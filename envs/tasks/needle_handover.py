@@ -1,0 +1,98 @@
+"""NeedleHandover: pass the needle from PSM1 to PSM2, then bring it to a goal position."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from surgisim.envs.scene import Scene
+from surgisim.envs.tasks.needle_pick import jaws_down_pose
+from surgisim.envs.tasks.needle_reach import TARGET_RADIUS, TARGET_RGBA, add_target_marker
+from surgisim.envs.tasks.needle_task import NeedleTask
+from surgisim.envs.transforms import make_pose
+
+WRONG_HOLDER = 0.1  # metres added to the goal distance for each hold that is not as asked
+
+
+class NeedleHandover(NeedleTask):
+    """Pass the needle from PSM1 to PSM2, then bring it to a goal position.
+
+    ## Description
+    Two PSMs: PSM1 (right) holds the 1/2-circle needle (radius 12 mm) a third of the way from
+    its tail, jaws pointing down, 2.5-3.5 cm above the tissue with the needle's plane
+    horizontal; its tip end points towards PSM2 (left, heading within 30 degrees). PSM2 starts
+    3-5 cm above the tissue on its side, jaws down and closed, at a seeded heading. Grasps are
+    earned (``surgisim.envs.grasp``); while both hold the needle it follows PSM1. The goal: PSM2
+    alone holds the needle, with the needle's midpoint within 5 mm of a goal 3-5 cm above the
+    tissue on PSM2's side.
+
+    ## Action space
+    Both PSMs, PSM1's action then PSM2's (see ``SurgicalEnv``): 10-D cartesian or 14-D joint.
+    Workspace for both tips: x, y in [-5, 5] cm, z in [0, 7] cm.
+
+    ## Observation space
+    | key | size | content |
+    |---|---|---|
+    | observation | 10 + 10 + 11 | PSM1 state, PSM2 state, arc centre, needle rotation (6-D), held by PSM1, by PSM2 |
+    | achieved_goal | 5 | needle midpoint (3), held by PSM1, held by PSM2 |
+    | desired_goal | 5 | goal position (3), 0, 1 |
+
+    ## Rewards
+    The goal distance is the midpoint-to-goal distance plus 0.1 m for each hold that differs
+    from the goal's. Sparse: -1 per step until that is under 5 mm, then 0. Dense: minus it.
+
+    ## Episode end
+    Terminates on success; truncated after 100 steps.
+
+    ## Version history
+    v0: first release.
+    """
+
+    max_episode_steps = 100
+    arms = ("psm1", "psm2")
+    workspace = ((-0.05, -0.05, 0.0), (0.05, 0.05, 0.07))
+    goal_box = (np.array([0.01, -0.02, 0.03]), np.array([0.03, 0.02, 0.05]))
+
+    def build(self, scene: Scene) -> None:
+        scene.add_second_psm()
+        super().build(scene)
+        add_target_marker(scene, "target", (TARGET_RADIUS,) * 3, TARGET_RGBA)
+        self.goal = np.zeros(3)
+
+    def reset(self, scene: Scene, rng: np.random.Generator) -> None:
+        heading = rng.uniform(-np.pi / 6, np.pi / 6) - 0.8 * np.pi  # points at 0.75 pi of the arc face +x
+        c, s = np.cos(heading), np.sin(heading)
+        centre = np.array([*rng.uniform([-0.015, -0.01], [0.0, 0.01]), rng.uniform(0.025, 0.035)])
+        needle = make_pose(np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]), centre)
+        self.reset_needle(scene, needle, held=True)
+        psm2 = scene.arms["psm2"]
+        start = rng.uniform([0.02, -0.02, 0.04], [0.04, 0.02, 0.05])
+        psm2.set_joints(psm2.ik(jaws_down_pose(start, rng.uniform(0, 2 * np.pi))))
+        self.previous_jaws = [grasp.psm.jaw for grasp in self.grasps]
+        self._place_goal(scene, rng.uniform(*self.goal_box))
+
+    def _place_goal(self, scene: Scene, goal: np.ndarray) -> None:
+        self.goal = np.asarray(goal, dtype=np.float64)
+        scene.sim.set_base_pose("target", self.goal, np.array([0.0, 0.0, 0.0, 1.0]))
+
+    def observation(self, scene: Scene) -> np.ndarray:
+        return self.needle_observation()
+
+    def achieved_goal(self, scene: Scene) -> np.ndarray:
+        return np.concatenate([self.needle.midpoint(), [float(grasp.held) for grasp in self.grasps]])
+
+    def desired_goal(self, scene: Scene) -> np.ndarray:
+        return np.concatenate([self.goal, [0.0, 1.0]])
+
+    def distance(self, achieved_goal: np.ndarray, desired_goal: np.ndarray) -> np.ndarray:
+        achieved, desired = np.asarray(achieved_goal), np.asarray(desired_goal)
+        position = np.linalg.norm(achieved[..., :3] - desired[..., :3], axis=-1)
+        return position + WRONG_HOLDER * np.abs(achieved[..., 3:] - desired[..., 3:]).sum(axis=-1)
+
+    def get_state(self) -> dict[str, Any]:
+        return {**super().get_state(), "goal": self.goal.copy()}
+
+    def set_state(self, scene: Scene, state: dict[str, Any]) -> None:
+        super().set_state(scene, state)
+        self._place_goal(scene, state["goal"])
