@@ -103,6 +103,15 @@ def cmd_demos_record(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_rollout_arguments(parser: argparse.ArgumentParser) -> None:
+    """Which env, policy and seeded episodes to roll out."""
+    parser.add_argument("env_id", type=_env_id)
+    parser.add_argument("--policy", default="expert", choices=POLICIES)
+    parser.add_argument("--episodes", type=_positive, default=100)
+    parser.add_argument("--seed", type=int, default=0, help="episode i is reset with seed S + i")
+    parser.add_argument("--obs-mode", default="state", choices=tuple(OBS_MODES))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="surgisim", description="Surgical-robot learning in PyBullet.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -119,11 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=cmd_demo)
 
     evaluation = commands.add_parser("evaluate", help="success rate and metrics over seeded episodes")
-    evaluation.add_argument("env_id", type=_env_id)
-    evaluation.add_argument("--policy", default="expert", choices=POLICIES)
-    evaluation.add_argument("--episodes", type=_positive, default=100)
-    evaluation.add_argument("--seed", type=int, default=0)
-    evaluation.add_argument("--obs-mode", default="state", choices=tuple(OBS_MODES))
+    _add_rollout_arguments(evaluation)
     evaluation.add_argument("--control", default="cartesian", choices=CONTROLS)
     evaluation.add_argument("--json", action="store_true", help="print one JSON object")
     evaluation.set_defaults(run=cmd_evaluate)
@@ -131,11 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     demos = commands.add_parser("demos", help="demonstration datasets (Minari)")
     demo_commands = demos.add_subparsers(dest="demos_command", required=True)
     record = demo_commands.add_parser("record", help="record a policy's episodes to a Minari dataset")
-    record.add_argument("env_id", type=_env_id)
-    record.add_argument("--policy", default="expert", choices=POLICIES)
-    record.add_argument("--episodes", type=_positive, default=100)
-    record.add_argument("--seed", type=int, default=0)
-    record.add_argument("--obs-mode", default="state", choices=tuple(OBS_MODES))
+    _add_rollout_arguments(record)
     record.add_argument("--out", type=Path, help="dataset directory; default: where minari.load_dataset finds it")
     record.add_argument("--force", action="store_true", help="replace an existing dataset at --out")
     record.set_defaults(run=cmd_demos_record)

@@ -143,7 +143,7 @@ def test_anatomy_contact_costs_and_fails_the_episode(make_env):
         costs.append(info["cost"])
     assert max(costs) == 1.0
     assert not info["is_success"]
-    env.unwrapped.task.goal = observation["achieved_goal"].astype(float)  # even at the goal, not a success
+    env.unwrapped.task.target.place(observation["achieved_goal"])  # even at the goal, not a success
     assert not env.step(np.zeros(5))[4]["is_success"]
 
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from surgisim.envs.scene import Scene
 from surgisim.envs.tasks.base import Task
-from surgisim.envs.tasks.needle_reach import add_target_marker
+from surgisim.envs.tasks.markers import add_target_marker
 
 LESION_HALF_AXES = (0.006, 0.006, 0.0015)
 LESION_RGBA = (0.45, 0.1, 0.45, 1.0)

@@ -103,7 +103,7 @@ class NavigateAnatomy(NeedleReach):
             clear = self._clear(scene) and self._path_clear(scene, goal)
             scene.psm.set_joints(start)
             if clear:
-                self._place_goal(scene, goal)
+                self.target.place(goal)
                 self.touching = False
                 return
 

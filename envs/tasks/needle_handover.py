@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 
 from surgisim.envs.scene import Scene
+from surgisim.envs.tasks.markers import GoalMarker
 from surgisim.envs.tasks.needle_pick import jaws_down_pose
-from surgisim.envs.tasks.needle_reach import TARGET_RADIUS, TARGET_RGBA, add_target_marker
 from surgisim.envs.tasks.needle_task import NeedleTask
 from surgisim.envs.transforms import make_pose
 
@@ -57,8 +57,7 @@ class NeedleHandover(NeedleTask):
     def build(self, scene: Scene) -> None:
         scene.add_second_psm()
         super().build(scene)
-        add_target_marker(scene, "target", (TARGET_RADIUS,) * 3, TARGET_RGBA)
-        self.goal = np.zeros(3)
+        self.target = GoalMarker(scene)
 
     def reset(self, scene: Scene, rng: np.random.Generator) -> None:
         heading = rng.uniform(-np.pi / 6, np.pi / 6) - 0.8 * np.pi  # points at 0.75 pi of the arc face +x
@@ -70,11 +69,7 @@ class NeedleHandover(NeedleTask):
         start = rng.uniform([0.02, -0.02, 0.04], [0.04, 0.02, 0.05])
         psm2.set_joints(psm2.ik(jaws_down_pose(start, rng.uniform(0, 2 * np.pi))))
         self.previous_jaws = [grasp.psm.jaw for grasp in self.grasps]
-        self._place_goal(scene, rng.uniform(*self.goal_box))
-
-    def _place_goal(self, scene: Scene, goal: np.ndarray) -> None:
-        self.goal = np.asarray(goal, dtype=np.float64)
-        scene.sim.set_base_pose("target", self.goal, np.array([0.0, 0.0, 0.0, 1.0]))
+        self.target.place(rng.uniform(*self.goal_box))
 
     def observation(self, scene: Scene) -> np.ndarray:
         return self.needle_observation()
@@ -83,7 +78,7 @@ class NeedleHandover(NeedleTask):
         return np.concatenate([self.needle.midpoint(), [float(grasp.held) for grasp in self.grasps]])
 
     def desired_goal(self, scene: Scene) -> np.ndarray:
-        return np.concatenate([self.goal, [0.0, 1.0]])
+        return np.concatenate([self.target.position, [0.0, 1.0]])
 
     def distance(self, achieved_goal: np.ndarray, desired_goal: np.ndarray) -> np.ndarray:
         achieved, desired = np.asarray(achieved_goal), np.asarray(desired_goal)
@@ -91,8 +86,8 @@ class NeedleHandover(NeedleTask):
         return position + WRONG_HOLDER * np.abs(achieved[..., 3:] - desired[..., 3:]).sum(axis=-1)
 
     def get_state(self) -> dict[str, Any]:
-        return {**super().get_state(), "goal": self.goal.copy()}
+        return {**super().get_state(), "goal": self.target.position.copy()}
 
     def set_state(self, scene: Scene, state: dict[str, Any]) -> None:
         super().set_state(scene, state)
-        self._place_goal(scene, state["goal"])
+        self.target.place(state["goal"])

@@ -8,7 +8,7 @@ import numpy as np
 
 from surgisim.envs.needle import NEEDLE_ARC, NEEDLE_RADIUS
 from surgisim.envs.scene import PSM_AIM, PSM_RCM, Scene
-from surgisim.envs.tasks.needle_reach import add_target_marker
+from surgisim.envs.tasks.markers import add_target_marker
 from surgisim.envs.tasks.needle_task import NeedleTask
 from surgisim.envs.tissue import tip_position
 from surgisim.envs.transforms import make_pose

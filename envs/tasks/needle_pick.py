@@ -9,7 +9,7 @@ import numpy as np
 from surgisim.envs.needle import lying_pose
 from surgisim.envs.scene import Scene
 from surgisim.envs.tasks.base import info_values
-from surgisim.envs.tasks.needle_reach import TARGET_RADIUS, TARGET_RGBA, add_target_marker
+from surgisim.envs.tasks.markers import GoalMarker
 from surgisim.envs.tasks.needle_task import NeedleTask
 from surgisim.envs.transforms import make_pose
 
@@ -60,18 +60,13 @@ class NeedlePick(NeedleTask):
 
     def build(self, scene: Scene) -> None:
         super().build(scene)
-        add_target_marker(scene, "target", (TARGET_RADIUS,) * 3, TARGET_RGBA)
-        self.goal = np.zeros(3)
+        self.target = GoalMarker(scene)
 
     def reset(self, scene: Scene, rng: np.random.Generator) -> None:
         self.reset_needle(scene, lying_pose(rng.uniform(-0.02, 0.02, 2), rng.uniform(0, 2 * np.pi)), held=False)
         start = rng.uniform([-0.03, -0.03, 0.03], [0.03, 0.03, 0.05])
         scene.psm.set_joints(scene.psm.ik(jaws_down_pose(start, rng.uniform(0, 2 * np.pi))))
-        self._place_goal(scene, rng.uniform(*self.goal_box))
-
-    def _place_goal(self, scene: Scene, goal: np.ndarray) -> None:
-        self.goal = np.asarray(goal, dtype=np.float64)
-        scene.sim.set_base_pose("target", self.goal, np.array([0.0, 0.0, 0.0, 1.0]))
+        self.target.place(rng.uniform(*self.goal_box))
 
     def observation(self, scene: Scene) -> np.ndarray:
         return self.needle_observation()
@@ -80,7 +75,7 @@ class NeedlePick(NeedleTask):
         return self.needle.midpoint()
 
     def desired_goal(self, scene: Scene) -> np.ndarray:
-        return self.goal.copy()
+        return self.target.position.copy()
 
     def compute_reward(
         self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any, reward_type: str
@@ -93,11 +88,11 @@ class NeedlePick(NeedleTask):
         return reward
 
     def get_state(self) -> dict[str, Any]:
-        return {**super().get_state(), "goal": self.goal.copy()}
+        return {**super().get_state(), "goal": self.target.position.copy()}
 
     def set_state(self, scene: Scene, state: dict[str, Any]) -> None:
         super().set_state(scene, state)
-        self._place_goal(scene, state["goal"])
+        self.target.place(state["goal"])
 
 
 def jaws_down_pose(tip: np.ndarray, heading: float) -> np.ndarray:

@@ -6,20 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from surgisim.envs.camera import SegLabel
 from surgisim.envs.scene import Scene
 from surgisim.envs.tasks.base import Task
-
-TARGET_RADIUS = 0.004
-TARGET_RGBA = (0.1, 0.85, 0.2, 1.0)
-
-
-def add_target_marker(scene: Scene, name: str, scale: tuple[float, float, float], rgba: tuple[float, ...]) -> int:
-    """A visual-only marker (no collision), labelled TARGET in segmentation."""
-    body = scene.sim.create_body(name, visual=("mesh", {"fileName": "icosphere.obj", "meshScale": list(scale)}),
-                                 collision=None, rgba=rgba)  # fmt: skip
-    scene.camera.set_label(body, SegLabel.TARGET)
-    return body
+from surgisim.envs.tasks.markers import GoalMarker
 
 
 class NeedleReach(Task):
@@ -56,27 +45,22 @@ class NeedleReach(Task):
     goal_box = (np.array([-0.04, -0.04, 0.01]), np.array([0.04, 0.04, 0.05]))
 
     def build(self, scene: Scene) -> None:
-        add_target_marker(scene, "target", (TARGET_RADIUS,) * 3, TARGET_RGBA)
-        self.goal = np.zeros(3)
+        self.target = GoalMarker(scene)
 
     def reset(self, scene: Scene, rng: np.random.Generator) -> None:
         start = rng.uniform(*self.goal_box)
         scene.psm.set_joints(scene.psm_home(start))
-        self._place_goal(scene, rng.uniform(*self.goal_box))
-
-    def _place_goal(self, scene: Scene, goal: np.ndarray) -> None:
-        self.goal = np.asarray(goal, dtype=np.float64)
-        scene.sim.set_base_pose("target", self.goal, np.array([0.0, 0.0, 0.0, 1.0]))
+        self.target.place(rng.uniform(*self.goal_box))
 
     def achieved_goal(self, scene: Scene) -> np.ndarray:
         return scene.psm.tip_pose()[:3, 3]
 
     def desired_goal(self, scene: Scene) -> np.ndarray:
-        return self.goal.copy()
+        return self.target.position.copy()
 
     def get_state(self) -> dict[str, Any]:
-        return {**super().get_state(), "goal": self.goal.copy()}
+        return {**super().get_state(), "goal": self.target.position.copy()}
 
     def set_state(self, scene: Scene, state: dict[str, Any]) -> None:
         super().set_state(scene, state)
-        self._place_goal(scene, state["goal"])
+        self.target.place(state["goal"])
