@@ -113,8 +113,12 @@ class SurgicalEnv(gym.Env):
         self.task.build(self.scene)
         self.arms = [self.scene.arms[name] for name in self.task.arms]
         self._has_reset = False
-        # Per arm: a cartesian motion (3) and roll (1), or one change per joint; then the jaw, if any.
-        sizes = [(4 if control == "cartesian" else len(arm.q)) + arm.has_jaw for arm in self.arms]
+        # Per arm: a cartesian motion (3) and a roll (1) or rotation (3), or one change per joint; then the jaw.
+        self._rotation_size = 3 if self.task.wrist == "full" else 1
+        sizes = [
+            (3 + (self._rotation_size if arm.has_jaw else 1) if control == "cartesian" else len(arm.q)) + arm.has_jaw
+            for arm in self.arms
+        ]
         self._action_slices = [slice(end - size, end) for size, end in zip(sizes, np.cumsum(sizes), strict=True)]
         self.action_space = gym.spaces.Box(-1.0, 1.0, (sum(sizes),), np.float32)
         self._reset_arms()
@@ -188,26 +192,46 @@ class SurgicalEnv(gym.Env):
             if self.action_frame == "camera":
                 translation = self.scene.camera_pose()[:3, :3] @ translation
             target = np.clip(arm.tip_pose()[:3, 3] + translation, *self.task.workspace)
-            arm.move_tip(target, action[3] * MAX_ROLL)
+            arm.move_tip(target, self._rotation_vector(arm, action[3 : len(action) - arm.has_jaw]))
         if arm.has_jaw:
             low, high = JAW_LIMITS
             arm.set_jaw(low + (action[-1] + 1.0) / 2.0 * (high - low))
 
-    def action_toward(self, position: np.ndarray, jaw: float = 0.0, roll: float = 0.0, arm: int = 0) -> np.ndarray:
+    def _rotation_vector(self, arm: PSM | ECM, rotation: np.ndarray) -> np.ndarray:
+        """World rotation vector of an action's rotation part: a roll about the tip axis, or a
+        rotation vector in the action frame."""
+        if len(rotation) == 1:
+            return rotation[0] * MAX_ROLL * arm.tip_pose()[:3, 2]
+        frame = self.scene.camera_pose()[:3, :3] if self.action_frame == "camera" else np.eye(3)
+        return frame @ (rotation * MAX_ROLL)
+
+    def action_toward(
+        self,
+        position: np.ndarray,
+        jaw: float = 0.0,
+        roll: float = 0.0,
+        arm: int = 0,
+        rotation: np.ndarray | None = None,
+    ) -> np.ndarray:
         """The action for driven arm number ``arm`` (its slice of the action; all of it for a
         one-arm task), in this env's control mode, that moves its tip in a straight line towards
-        a world ``position`` and rolls it by ``roll`` radians about its axis (at most one step's
-        worth of each), setting its jaw to ``jaw`` radians. Scripted experts use it."""
+        a world ``position`` and turns it by ``roll`` radians about its axis, or by the world
+        ``rotation`` vector (at most one step's worth of each), setting its jaw to ``jaw``
+        radians. Scripted experts use it."""
         driven = self.arms[arm]
         delta = np.asarray(position, dtype=np.float64) - driven.tip_pose()[:3, 3]
         delta *= min(1.0, MAX_TRANSLATION / max(float(np.linalg.norm(delta)), 1e-12))
-        roll = float(np.clip(roll, -MAX_ROLL, MAX_ROLL))
+        turn = roll * driven.tip_pose()[:3, 2] if rotation is None else np.asarray(rotation, dtype=np.float64)
+        turn *= min(1.0, MAX_ROLL / max(float(np.linalg.norm(turn)), 1e-12))
         if self.control == "cartesian":
-            if self.action_frame == "camera":
-                delta = self.scene.camera_pose()[:3, :3].T @ delta
-            motion = np.concatenate([delta / MAX_TRANSLATION, [roll / MAX_ROLL]])
+            frame = self.scene.camera_pose()[:3, :3] if self.action_frame == "camera" else np.eye(3)
+            if driven.has_jaw and self._rotation_size == 3:
+                turn_part = frame.T @ turn / MAX_ROLL
+            else:
+                turn_part = [float(np.dot(turn, driven.tip_pose()[:3, 2])) / MAX_ROLL]
+            motion = np.concatenate([frame.T @ delta / MAX_TRANSLATION, turn_part])
         else:
-            q_target = driven.joints_toward(driven.tip_pose()[:3, 3] + delta, roll)
+            q_target = driven.joints_toward(driven.tip_pose()[:3, 3] + delta, turn)
             motion = (np.clip(q_target, driven.lower, driven.upper) - driven.q) / JOINT_STEP[: len(driven.q)]
             motion /= max(1.0, float(np.abs(motion).max()))
         if driven.has_jaw:

@@ -21,10 +21,9 @@ from surgisim.envs.kinematics import (
     ecm_ik,
     psm_fk,
     psm_ik,
-    rot_z,
 )
 from surgisim.envs.sim import Sim
-from surgisim.envs.transforms import make_pose, matrix_to_quat, quat_to_matrix, rot6d
+from surgisim.envs.transforms import make_pose, matrix_to_quat, quat_to_matrix, rot6d, rotation_from_vector
 
 
 class Arm:
@@ -63,12 +62,13 @@ class Arm:
     def local_tip_pose(self, q: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def joints_toward(self, position: np.ndarray, roll: float) -> np.ndarray:
+    def joints_toward(self, position: np.ndarray, rotation: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def move_tip(self, position: np.ndarray, roll: float) -> None:
-        """Move the tip to a world position and roll it about its axis (joint limits apply)."""
-        self.set_joints(self.joints_toward(position, roll))
+    def move_tip(self, position: np.ndarray, rotation: np.ndarray) -> None:
+        """Move the tip to a world position and turn it by a world-frame rotation vector about
+        itself (joint limits apply)."""
+        self.set_joints(self.joints_toward(position, rotation))
 
     def rcm(self) -> np.ndarray:
         return self.base[:3, 3]
@@ -97,10 +97,10 @@ class PSM(Arm):
     def ik(self, tip_pose_world: np.ndarray) -> np.ndarray:
         return psm_ik(self.base_inv @ tip_pose_world, q_ref=self.q)
 
-    def joints_toward(self, position: np.ndarray, roll: float) -> np.ndarray:
-        """Joints with the tip at a world position, its orientation kept but for a roll about the jaw axis."""
+    def joints_toward(self, position: np.ndarray, rotation: np.ndarray) -> np.ndarray:
+        """Joints with the tip at a world position, turned by a world-frame rotation vector."""
         target = self.tip_pose()
-        target[:3, :3] = target[:3, :3] @ rot_z(roll)
+        target[:3, :3] = rotation_from_vector(rotation) @ target[:3, :3]
         target[:3, 3] = position
         return self.ik(target)
 
@@ -126,9 +126,10 @@ class ECM(Arm):
         local = self.base_inv[:3, :3] @ camera_position_world + self.base_inv[:3, 3]
         return ecm_ik(local, roll)
 
-    def joints_toward(self, position: np.ndarray, roll: float) -> np.ndarray:
-        """Joints with the camera at a world position (looking along the shaft line), rolled by ``roll``."""
-        return self.ik(position, self.q[3] + roll)
+    def joints_toward(self, position: np.ndarray, rotation: np.ndarray) -> np.ndarray:
+        """Joints with the camera at a world position, looking along the shaft line: of a rotation,
+        only the roll about the optical axis applies."""
+        return self.ik(position, self.q[3] + float(np.dot(rotation, self.tip_pose()[:3, 2])))
 
     def state(self) -> np.ndarray:
         """Camera position (3) and rotation as 6-D (6)."""

@@ -54,7 +54,7 @@ class Scene:
     def _ecm_home(self) -> np.ndarray:
         direction = (ECM_AIM - ECM_RCM) / np.linalg.norm(ECM_AIM - ECM_RCM)
         camera = ECM_AIM - ECM_HOME_DISTANCE * direction
-        self.ecm.move_tip(camera, 0.0)
+        self.ecm.move_tip(camera, np.zeros(3))
         return self.ecm.q.copy()
 
     def psm_home(self, tip: np.ndarray, psm: PSM | None = None) -> np.ndarray:

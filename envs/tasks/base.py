@@ -19,6 +19,8 @@ class Task:
     """
 
     arms: ClassVar[tuple[str, ...]] = ("psm1",)  # the arms the action drives, in order: psm1, psm2, ecm
+    # Cartesian PSM actions turn the jaws by a roll about their axis ("roll") or by any rotation ("full").
+    wrist: ClassVar[str] = "roll"
     max_episode_steps: ClassVar[int] = 50
     goal_tolerance: ClassVar[float] = 0.005  # metres
     terminate_on_success: ClassVar[bool] = True

@@ -68,7 +68,7 @@ class EndoscopeTrack(Task):
         self._place_lesion(scene)
         home = scene.ecm.tip_pose()[:3, 3]
         while True:  # start off-centre, but with the lesion in view
-            scene.ecm.move_tip(home + rng.uniform(-0.02, 0.02, 3), 0.0)
+            scene.ecm.move_tip(home + rng.uniform(-0.02, 0.02, 3), np.zeros(3))
             lesion = self.achieved_goal(scene)
             if np.linalg.norm(lesion[:2]) < np.tan(np.deg2rad(START_VIEW_ANGLE_DEG)) * lesion[2]:
                 break
