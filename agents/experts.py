@@ -11,16 +11,18 @@ from typing import ClassVar
 import gymnasium as gym
 import numpy as np
 
-from surgisim.envs.core import SurgicalEnv
-from surgisim.envs.kinematics import JAW_LIMITS
+from surgisim.envs.core import MAX_ROLL, SurgicalEnv
+from surgisim.envs.kinematics import JAW_LIMITS, PSM_DH, forward_kinematics, rot_z
 from surgisim.envs.needle import NEEDLE_ARC, NEEDLE_WIRE_RADIUS
 from surgisim.envs.tasks.endoscope_track import VIEW_DISTANCE
 from surgisim.envs.tasks.navigate_anatomy import SAFE_RADIUS
 from surgisim.envs.tasks.needle_insert import START_BEFORE_ENTRY, entry_angle, needle_pose_for_bite
-from surgisim.envs.tasks.needle_task import GRASP_ANGLE
+from surgisim.envs.tasks.needle_task import GRASP_ANGLE, jaws_across_wire
 from surgisim.envs.tissue import rot_about_z
+from surgisim.envs.transforms import rotation_vector
 
 OPEN_JAW = np.deg2rad(60.0)
+ROLL_MARGIN = 0.25  # radians the experts keep from the tool-roll joint's limits when planning grasps
 
 
 class Expert:
@@ -84,18 +86,27 @@ class EndoscopeTrackExpert(Expert):
         return self.env.action_toward(lesion_next - VIEW_DISTANCE * direction)
 
 
-def grasp_from_above(env: SurgicalEnv, arm: int, angle: float, hover: float = 0.015) -> np.ndarray:
+def grasp_from_above(
+    env: SurgicalEnv, arm: int, angle: float, hover: float = 0.015, way: float | None = None
+) -> np.ndarray:
     """Action for PSM number ``arm`` (jaws pointing down) to take the needle at arc ``angle``: open
     and hover above that point with the jaws across the wire, descend until the wire sits near
-    the jaw tips, then close."""
+    the jaw tips, then close. The jaws' x axis goes along the wire's tangent (``way`` = 1) or
+    against it (-1); by default whichever is nearer."""
     needle = env.task.needle
     tip_pose = env.arms[arm].tip_pose()
     grasp_point = needle.points(np.array([angle]))[0]
     tangent = needle.pose()[:3, :3] @ np.array([-np.sin(angle), np.cos(angle), 0.0])
     x_axis = tip_pose[:3, 0]
-    if np.dot(x_axis, tangent) < 0:
-        tangent = -tangent  # either direction across the wire will do; take the nearer
+    if way is None:
+        way = 1.0 if np.dot(x_axis, tangent) >= 0 else -1.0
+    tangent = way * tangent
     roll = float(np.arctan2(np.dot(np.cross(x_axis, tangent), tip_pose[:3, 2]), np.dot(x_axis, tangent)))
+    psm = env.arms[arm]
+    rolled = tip_pose.copy()
+    rolled[:3, :3] = tip_pose[:3, :3] @ rot_z(roll)
+    if not psm.lower[3] + ROLL_MARGIN < psm.ik(rolled)[3] < psm.upper[3] - ROLL_MARGIN:
+        roll -= np.sign(roll) * 2 * np.pi  # the short way would run into the tool-roll limit
     # The tool tip sits 0.5 mm below the wire's centre: the wire lies 9.7 mm along the 10.5 mm jaws.
     grasp_tip = grasp_point - np.array([0.0, 0.0, NEEDLE_WIRE_RADIUS])
     offset = tip_pose[:3, 3] - grasp_tip
@@ -169,6 +180,142 @@ class NeedleInsertExpert(Expert):
         return self.env.action_toward(driven[:3, 3], jaw=JAW_LIMITS[0], roll=roll_sign * self.drive_step)
 
 
+class SutureThrowExpert(Expert):
+    """Pick the needle, turn it upright over the bite, drive it through, let go, regrasp it by
+    the tip where it came out, drive it on until it is free, then draw the thread. Each phase
+    returns an action, or None when it is done and the next phase takes over."""
+
+    task = "SutureThrow"
+    phases = ("pick", "carry", "descend", "drive", "release", "regrasp", "pull", "draw")
+    drive_step = 0.08  # radians of arc per step
+    regrasp_angle = 0.9 * NEEDLE_ARC
+    hover = 0.015
+
+    def reset(self) -> None:
+        self.phase = "pick"
+        self.plan: tuple[float, float] | None = None  # way across the wire and tool roll, per grasp
+
+    def _plan_grasp(self, needle_pose: np.ndarray, angle: float) -> tuple[float, float]:
+        """The way across the wire (1 or -1, see ``jaws_across_wire``) and the tool-roll joint
+        value for holding ``needle_pose`` at ``angle`` that leave the roll joint the most room
+        for driving the needle on along its arc."""
+        psm = self.env.arms[0]
+        best = (-np.inf, 1.0, 0.0)
+        for way in (1.0, -1.0):
+            grasp = jaws_across_wire(angle)
+            grasp[:3, :2] *= way
+            now = psm.ik(needle_pose @ grasp)
+            later = psm.ik(needle_pose @ rot_about_z(0.2) @ grasp, q_ref=now)
+            for roll in now[3] + 2 * np.pi * np.arange(-1, 2):
+                if psm.lower[3] + ROLL_MARGIN <= roll <= psm.upper[3] - ROLL_MARGIN:
+                    room = psm.upper[3] - roll if later[3] > now[3] else roll - psm.lower[3]
+                    best = max(best, (room, way, roll))
+        return best[1], best[2]
+
+    def __call__(self, observation: dict[str, np.ndarray]) -> np.ndarray:
+        while True:
+            action = getattr(self, f"_{self.phase}")()
+            if action is not None:
+                return action
+            self.phase = self.phases[self.phases.index(self.phase) + 1]
+
+    @property
+    def _needle_and_tip(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Needle pose, tool-tip pose, and the tip in the needle frame as last grasped."""
+        task = self.env.task
+        return task.needle.pose(), self.env.arms[0].tip_pose(), np.linalg.inv(task.grasp.offset)
+
+    def _pick(self) -> np.ndarray | None:
+        task = self.env.task
+        if task.grasp.held:
+            return None
+        if self.plan is None:
+            # Grasp so that, once turned upright over the bite, the roll joint can drive the needle.
+            self.plan = self._plan_grasp(self._upright(), GRASP_ANGLE)
+        return grasp_from_above(self.env, 0, GRASP_ANGLE, way=self.plan[0])
+
+    def _upright(self) -> np.ndarray:
+        """The needle's pose at the start of the bite."""
+        marks = self.env.task.marks
+        return needle_pose_for_bite(*marks, entry_angle(*marks) - START_BEFORE_ENTRY)
+
+    def _bite_start(self, raised: float) -> np.ndarray | None:
+        _, tip, tip_in_needle = self._needle_and_tip
+        start = self._upright() @ tip_in_needle
+        start[2, 3] += raised
+        return None if _reached(tip, start) else self._toward_pose(start, JAW_LIMITS[0], self.plan[1])
+
+    def _carry(self) -> np.ndarray | None:
+        return self._bite_start(self.hover)
+
+    def _descend(self) -> np.ndarray | None:
+        return self._bite_start(0.0)
+
+    def _drive(self) -> np.ndarray | None:
+        task = self.env.task
+        regrasp_point = task.needle.points(np.array([self.regrasp_angle]))[0]
+        if task.tissue.exit is not None and regrasp_point[2] >= 0.003:  # the tip end is well out
+            return None
+        return self._turn_needle()
+
+    def _release(self) -> np.ndarray | None:
+        needle, tip, tip_in_needle = self._needle_and_tip
+        backed_off = np.linalg.norm(tip[:3, 3] - (needle @ tip_in_needle)[:3, 3]) >= self.hover - 1e-4
+        if backed_off and not self.env.task.grasp.held:
+            self.plan = None  # the regrasp makes its own
+            return None
+        return self.env.action_toward(tip[:3, 3] - self.hover * tip[:3, 2], jaw=OPEN_JAW)
+
+    def _regrasp(self) -> np.ndarray | None:
+        if self.env.task.grasp.held:
+            return None
+        needle, tip, _ = self._needle_and_tip
+        if self.plan is None:
+            self.plan = self._plan_grasp(needle, self.regrasp_angle)
+        target = needle @ jaws_across_wire(self.regrasp_angle)
+        target[:3, :2] *= self.plan[0]
+        if _reached(tip, target):
+            return self.env.action_toward(target[:3, 3], jaw=JAW_LIMITS[0])
+        hover = target.copy()
+        hover[:3, 3] -= self.hover * target[:3, 2]  # behind the wire, along the jaws
+        on_axis = np.linalg.norm(np.cross(tip[:3, 3] - target[:3, 3], target[:3, 2])) < 3e-4
+        goal = target if on_axis and _reached(tip, hover, 1.0, np.inf) else hover
+        return self._toward_pose(goal, OPEN_JAW, self.plan[1])
+
+    def _pull(self) -> np.ndarray | None:
+        needle, _, _ = self._needle_and_tip
+        return self._turn_needle() if self.env.task.tissue.holds(needle) else None
+
+    def _draw(self) -> np.ndarray:
+        marks, tip = self.env.task.marks, self.env.arms[0].tip_pose()
+        away = (marks[1] - marks[0]) / np.linalg.norm(marks[1] - marks[0]) + np.array([0.0, 0.0, 1.0])
+        return self.env.action_toward(tip[:3, 3] + 0.005 * away / np.linalg.norm(away), jaw=JAW_LIMITS[0])
+
+    def _turn_needle(self) -> np.ndarray:
+        """Drive the held needle one step along its own arc."""
+        needle, _, tip_in_needle = self._needle_and_tip
+        driven = needle @ rot_about_z(self.drive_step) @ tip_in_needle
+        return self.env.action_toward(driven[:3, 3], jaw=JAW_LIMITS[0], rotation=self.drive_step * needle[:3, 2])
+
+    def _toward_pose(self, target: np.ndarray, jaw: float, roll_joint: float) -> np.ndarray:
+        """Move and turn towards ``target``, reaching it with the tool-roll joint at ``roll_joint``:
+        while that is more than a quarter turn away, roll about the shaft towards it (perhaps the long
+        way round, which a shortest rotation would not take)."""
+        psm = self.env.arms[0]
+        tip = psm.tip_pose()
+        if abs(roll_joint - psm.q[3]) > 0.5 * np.pi:
+            shaft = psm.base[:3, :3] @ forward_kinematics(PSM_DH[:3], psm.q[:3])[-1][:3, 2]  # the roll joint's axis
+            turn = np.sign(roll_joint - psm.q[3]) * MAX_ROLL * shaft
+        else:
+            turn = rotation_vector(target[:3, :3] @ tip[:3, :3].T)
+        return self.env.action_toward(target[:3, 3], jaw=jaw, rotation=turn)
+
+
+def _reached(pose: np.ndarray, target: np.ndarray, degrees: float = 1.0, metres: float = 3e-4) -> bool:
+    angle = np.linalg.norm(rotation_vector(target[:3, :3] @ pose[:3, :3].T))
+    return bool(np.linalg.norm(pose[:3, 3] - target[:3, 3]) < metres and angle < np.deg2rad(degrees))
+
+
 EXPERTS: dict[str, type[Expert]] = {
     cls.task: cls
     for cls in (
@@ -178,6 +325,7 @@ EXPERTS: dict[str, type[Expert]] = {
         NeedlePickExpert,
         NeedleInsertExpert,
         NeedleHandoverExpert,
+        SutureThrowExpert,
     )
 }
 

@@ -94,8 +94,9 @@ class PSM(Arm):
         self.jaw = float(np.clip(angle, *JAW_LIMITS))
         self.sim.set_joint_positions(self.name, self.jaw_ids, np.array([self.jaw / 2, -self.jaw / 2]))
 
-    def ik(self, tip_pose_world: np.ndarray) -> np.ndarray:
-        return psm_ik(self.base_inv @ tip_pose_world, q_ref=self.q)
+    def ik(self, tip_pose_world: np.ndarray, q_ref: np.ndarray | None = None) -> np.ndarray:
+        """Joints for a world tool-tip pose; the tool roll is the one nearest ``q_ref`` (default: now)."""
+        return psm_ik(self.base_inv @ tip_pose_world, q_ref=self.q if q_ref is None else q_ref)
 
     def joints_toward(self, position: np.ndarray, rotation: np.ndarray) -> np.ndarray:
         """Joints with the tip at a world position, turned by a world-frame rotation vector."""

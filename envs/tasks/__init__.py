@@ -7,6 +7,7 @@ from surgisim.envs.tasks.needle_handover import NeedleHandover
 from surgisim.envs.tasks.needle_insert import NeedleInsert
 from surgisim.envs.tasks.needle_pick import NeedlePick
 from surgisim.envs.tasks.needle_reach import NeedleReach
+from surgisim.envs.tasks.suture_throw import SutureThrow
 
 TASKS: dict[str, type[Task]] = {
     "NeedleReach": NeedleReach,
@@ -15,4 +16,5 @@ TASKS: dict[str, type[Task]] = {
     "NeedlePick": NeedlePick,
     "NeedleInsert": NeedleInsert,
     "NeedleHandover": NeedleHandover,
+    "SutureThrow": SutureThrow,
 }

@@ -90,16 +90,19 @@ class NeedleInsert(NeedleTask):
         self.marks = np.zeros((2, 3))
 
     def reset(self, scene: Scene, rng: np.random.Generator) -> None:
-        shaft = (PSM_AIM - PSM_RCM)[:2]
-        heading = np.arctan2(-shaft[0], shaft[1]) + rng.uniform(-0.35, 0.35)  # square to the shaft
-        along = np.array([np.cos(heading), np.sin(heading), 0.0])
-        middle = np.array([*rng.uniform(-0.015, 0.015, 2), 0.0])
-        half = rng.uniform(0.007, 0.009)
-        self._place_marks(scene, np.stack([middle - half * along, middle + half * along]))
+        self.sample_marks(scene, rng, middle=np.array([*rng.uniform(-0.015, 0.015, 2), 0.0]))
         tip_angle = entry_angle(*self.marks) - START_BEFORE_ENTRY - rng.uniform(0.0, 0.3)
         pose = needle_pose_for_bite(*self.marks, tip_angle)
         pose[:3, 3] += np.array([*rng.uniform(-0.003, 0.003, 2), rng.uniform(0.0, 0.004)])
         self.reset_needle(scene, pose, held=True)
+
+    def sample_marks(self, scene: Scene, rng: np.random.Generator, middle: np.ndarray) -> None:
+        """Entry and exit marks 14-18 mm apart around ``middle``, square to the PSM's shaft (+-20 deg)."""
+        shaft = (PSM_AIM - PSM_RCM)[:2]
+        heading = np.arctan2(-shaft[0], shaft[1]) + rng.uniform(-0.35, 0.35)
+        along = np.array([np.cos(heading), np.sin(heading), 0.0])
+        half = rng.uniform(0.007, 0.009)
+        self._place_marks(scene, np.stack([middle - half * along, middle + half * along]))
 
     def _place_marks(self, scene: Scene, marks: np.ndarray) -> None:
         self.marks = np.array(marks, dtype=np.float64)
