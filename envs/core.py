@@ -13,19 +13,23 @@ Arguments
     action_frame: frame of cartesian tip motion, ``"camera"`` (default; the endoscope view, as on a
         surgeon console) or ``"world"`` (the table frame, z up).
     render_mode: ``None`` or ``"rgb_array"`` (the endoscope view at ``render_size`` pixels).
+    render_size: side of the ``rgb_array`` frames in pixels (default 256).
     renderer: ``"tiny"`` (default, CPU TinyRenderer) or ``"egl"`` (used only if available; falls
         back to TinyRenderer with a warning).
 
-Actions, all in [-1, 1]
+Actions, all in [-1, 1], one block per driven arm in the task's order
     PSM, cartesian (5): tip translation (x, y, z) of up to 5 mm per step, a roll of the tool about
-    its jaw axis of up to 0.1 rad, and the jaw angle (-1 is -20 degrees, 1 is 80 degrees).
+    its jaw axis of up to 0.1 rad, and the jaw angle (-1 is -20 degrees, 1 is 80 degrees). Tasks
+    that need the whole wrist (``Task.wrist == "full"``) take a rotation vector (3, up to 0.1 rad,
+    in the action frame) instead of the roll: 7 numbers.
     PSM, joint (7): changes of the six joints (0.05 rad, or 5 mm for the insertion) and the jaw angle.
     ECM, cartesian (4): camera translation (x, y, z) of up to 5 mm and a roll of up to 0.1 rad;
     the camera always looks along its shaft, through the RCM. ECM, joint (4): joint changes.
-    A non-finite action or one of the wrong shape raises ``ValueError`` and changes nothing.
+    Joint limits always apply. A non-finite action or one of the wrong shape raises ``ValueError``
+    and changes nothing.
 
 Observation (a dict; HER-ready)
-    ``observation`` (float32): the driven arm's state (PSM: tip position, tip rotation as 6-D,
+    ``observation`` (float32): each driven arm's state (PSM: tip position, tip rotation as 6-D,
     jaw; ECM: camera position and rotation as 6-D), then the task's features. ``achieved_goal``
     and ``desired_goal`` (float32): see the task. Image modes add ``rgb`` (H, W, 3), ``depth``
     (H, W, 1; see ``surgisim.envs.camera.depth_to_metres``) and ``seg`` (H, W, 1; labels in

@@ -88,6 +88,11 @@ def test_segmentation_shows_instrument_and_target(make_env, env_id):
     assert {SegLabel.TISSUE, SegLabel.INSTRUMENT, SegLabel.TARGET} <= labels
     if env_id == "surgisim/NavigateAnatomy-v0":
         assert SegLabel.ANATOMY in labels
+    task = env.unwrapped.task
+    if hasattr(task, "needle"):
+        assert SegLabel.NEEDLE in labels
+    if hasattr(task, "thread"):
+        assert SegLabel.THREAD in labels
 
 
 def test_segmentation_target_pixels_where_the_target_projects(make_env):
