@@ -152,6 +152,14 @@ class NeedleHandoverExpert(Expert):
         return np.concatenate([back_off, env.action_toward(carry, jaw=JAW_LIMITS[0], arm=1)])
 
 
+def drive_along_arc(env: SurgicalEnv, angle: float) -> np.ndarray:
+    """Action that turns the needle held by PSM1 by ``angle`` about its own axis, so that it moves
+    along its arc (through the tissue without damage)."""
+    needle = env.task.needle.pose()
+    driven = needle @ rot_about_z(angle) @ np.linalg.inv(env.task.grasp.offset)
+    return env.action_toward(driven[:3, 3], jaw=JAW_LIMITS[0], rotation=angle * needle[:3, 2])
+
+
 class NeedleInsertExpert(Expert):
     """Bring the needle to the ideal bite pose (plane through both marks, tip just short of the
     entry), then drive it along its own arc until the tip comes out."""
@@ -165,19 +173,15 @@ class NeedleInsertExpert(Expert):
     def __call__(self, observation: dict[str, np.ndarray]) -> np.ndarray:
         task = self.env.task
         needle = task.needle.pose()
-        tip_in_needle = np.linalg.inv(task.grasp.offset)
-        # Rolling the jaws by r turns the needle about its own axis by r * (z_tip . z_needle).
-        roll_sign = float(np.sign(np.dot((needle @ tip_in_needle)[:3, 2], needle[:3, 2])))
         if not self.driving:
             ideal = needle_pose_for_bite(*task.marks, entry_angle(*task.marks) - START_BEFORE_ENTRY)
             turn = float(np.arctan2(np.dot(np.cross(needle[:3, 0], ideal[:3, 0]), needle[:3, 2]),
                                     np.dot(needle[:3, 0], ideal[:3, 0])))  # fmt: skip
             if np.linalg.norm(ideal[:3, 3] - needle[:3, 3]) > 3e-4 or abs(turn) > np.deg2rad(1.0):
-                target = (ideal @ tip_in_needle)[:3, 3]
-                return self.env.action_toward(target, jaw=JAW_LIMITS[0], roll=roll_sign * turn)
+                target = (ideal @ np.linalg.inv(task.grasp.offset))[:3, 3]
+                return self.env.action_toward(target, jaw=JAW_LIMITS[0], rotation=turn * needle[:3, 2])
             self.driving = True
-        driven = needle @ rot_about_z(self.drive_step) @ tip_in_needle
-        return self.env.action_toward(driven[:3, 3], jaw=JAW_LIMITS[0], roll=roll_sign * self.drive_step)
+        return drive_along_arc(self.env, self.drive_step)
 
 
 class SutureThrowExpert(Expert):
@@ -292,10 +296,7 @@ class SutureThrowExpert(Expert):
         return self.env.action_toward(tip[:3, 3] + 0.005 * away / np.linalg.norm(away), jaw=JAW_LIMITS[0])
 
     def _turn_needle(self) -> np.ndarray:
-        """Drive the held needle one step along its own arc."""
-        needle, _, tip_in_needle = self._needle_and_tip
-        driven = needle @ rot_about_z(self.drive_step) @ tip_in_needle
-        return self.env.action_toward(driven[:3, 3], jaw=JAW_LIMITS[0], rotation=self.drive_step * needle[:3, 2])
+        return drive_along_arc(self.env, self.drive_step)
 
     def _toward_pose(self, target: np.ndarray, jaw: float, roll_joint: float) -> np.ndarray:
         """Move and turn towards ``target``, reaching it with the tool-roll joint at ``roll_joint``:
