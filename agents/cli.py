@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 import surgisim.envs
-from surgisim.agents.evaluate import POLICIES, evaluate
+from surgisim.agents.evaluate import evaluate
 from surgisim.envs.core import CONTROLS, OBS_MODES
 
 DEFAULT_ENV = "surgisim/NeedleReach-v0"
@@ -103,10 +103,28 @@ def cmd_demos_record(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from surgisim.agents.train import train
+
+    run = train(
+        args.env_id,
+        args.algo,
+        steps=args.steps,
+        seed=args.seed,
+        obs_mode=args.obs_mode,
+        run_dir=args.run_dir,
+        resume=args.resume,
+        her=args.her,
+        config_file=args.config,
+    )
+    print(f"run folder: {run}")
+    return 0
+
+
 def _add_rollout_arguments(parser: argparse.ArgumentParser) -> None:
     """Which env, policy and seeded episodes to roll out."""
     parser.add_argument("env_id", type=_env_id)
-    parser.add_argument("--policy", default="expert", choices=POLICIES)
+    parser.add_argument("--policy", default="expert", help="expert, a run folder or a model .zip")
     parser.add_argument("--episodes", type=_positive, default=100)
     parser.add_argument("--seed", type=int, default=0, help="episode i is reset with seed S + i")
     parser.add_argument("--obs-mode", default="state", choices=tuple(OBS_MODES))
@@ -133,6 +151,18 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--json", action="store_true", help="print one JSON object")
     evaluation.set_defaults(run=cmd_evaluate)
 
+    training = commands.add_parser("train", help="train a policy with Stable-Baselines3 into a run folder")
+    training.add_argument("env_id", type=_env_id)
+    training.add_argument("--algo", default="sac", choices=("sac", "td3", "tqc"))
+    training.add_argument("--her", action=argparse.BooleanOptionalAction, default=None, help="override the config")
+    training.add_argument("--steps", type=_positive, help="total env steps (default: the config's n_timesteps)")
+    training.add_argument("--seed", type=int, default=0)
+    training.add_argument("--obs-mode", default="state", choices=tuple(OBS_MODES))
+    training.add_argument("--run-dir", type=Path, help="new run folder (default: runs/<Task>-<algo>-seed<S>)")
+    training.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue this run from its checkpoint")
+    training.add_argument("--config", type=Path, help="hyperparameter YAML (default: configs/<algo>.yaml)")
+    training.set_defaults(run=cmd_train)
+
     demos = commands.add_parser("demos", help="demonstration datasets (Minari)")
     demo_commands = demos.add_subparsers(dest="demos_command", required=True)
     record = demo_commands.add_parser("record", help="record a policy's episodes to a Minari dataset")
@@ -147,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, FileExistsError) as error:
+    except (ValueError, FileExistsError, FileNotFoundError) as error:
         print(f"surgisim: error: {error}", file=sys.stderr)
         return 2
 

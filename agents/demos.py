@@ -26,9 +26,9 @@ from surgisim.agents.evaluate import make_policy
 
 
 def dataset_id(env_id: str, policy: str) -> str:
-    """Minari id of a recording, e.g. ``surgisim/NeedlePick/expert-v0``."""
+    """Minari id of a recording: ``surgisim/NeedlePick/expert-v0``, or ``.../trained-v0`` for a model."""
     task = env_id.removeprefix("surgisim/").rsplit("-v", 1)[0]
-    return f"surgisim/{task}/{policy}-v0"
+    return f"surgisim/{task}/{'expert' if policy == 'expert' else 'trained'}-v0"
 
 
 def default_path(env_id: str, policy: str) -> Path:

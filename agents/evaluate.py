@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -11,19 +12,24 @@ import numpy as np
 import surgisim.envs  # noqa: F401  (registers the environments)
 from surgisim.agents.experts import make_expert
 
-POLICIES = ("expert",)
 
-
-def make_policy(name: str, env: gym.Env) -> Any:
-    """A callable ``policy(observation) -> action`` with a ``reset()`` method."""
+def make_policy(name: str | Any, env: gym.Env) -> Any:
+    """A callable ``policy(observation) -> action`` with a ``reset()`` method: ``"expert"``, a run
+    folder or model file (a trained model), or such a callable itself."""
+    if callable(name):
+        return name
     if name == "expert":
         return make_expert(env)
-    raise ValueError(f"unknown policy {name!r}; available: {', '.join(POLICIES)}")
+    if Path(name).exists():
+        from surgisim.agents.train import ModelPolicy, load_model
+
+        return ModelPolicy(load_model(Path(name)))
+    raise ValueError(f"unknown policy {name!r}; use expert, a run folder or a model file")
 
 
 def evaluate(
     env_id: str,
-    policy: str = "expert",
+    policy: str | Any = "expert",
     episodes: int = 10,
     seed: int = 0,
     env_kwargs: dict[str, Any] | None = None,
@@ -61,7 +67,7 @@ def evaluate(
         env.close()
     return {
         "env_id": env_id,
-        "policy": policy,
+        "policy": policy if isinstance(policy, str) else type(policy).__name__,
         "episodes": episodes,
         "seed": seed,
         "success_rate": float(np.mean(successes)),

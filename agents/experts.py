@@ -175,8 +175,8 @@ class NeedleInsertExpert(Expert):
         needle = task.needle.pose()
         if not self.driving:
             ideal = needle_pose_for_bite(*task.marks, entry_angle(*task.marks) - START_BEFORE_ENTRY)
-            turn = float(np.arctan2(np.dot(np.cross(needle[:3, 0], ideal[:3, 0]), needle[:3, 2]),
-                                    np.dot(needle[:3, 0], ideal[:3, 0])))  # fmt: skip
+            cross = np.dot(np.cross(needle[:3, 0], ideal[:3, 0]), needle[:3, 2])
+            turn = float(np.arctan2(cross, np.dot(needle[:3, 0], ideal[:3, 0])))  # about the needle's axis
             if np.linalg.norm(ideal[:3, 3] - needle[:3, 3]) > 3e-4 or abs(turn) > np.deg2rad(1.0):
                 target = (ideal @ np.linalg.inv(task.grasp.offset))[:3, 3]
                 return self.env.action_toward(target, jaw=JAW_LIMITS[0], rotation=turn * needle[:3, 2])

@@ -140,8 +140,8 @@ class NavigateAnatomy(NeedleReach):
         return True
 
     def observation(self, scene: Scene) -> np.ndarray:
-        return np.concatenate([np.concatenate([pose[:3], shape]) for pose, shape in
-                               zip(self.anatomy_poses, self.shape_features, strict=True)])  # fmt: skip
+        pairs = zip(self.anatomy_poses, self.shape_features, strict=True)
+        return np.concatenate([np.concatenate([pose[:3], shape]) for pose, shape in pairs])
 
     def step_world(self, scene: Scene) -> None:
         self.touching = not self._clear(scene, margin=0.0)

@@ -1,0 +1,209 @@
+"""Training with Stable-Baselines3: HER for goal tasks, run folders, checkpoints and resume.
+
+A run folder holds everything about one run and is never overwritten by another:
+``config.yaml`` (the resolved settings), ``command.txt``, ``model.zip`` and ``replay_buffer.pkl``
+(the latest checkpoint, replaced atomically), and ``eval.csv`` (success rate over steps).
+``resume`` continues a run from its last checkpoint with its step count and replay buffer.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shlex
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import yaml
+from sb3_contrib import TQC
+from stable_baselines3 import SAC, TD3, HerReplayBuffer
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+
+import surgisim.envs  # noqa: F401  (registers the environments)
+from surgisim.agents.config import ConfigError, load_config, validate
+
+ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"sac": SAC, "td3": TD3, "tqc": TQC}
+EVAL_SEED = 10_000  # evaluation episodes use seeds from here, apart from training's
+EVAL_COLUMNS = ("timesteps", "success_rate", "mean_return", "mean_episode_length")
+
+
+class ModelPolicy:
+    """A trained model as a policy: ``policy(observation) -> action`` (deterministic)."""
+
+    def __init__(self, model: BaseAlgorithm) -> None:
+        self.model = model
+
+    def reset(self) -> None:
+        """Stateless: nothing to forget."""
+
+    def __call__(self, observation: dict[str, np.ndarray]) -> np.ndarray:
+        return self.model.predict(observation, deterministic=True)[0]
+
+
+def load_model(path: Path, env: gym.Env | None = None) -> BaseAlgorithm:
+    """A model from a run folder or a ``model.zip`` (its algorithm from the run's config.yaml)."""
+    path = Path(path)
+    model_file = path / "model.zip" if path.is_dir() else path
+    config_file = model_file.parent / "config.yaml"
+    if not model_file.is_file():
+        raise ValueError(f"{model_file}: no such model file; give a run folder or a model .zip")
+    settings = yaml.safe_load(config_file.read_text()) if config_file.is_file() else {}
+    algo = settings.get("algo")
+    if env is None and "env_id" in settings:  # HER models need their env to load
+        env = gym.make(settings["env_id"], obs_mode=settings.get("obs_mode", "state"))
+    candidates = [ALGORITHMS[algo]] if algo in ALGORITHMS else list(ALGORITHMS.values())
+    errors = []
+    for cls in candidates:
+        try:
+            return cls.load(model_file, env=env, device="cpu")
+        except Exception as error:  # a corrupt or foreign file fails in many ways; report them all
+            errors.append(f"{cls.__name__}: {type(error).__name__}: {error}")
+    raise ValueError(f"{model_file}: cannot load a model ({'; '.join(errors)})")
+
+
+def new_run_dir(env_id: str, algo: str, seed: int, root: Path = Path("runs")) -> Path:
+    """``runs/<Task>-<algo>-seed<S>``, or with ``-1``, ``-2``... if taken."""
+    base = root / f"{env_id.removeprefix('surgisim/').rsplit('-v', 1)[0]}-{algo}-seed{seed}"
+    candidate, index = base, 1
+    while candidate.exists():
+        candidate = base.with_name(f"{base.name}-{index}")
+        index += 1
+    return candidate
+
+
+def _atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """Write via a temporary file in the same folder, then rename: no half-written checkpoint."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=path.suffix)
+    os.close(handle)
+    try:
+        write(Path(temporary))
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+class RunCallback(BaseCallback):
+    """Evaluates into eval.csv and checkpoints the model and replay buffer as training goes."""
+
+    def __init__(self, run_dir: Path, settings: dict[str, Any]) -> None:
+        super().__init__()
+        self.run_dir, self.settings = run_dir, settings
+        self.next_eval = self.next_checkpoint = 0
+
+    def _on_training_start(self) -> None:
+        done = self.model.num_timesteps
+        self.next_eval = done + self.settings["eval_freq"]
+        self.next_checkpoint = done + self.settings["checkpoint_freq"]
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps >= self.next_eval:
+            self.evaluate()
+            self.next_eval += self.settings["eval_freq"]
+        if self.num_timesteps >= self.next_checkpoint:
+            save_checkpoint(self.model, self.run_dir)
+            self.next_checkpoint += self.settings["checkpoint_freq"]
+        return True
+
+    def evaluate(self) -> None:
+        from surgisim.agents.evaluate import evaluate
+
+        env_kwargs = {"obs_mode": self.settings["obs_mode"]}
+        policy = ModelPolicy(self.model)
+        metrics = evaluate(self.settings["env_id"], policy, self.settings["eval_episodes"], EVAL_SEED, env_kwargs)
+        path = self.run_dir / "eval.csv"
+        new = not path.exists()
+        with path.open("a", newline="") as handle:
+            writer = csv.writer(handle)
+            if new:
+                writer.writerow(EVAL_COLUMNS)
+            row = [self.num_timesteps, metrics["success_rate"], metrics["mean_return"], metrics["mean_episode_length"]]
+            writer.writerow(row)
+
+
+def save_checkpoint(model: BaseAlgorithm, run_dir: Path) -> None:
+    _atomic(run_dir / "model.zip", model.save)
+    if hasattr(model, "replay_buffer") and model.replay_buffer is not None:
+        _atomic(run_dir / "replay_buffer.pkl", model.save_replay_buffer)
+
+
+def _build_model(settings: dict[str, Any], env: gym.Env) -> BaseAlgorithm:
+    hyper = settings["hyperparameters"]
+    names = ("learning_rate", "buffer_size", "batch_size", "gamma", "tau", "learning_starts", "train_freq")
+    kwargs: dict[str, Any] = {key: hyper[key] for key in (*names, "gradient_steps")}
+    kwargs["policy_kwargs"] = {"net_arch": hyper["net_arch"]}
+    if hyper["her"]:
+        kwargs["replay_buffer_class"] = HerReplayBuffer
+        kwargs["replay_buffer_kwargs"] = {
+            "n_sampled_goal": hyper["n_sampled_goal"],
+            "goal_selection_strategy": hyper["goal_selection_strategy"],
+        }
+    return ALGORITHMS[settings["algo"]]("MultiInputPolicy", env, seed=settings["seed"], device="cpu", **kwargs)
+
+
+def train(
+    env_id: str,
+    algo: str = "sac",
+    steps: int | None = None,
+    seed: int = 0,
+    obs_mode: str = "state",
+    run_dir: Path | None = None,
+    resume: Path | None = None,
+    her: bool | None = None,
+    progress_bar: bool = True,
+    config_file: Path | None = None,
+) -> Path:
+    """Train (or, with ``resume``, continue) a run; returns its folder."""
+    if resume is not None:
+        run_dir = Path(resume)
+        if not (run_dir / "config.yaml").is_file() or not (run_dir / "model.zip").is_file():
+            raise ValueError(f"{run_dir}: not a run folder with a checkpoint (config.yaml and model.zip)")
+        settings = yaml.safe_load((run_dir / "config.yaml").read_text())
+        validate(settings["hyperparameters"], f"{run_dir / 'config.yaml'}")
+    else:
+        if algo not in ALGORITHMS:
+            raise ValueError(f"unknown algorithm {algo!r}; choose from {', '.join(ALGORITHMS)}")
+        hyper = load_config(algo, env_id, config_file)
+        if her is not None:
+            hyper["her"] = her
+        settings = {"env_id": env_id, "algo": algo, "seed": seed, "obs_mode": obs_mode, "hyperparameters": hyper}
+        run_dir = Path(run_dir) if run_dir is not None else new_run_dir(env_id, algo, seed)
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise FileExistsError(f"{run_dir} already holds a run; pass --resume {run_dir} or choose another --run-dir")
+    hyper = settings["hyperparameters"]
+    if steps is not None:
+        hyper["n_timesteps"] = steps
+    hyper.update({key: hyper.get(key, default) for key, default in (("eval_episodes", 20), ("eval_freq", 2000))})
+    hyper.setdefault("checkpoint_freq", hyper["eval_freq"])
+    validate(hyper, "settings")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+    with (run_dir / "command.txt").open("a") as handle:
+        handle.write(shlex.join(sys.argv) + "\n")
+
+    env = gym.make(settings["env_id"], obs_mode=settings["obs_mode"])
+    try:
+        if resume is not None:
+            model = load_model(run_dir, env)
+            if (run_dir / "replay_buffer.pkl").is_file():
+                # The episode in progress at the checkpoint is cut there; the new one starts afresh.
+                model.load_replay_buffer(run_dir / "replay_buffer.pkl", truncate_last_traj=True)
+        else:
+            model = _build_model(settings, env)
+        callback = RunCallback(run_dir, {**hyper, "env_id": settings["env_id"], "obs_mode": settings["obs_mode"]})
+        remaining = hyper["n_timesteps"] - model.num_timesteps
+        if remaining > 0:
+            model.learn(remaining, callback=callback, reset_num_timesteps=False, progress_bar=progress_bar)
+        save_checkpoint(model, run_dir)
+    finally:
+        env.close()
+    return run_dir
+
+
+__all__ = ["ALGORITHMS", "ConfigError", "ModelPolicy", "load_model", "train"]
