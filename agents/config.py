@@ -38,6 +38,7 @@ def _positive_number(value: Any) -> bool:
 SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
     "n_timesteps": (_positive_int, "a positive integer"),
     "her": (lambda v: isinstance(v, bool), "true or false"),
+    "normalize": (lambda v: isinstance(v, bool), "true or false"),
     "n_sampled_goal": (_positive_int, "a positive integer"),
     "goal_selection_strategy": (lambda v: v in ("future", "final", "episode"), "future, final or episode"),
     "learning_rate": (_positive_number, "a positive number"),

@@ -21,9 +21,9 @@ def make_policy(name: str | Any, env: gym.Env) -> Any:
     if name == "expert":
         return make_expert(env)
     if Path(name).exists():
-        from surgisim.agents.train import ModelPolicy, load_model
+        from surgisim.agents.train import load_policy
 
-        return ModelPolicy(load_model(Path(name)))
+        return load_policy(Path(name))
     raise ValueError(f"unknown policy {name!r}; use expert, a run folder or a model file")
 
 

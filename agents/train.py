@@ -1,9 +1,15 @@
 """Training with Stable-Baselines3: HER for goal tasks, run folders, checkpoints and resume.
 
 A run folder holds everything about one run and is never overwritten by another:
-``config.yaml`` (the resolved settings), ``command.txt``, ``model.zip`` and ``replay_buffer.pkl``
-(the latest checkpoint, replaced atomically), and ``eval.csv`` (success rate over steps).
+``config.yaml`` (the resolved settings), ``command.txt``, ``model.zip``, ``replay_buffer.pkl``
+and ``vecnormalize.pkl`` (the latest checkpoint: model, replay buffer and observation
+normalisation statistics, each replaced atomically), and ``eval.csv`` (success rate over steps).
 ``resume`` continues a run from its last checkpoint with its step count and replay buffer.
+
+Observations are normalised with running statistics (``VecNormalize``, on by default): poses in
+metres differ by millimetres, too little for a network to see without it (NeedleReach with HER
+and SAC: success 0.0 at 8k steps unnormalised, 1.0 at 4k normalised). The replay buffer keeps
+raw observations, so HER's relabelled rewards are computed on real positions.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from sb3_contrib import TQC
 from stable_baselines3 import SAC, TD3, HerReplayBuffer
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 
 import surgisim.envs  # noqa: F401  (registers the environments)
 from surgisim.agents.config import ConfigError, load_config, validate
@@ -34,16 +41,33 @@ EVAL_COLUMNS = ("timesteps", "success_rate", "mean_return", "mean_episode_length
 
 
 class ModelPolicy:
-    """A trained model as a policy: ``policy(observation) -> action`` (deterministic)."""
+    """A trained model as a policy: ``policy(observation) -> action`` (deterministic), with the
+    run's observation normalisation when it had one."""
 
-    def __init__(self, model: BaseAlgorithm) -> None:
-        self.model = model
+    def __init__(self, model: BaseAlgorithm, normalizer: VecNormalize | None = None) -> None:
+        self.model, self.normalizer = model, normalizer
 
     def reset(self) -> None:
         """Stateless: nothing to forget."""
 
     def __call__(self, observation: dict[str, np.ndarray]) -> np.ndarray:
+        if self.normalizer is not None:
+            observation = self.normalizer.normalize_obs(observation)
         return self.model.predict(observation, deterministic=True)[0]
+
+
+def load_policy(path: Path) -> ModelPolicy:
+    """The policy of a run folder or model file, with its normalisation statistics if saved."""
+    model = load_model(path)
+    stats = (Path(path) if Path(path).is_dir() else Path(path).parent) / "vecnormalize.pkl"
+    if not stats.is_file():
+        return ModelPolicy(model)
+    try:
+        normalizer = VecNormalize.load(str(stats), DummyVecEnv([lambda: model.get_env().envs[0]]))
+    except Exception as error:
+        raise ValueError(f"{stats}: cannot load normalisation statistics ({type(error).__name__}: {error})") from None
+    normalizer.training = False
+    return ModelPolicy(model, normalizer)
 
 
 def load_model(path: Path, env: gym.Env | None = None) -> BaseAlgorithm:
@@ -56,7 +80,7 @@ def load_model(path: Path, env: gym.Env | None = None) -> BaseAlgorithm:
     settings = yaml.safe_load(config_file.read_text()) if config_file.is_file() else {}
     algo = settings.get("algo")
     if env is None and "env_id" in settings:  # HER models need their env to load
-        env = gym.make(settings["env_id"], obs_mode=settings.get("obs_mode", "state"))
+        env = DummyVecEnv([lambda: gym.make(settings["env_id"], obs_mode=settings.get("obs_mode", "state"))])
     candidates = [ALGORITHMS[algo]] if algo in ALGORITHMS else list(ALGORITHMS.values())
     errors = []
     for cls in candidates:
@@ -115,7 +139,7 @@ class RunCallback(BaseCallback):
         from surgisim.agents.evaluate import evaluate
 
         env_kwargs = {"obs_mode": self.settings["obs_mode"]}
-        policy = ModelPolicy(self.model)
+        policy = ModelPolicy(self.model, self.model.get_vec_normalize_env())
         metrics = evaluate(self.settings["env_id"], policy, self.settings["eval_episodes"], EVAL_SEED, env_kwargs)
         path = self.run_dir / "eval.csv"
         new = not path.exists()
@@ -131,6 +155,9 @@ def save_checkpoint(model: BaseAlgorithm, run_dir: Path) -> None:
     _atomic(run_dir / "model.zip", model.save)
     if hasattr(model, "replay_buffer") and model.replay_buffer is not None:
         _atomic(run_dir / "replay_buffer.pkl", model.save_replay_buffer)
+    normalizer = model.get_vec_normalize_env()
+    if normalizer is not None:
+        _atomic(run_dir / "vecnormalize.pkl", lambda path: normalizer.save(str(path)))
 
 
 def _build_model(settings: dict[str, Any], env: gym.Env) -> BaseAlgorithm:
@@ -187,7 +214,13 @@ def train(
     with (run_dir / "command.txt").open("a") as handle:
         handle.write(shlex.join(sys.argv) + "\n")
 
-    env = gym.make(settings["env_id"], obs_mode=settings["obs_mode"])
+    env: VecEnv = DummyVecEnv([lambda: gym.make(settings["env_id"], obs_mode=settings["obs_mode"])])
+    if hyper.get("normalize", True):
+        stats = run_dir / "vecnormalize.pkl"
+        if resume is not None and stats.is_file():
+            env = VecNormalize.load(str(stats), env)
+        else:
+            env = VecNormalize(env, norm_obs=True, norm_reward=False, clip_obs=10.0)
     try:
         if resume is not None:
             model = load_model(run_dir, env)
@@ -206,4 +239,4 @@ def train(
     return run_dir
 
 
-__all__ = ["ALGORITHMS", "ConfigError", "ModelPolicy", "load_model", "train"]
+__all__ = ["ALGORITHMS", "ConfigError", "ModelPolicy", "load_model", "load_policy", "train"]
