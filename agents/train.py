@@ -70,7 +70,7 @@ def load_policy(path: Path) -> ModelPolicy:
     return ModelPolicy(model, normalizer)
 
 
-def load_model(path: Path, env: gym.Env | None = None) -> BaseAlgorithm:
+def load_model(path: Path, env: VecEnv | None = None) -> BaseAlgorithm:
     """A model from a run folder or a ``model.zip`` (its algorithm from the run's config.yaml)."""
     path = Path(path)
     model_file = path / "model.zip" if path.is_dir() else path
@@ -160,7 +160,7 @@ def save_checkpoint(model: BaseAlgorithm, run_dir: Path) -> None:
         _atomic(run_dir / "vecnormalize.pkl", lambda path: normalizer.save(str(path)))
 
 
-def _build_model(settings: dict[str, Any], env: gym.Env) -> BaseAlgorithm:
+def _build_model(settings: dict[str, Any], env: VecEnv) -> BaseAlgorithm:
     hyper = settings["hyperparameters"]
     names = ("learning_rate", "buffer_size", "batch_size", "gamma", "tau", "learning_starts", "train_freq")
     kwargs: dict[str, Any] = {key: hyper[key] for key in (*names, "gradient_steps")}
@@ -206,7 +206,8 @@ def train(
     hyper = settings["hyperparameters"]
     if steps is not None:
         hyper["n_timesteps"] = steps
-    hyper.update({key: hyper.get(key, default) for key, default in (("eval_episodes", 20), ("eval_freq", 2000))})
+    hyper.setdefault("eval_episodes", 20)
+    hyper.setdefault("eval_freq", 2000)
     hyper.setdefault("checkpoint_freq", hyper["eval_freq"])
     validate(hyper, "settings")
     run_dir.mkdir(parents=True, exist_ok=True)
