@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 import surgisim.envs
 from surgisim.agents.evaluate import evaluate
+from surgisim.agents.files import write_video
 from surgisim.envs.core import CONTROLS, OBS_MODES
 
 DEFAULT_ENV = "surgisim/NeedleReach-v0"
@@ -41,24 +40,6 @@ def _free_path(path: Path) -> Path:
         candidate = path.with_name(f"{path.stem}-{index}{path.suffix}")
         index += 1
     return candidate
-
-
-def write_video(frames: list[np.ndarray], path: Path, fps: int) -> None:
-    """Write an MP4 atomically: a failed write leaves no partial file at ``path``."""
-    import imageio.v2 as imageio
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(suffix=path.suffix, dir=path.parent)
-    os.close(handle)
-    try:
-        imageio.mimwrite(temporary, frames, fps=fps, macro_block_size=1)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes it private; give it normal permissions
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
 
 
 def _print_metrics(metrics: dict) -> None:

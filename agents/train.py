@@ -3,7 +3,8 @@
 A run folder holds everything about one run and is never overwritten by another:
 ``config.yaml`` (the resolved settings), ``command.txt``, ``model.zip``, ``replay_buffer.pkl``
 and ``vecnormalize.pkl`` (the latest checkpoint: model, replay buffer and observation
-normalisation statistics, each replaced atomically), and ``eval.csv`` (success rate over steps).
+normalisation statistics, each replaced atomically), ``eval.csv`` and ``success.png`` (success
+rate over steps), and ``final_policy.mp4`` (the endoscope view of the trained policy).
 ``resume`` continues a run from its last checkpoint with its step count and replay buffer.
 
 Observations are normalised with running statistics (``VecNormalize``, on by default): poses in
@@ -15,11 +16,8 @@ raw observations, so HER's relabelled rewards are computed on real positions.
 from __future__ import annotations
 
 import csv
-import os
 import shlex
 import sys
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +32,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 
 import surgisim.envs  # noqa: F401  (registers the environments)
 from surgisim.agents.config import ConfigError, load_config, validate
+from surgisim.agents.files import atomic_write, plot_success, write_video
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"sac": SAC, "td3": TD3, "tqc": TQC}
 EVAL_SEED = 10_000  # evaluation episodes use seeds from here, apart from training's
@@ -101,18 +100,6 @@ def new_run_dir(env_id: str, algo: str, seed: int, root: Path = Path("runs")) ->
     return candidate
 
 
-def _atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Write via a temporary file in the same folder, then rename: no half-written checkpoint."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=path.suffix)
-    os.close(handle)
-    try:
-        write(Path(temporary))
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-
-
 class RunCallback(BaseCallback):
     """Evaluates into eval.csv and checkpoints the model and replay buffer as training goes."""
 
@@ -149,15 +136,16 @@ class RunCallback(BaseCallback):
                 writer.writerow(EVAL_COLUMNS)
             row = [self.num_timesteps, metrics["success_rate"], metrics["mean_return"], metrics["mean_episode_length"]]
             writer.writerow(row)
+        plot_success(path, self.run_dir / "success.png", f"{self.settings['env_id']} ({self.settings['algo']})")
 
 
 def save_checkpoint(model: BaseAlgorithm, run_dir: Path) -> None:
-    _atomic(run_dir / "model.zip", model.save)
+    atomic_write(run_dir / "model.zip", model.save)
     if hasattr(model, "replay_buffer") and model.replay_buffer is not None:
-        _atomic(run_dir / "replay_buffer.pkl", model.save_replay_buffer)
+        atomic_write(run_dir / "replay_buffer.pkl", model.save_replay_buffer)
     normalizer = model.get_vec_normalize_env()
     if normalizer is not None:
-        _atomic(run_dir / "vecnormalize.pkl", lambda path: normalizer.save(str(path)))
+        atomic_write(run_dir / "vecnormalize.pkl", lambda path: normalizer.save(str(path)))
 
 
 def _build_model(settings: dict[str, Any], env: VecEnv) -> BaseAlgorithm:
@@ -230,14 +218,25 @@ def train(
                 model.load_replay_buffer(run_dir / "replay_buffer.pkl", truncate_last_traj=True)
         else:
             model = _build_model(settings, env)
-        callback = RunCallback(run_dir, {**hyper, "env_id": settings["env_id"], "obs_mode": settings["obs_mode"]})
+        callback = RunCallback(run_dir, {**hyper, **{key: settings[key] for key in ("env_id", "obs_mode", "algo")}})
         remaining = hyper["n_timesteps"] - model.num_timesteps
         if remaining > 0:
             model.learn(remaining, callback=callback, reset_num_timesteps=False, progress_bar=progress_bar)
         save_checkpoint(model, run_dir)
+        record_video(ModelPolicy(model, model.get_vec_normalize_env()), settings, run_dir / "final_policy.mp4")
     finally:
         env.close()
     return run_dir
+
+
+def record_video(policy: ModelPolicy, settings: dict[str, Any], path: Path, episodes: int = 2) -> None:
+    """An endoscope-view video of the policy over a few evaluation episodes."""
+    from surgisim.agents.evaluate import evaluate
+
+    frames: list[np.ndarray] = []
+    env_kwargs = {"obs_mode": settings["obs_mode"], "render_mode": "rgb_array", "render_size": 128}
+    evaluate(settings["env_id"], policy, episodes, EVAL_SEED, env_kwargs, on_frame=frames.append)
+    write_video(frames, path, fps=10)
 
 
 __all__ = ["ALGORITHMS", "ConfigError", "ModelPolicy", "load_model", "load_policy", "train"]
