@@ -102,10 +102,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from surgisim.agents.export import export_onnx
+
+    print(f"wrote {export_onnx(args.run_dir, args.out, args.force)}")
+    return 0
+
+
 def _add_rollout_arguments(parser: argparse.ArgumentParser) -> None:
     """Which env, policy and seeded episodes to roll out."""
     parser.add_argument("env_id", type=_env_id)
-    parser.add_argument("--policy", default="expert", help="expert, a run folder or a model .zip")
+    parser.add_argument("--policy", default="expert", help="expert, a run folder, a model .zip or a policy .onnx")
     parser.add_argument("--episodes", type=_positive, default=100)
     parser.add_argument("--seed", type=int, default=0, help="episode i is reset with seed S + i")
     parser.add_argument("--obs-mode", default="state", choices=tuple(OBS_MODES))
@@ -143,6 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue this run from its checkpoint")
     training.add_argument("--config", type=Path, help="hyperparameter YAML (default: configs/<algo>.yaml)")
     training.set_defaults(run=cmd_train)
+
+    export = commands.add_parser("export", help="export a trained policy for deployment (onnxruntime only)")
+    export.add_argument("run_dir", type=Path, help="run folder (or model .zip) to export")
+    export.add_argument("--format", default="onnx", choices=("onnx",))
+    export.add_argument("--out", type=Path, required=True, help="policy file to write")
+    export.add_argument("--force", action="store_true", help="replace an existing file at --out")
+    export.set_defaults(run=cmd_export)
 
     demos = commands.add_parser("demos", help="demonstration datasets (Minari)")
     demo_commands = demos.add_subparsers(dest="demos_command", required=True)

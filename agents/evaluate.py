@@ -15,16 +15,20 @@ from surgisim.agents.experts import make_expert
 
 def make_policy(name: str | Any, env: gym.Env) -> Any:
     """A callable ``policy(observation) -> action`` with a ``reset()`` method: ``"expert"``, a run
-    folder or model file (a trained model), or such a callable itself."""
+    folder or model file (a trained model), an exported ``.onnx`` policy, or such a callable."""
     if callable(name):
         return name
     if name == "expert":
         return make_expert(env)
+    if Path(name).suffix == ".onnx" and Path(name).is_file():
+        from surgisim.agents.export import OnnxPolicy
+
+        return OnnxPolicy(Path(name))
     if Path(name).exists():
         from surgisim.agents.train import load_policy
 
         return load_policy(Path(name))
-    raise ValueError(f"unknown policy {name!r}; use expert, a run folder or a model file")
+    raise ValueError(f"unknown policy {name!r}; use expert, a run folder, a model .zip or an exported .onnx")
 
 
 def evaluate(

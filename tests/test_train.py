@@ -7,12 +7,16 @@ import subprocess
 import sys
 import time
 
+import gymnasium as gym
+import imageio.v3 as iio
+import numpy as np
 import pytest
 import yaml
 
 from surgisim.agents.config import ConfigError, load_config
 from surgisim.agents.evaluate import evaluate
-from surgisim.agents.train import load_model, train
+from surgisim.agents.export import OnnxPolicy, export_onnx
+from surgisim.agents.train import load_model, load_policy, train
 
 SMALL = {
     "n_timesteps": 400,
@@ -72,9 +76,12 @@ def test_bad_configs_name_the_file_and_key(tmp_path, entry, message):
 def test_run_folder_holds_every_artifact_and_resume_continues(tmp_path, small_config):
     run = train("surgisim/NeedleReach-v0", steps=400, run_dir=tmp_path / "run", progress_bar=False,
                 config_file=small_config)  # fmt: skip
-    assert {"config.yaml", "command.txt", "model.zip", "replay_buffer.pkl", "eval.csv"} <= {
-        p.name for p in run.iterdir()
-    }
+    artifacts = {"config.yaml", "command.txt", "model.zip", "replay_buffer.pkl", "vecnormalize.pkl", "eval.csv",
+                 "success.png", "final_policy.mp4"}  # fmt: skip
+    assert artifacts <= {path.name for path in run.iterdir()}
+    assert load_policy(run).normalizer is not None
+    assert iio.imread(run / "success.png").shape[:2] == (320, 500)
+    assert iio.imread(run / "final_policy.mp4").shape[1:] == (128, 128, 3)
     settings = yaml.safe_load((run / "config.yaml").read_text())
     assert settings["env_id"] == "surgisim/NeedleReach-v0" and settings["hyperparameters"]["batch_size"] == 32
     assert [row["timesteps"] for row in eval_rows(run)] == ["200", "400"]
@@ -91,6 +98,21 @@ def test_run_folder_holds_every_artifact_and_resume_continues(tmp_path, small_co
 
     metrics = evaluate("surgisim/NeedleReach-v0", str(run), episodes=2)
     assert metrics["episodes"] == 2
+
+    # Export: onnxruntime alone gives the SB3 policy's actions (tolerance 1e-5).
+    exported = export_onnx(run, tmp_path / "policy.onnx")
+    with pytest.raises(FileExistsError, match="--force"):
+        export_onnx(run, exported)
+    onnx_policy, sb3_policy = OnnxPolicy(exported), load_policy(run)
+    env = gym.make("surgisim/NeedleReach-v0")
+    for seed in range(5):
+        observation, _ = env.reset(seed=seed)
+        for _ in range(4):
+            expected = sb3_policy(observation)
+            np.testing.assert_allclose(onnx_policy(observation), expected, atol=1e-5)
+            observation, *_ = env.step(expected)
+    env.close()
+    assert evaluate("surgisim/NeedleReach-v0", str(exported), episodes=2)["episodes"] == 2
 
 
 def test_a_run_folder_is_never_overwritten(tmp_path, small_config):
@@ -117,6 +139,13 @@ def test_resume_after_the_process_is_killed(tmp_path, small_config):
     assert checkpoint >= 100
     train("surgisim/NeedleReach-v0", steps=checkpoint + 100, resume=run, progress_bar=False)
     assert load_model(run).num_timesteps == checkpoint + 100
+
+
+def test_corrupt_onnx_policy_is_reported(tmp_path):
+    bad = tmp_path / "policy.onnx"
+    bad.write_bytes(b"not onnx")
+    with pytest.raises(ValueError, match="not a loadable ONNX policy"):
+        OnnxPolicy(bad)
 
 
 def test_corrupt_model_file_is_reported(tmp_path):
