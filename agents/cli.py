@@ -65,9 +65,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from surgisim.agents.pretrained import available
+
     frames: list[np.ndarray] = []
     env_kwargs = {"render_mode": "rgb_array", "render_size": args.video_size}
-    metrics = evaluate(args.env_id, "expert", args.episodes, args.seed, env_kwargs, on_frame=frames.append)
+    policy = "pretrained" if args.env_id in available() else "expert"  # the best there is for the task
+    metrics = evaluate(args.env_id, policy, args.episodes, args.seed, env_kwargs, on_frame=frames.append)
     _print_metrics(metrics)
     name = args.env_id.removeprefix("surgisim/")
     path = _free_path(Path(args.out) if args.out else Path("surgisim-demo") / f"{name}-seed{args.seed}.mp4")
@@ -112,7 +115,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 def _add_rollout_arguments(parser: argparse.ArgumentParser) -> None:
     """Which env, policy and seeded episodes to roll out."""
     parser.add_argument("env_id", type=_env_id)
-    parser.add_argument("--policy", default="expert", help="expert, a run folder, a model .zip or a policy .onnx")
+    parser.add_argument(
+        "--policy", default="expert", help="expert, pretrained, a run folder, a model .zip or a policy .onnx"
+    )
     parser.add_argument("--episodes", type=_positive, default=100)
     parser.add_argument("--seed", type=int, default=0, help="episode i is reset with seed S + i")
     parser.add_argument("--obs-mode", default="state", choices=tuple(OBS_MODES))

@@ -14,21 +14,26 @@ from surgisim.agents.experts import make_expert
 
 
 def make_policy(name: str | Any, env: gym.Env) -> Any:
-    """A callable ``policy(observation) -> action`` with a ``reset()`` method: ``"expert"``, a run
-    folder or model file (a trained model), an exported ``.onnx`` policy, or such a callable."""
+    """A callable ``policy(observation) -> action`` with a ``reset()`` method: ``"expert"``,
+    ``"pretrained"`` (the shipped policy), a run folder or model file (a trained model), an
+    exported ``.onnx`` policy, or such a callable."""
     if callable(name):
         return name
     if name == "expert":
         return make_expert(env)
+    if name == "pretrained":
+        from surgisim.agents.pretrained import load_pretrained
+
+        return load_pretrained(env.spec.id)
     if Path(name).suffix == ".onnx" and Path(name).is_file():
-        from surgisim.agents.export import OnnxPolicy
+        from surgisim.agents.onnx_policy import OnnxPolicy
 
         return OnnxPolicy(Path(name))
     if Path(name).exists():
         from surgisim.agents.train import load_policy
 
         return load_policy(Path(name))
-    raise ValueError(f"unknown policy {name!r}; use expert, a run folder, a model .zip or an exported .onnx")
+    raise ValueError(f"unknown policy {name!r}; use expert, pretrained, a run folder, a model .zip or a .onnx")
 
 
 def evaluate(

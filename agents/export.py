@@ -13,7 +13,10 @@ import numpy as np
 import torch
 
 from surgisim.agents.files import atomic_write
+from surgisim.agents.onnx_policy import OnnxPolicy
 from surgisim.agents.train import load_policy
+
+__all__ = ["ExportedActor", "OnnxPolicy", "export_onnx"]
 
 STATE_KEYS = ("observation", "achieved_goal", "desired_goal")
 OBS_EPSILON = 1e-8  # VecNormalize's default
@@ -66,23 +69,3 @@ def export_onnx(run: Path, out: Path, force: bool = False) -> Path:
 
     atomic_write(out, write)
     return out
-
-
-class OnnxPolicy:
-    """An exported policy run by onnxruntime: ``policy(observation) -> action``."""
-
-    def __init__(self, path: Path) -> None:
-        import onnxruntime
-
-        try:
-            self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        except Exception as error:
-            raise ValueError(f"{path}: not a loadable ONNX policy ({type(error).__name__}: {error})") from None
-        self.inputs = [item.name for item in self.session.get_inputs()]
-
-    def reset(self) -> None:
-        """Stateless: nothing to forget."""
-
-    def __call__(self, observation: dict[str, np.ndarray]) -> np.ndarray:
-        feed = {key: np.asarray(observation[key], dtype=np.float32)[None] for key in self.inputs}
-        return self.session.run(None, feed)[0][0]
