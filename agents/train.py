@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import shlex
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from surgisim.agents.files import atomic_write, plot_success, write_video
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"sac": SAC, "td3": TD3, "tqc": TQC}
 EVAL_SEED = 10_000  # evaluation episodes use seeds from here, apart from training's
-EVAL_COLUMNS = ("timesteps", "success_rate", "mean_return", "mean_episode_length")
+EVAL_COLUMNS = ("timesteps", "success_rate", "mean_return", "mean_episode_length", "wall_s")
 
 
 class ModelPolicy:
@@ -109,6 +110,7 @@ class RunCallback(BaseCallback):
         self.next_eval = self.next_checkpoint = 0
 
     def _on_training_start(self) -> None:
+        self.started = time.perf_counter()  # wall_s in eval.csv counts from here (this invocation)
         done = self.model.num_timesteps
         self.next_eval = done + self.settings["eval_freq"]
         self.next_checkpoint = done + self.settings["checkpoint_freq"]
@@ -134,7 +136,8 @@ class RunCallback(BaseCallback):
             writer = csv.writer(handle)
             if new:
                 writer.writerow(EVAL_COLUMNS)
-            row = [self.num_timesteps, metrics["success_rate"], metrics["mean_return"], metrics["mean_episode_length"]]
+            row = [self.num_timesteps, metrics["success_rate"], metrics["mean_return"], metrics["mean_episode_length"],
+                   round(time.perf_counter() - self.started, 1)]  # fmt: skip
             writer.writerow(row)
         plot_success(path, self.run_dir / "success.png", f"{self.settings['env_id']} ({self.settings['algo']})")
 
