@@ -39,8 +39,12 @@ class Grasp:
             else:
                 self.needle.set_pose(self.psm.tip_pose() @ self.offset)
         elif self.psm.jaw <= GRASP_CLOSED < previous_jaw and self.between_jaws(previous_jaw):
-            self.held = True
-            self.offset = np.linalg.inv(self.psm.tip_pose()) @ self.needle.pose()
+            self.attach()
+
+    def attach(self) -> None:
+        """Hold the needle where it now is relative to the jaws."""
+        self.held = True
+        self.offset = np.linalg.inv(self.psm.tip_pose()) @ self.needle.pose()
 
     def between_jaws(self, opening: float) -> bool:
         """Whether some of the wire lies inside the wedge between fingers opened to ``opening``."""

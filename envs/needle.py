@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from surgisim.envs.camera import Camera, SegLabel
+from surgisim.envs.kinematics import rot_z
 from surgisim.envs.sim import Sim
 from surgisim.envs.transforms import make_pose, matrix_to_quat, quat_to_matrix
 
@@ -114,6 +115,4 @@ def _rotation_from_x(direction: np.ndarray) -> np.ndarray:
 
 def lying_pose(centre_xy: np.ndarray, heading: float) -> np.ndarray:
     """The needle lying flat on the tissue (z = 0), arc centre at ``centre_xy``, turned by ``heading``."""
-    c, s = np.cos(heading), np.sin(heading)
-    rotation = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-    return make_pose(rotation, np.array([centre_xy[0], centre_xy[1], NEEDLE_WIRE_RADIUS]))
+    return make_pose(rot_z(heading), np.array([centre_xy[0], centre_xy[1], NEEDLE_WIRE_RADIUS]))

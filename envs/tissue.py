@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from surgisim.envs.kinematics import rot_z
 from surgisim.envs.needle import NEEDLE_ARC, NEEDLE_RADIUS
 from surgisim.envs.transforms import make_pose, scale_motion
 
@@ -24,8 +25,7 @@ NUMERICAL_DRAG_MM = 1e-4  # hole movements below this are rounding, not damage
 
 
 def rot_about_z(angle: float) -> np.ndarray:
-    c, s = np.cos(angle), np.sin(angle)
-    return make_pose(np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]), np.zeros(3))
+    return make_pose(rot_z(angle), np.zeros(3))
 
 
 def on_circle(needle_pose: np.ndarray, point: np.ndarray) -> np.ndarray:

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from surgisim.envs.camera import SegLabel
+from surgisim.envs.kinematics import rot_z
 from surgisim.envs.scene import Scene
 from surgisim.envs.tasks.needle_reach import NeedleReach
 from surgisim.envs.transforms import matrix_to_quat
@@ -117,8 +118,7 @@ class NavigateAnatomy(NeedleReach):
     def _apply_anatomy_poses(self, scene: Scene) -> None:
         for i, name in enumerate(self.anatomy):
             x, y, z, heading = self.anatomy_poses[i]
-            c, s = np.cos(heading), np.sin(heading)
-            yaw = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+            yaw = rot_z(heading)
             lie_down = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])  # cylinder axis along x
             rotation = yaw if self.shape_features[i][3] > 0 else yaw @ lie_down
             scene.sim.set_base_pose(name, np.array([x, y, z]), matrix_to_quat(rotation))

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from surgisim.envs.kinematics import rot_z
 from surgisim.envs.scene import Scene
 from surgisim.envs.tasks.markers import GoalMarker
 from surgisim.envs.tasks.needle_pick import jaws_down_pose
@@ -61,9 +62,8 @@ class NeedleHandover(NeedleTask):
 
     def reset(self, scene: Scene, rng: np.random.Generator) -> None:
         heading = rng.uniform(-np.pi / 6, np.pi / 6) - 0.8 * np.pi  # points at 0.75 pi of the arc face +x
-        c, s = np.cos(heading), np.sin(heading)
         centre = np.array([*rng.uniform([-0.015, -0.01], [0.0, 0.01]), rng.uniform(0.025, 0.035)])
-        needle = make_pose(np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]), centre)
+        needle = make_pose(rot_z(heading), centre)
         self.reset_needle(scene, needle, held=True)
         psm2 = scene.arms["psm2"]
         start = rng.uniform([0.02, -0.02, 0.04], [0.04, 0.02, 0.05])

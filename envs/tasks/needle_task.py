@@ -59,7 +59,7 @@ class NeedleTask(Task):
         if held:
             scene.psm.set_joints(scene.psm.ik(pose @ jaws_across_wire()))
             scene.psm.set_jaw(0.0)
-            self.grasp.held, self.grasp.offset = True, np.linalg.inv(scene.psm.tip_pose()) @ pose
+            self.grasp.attach()
             self.holders = [0]
         self.previous_jaws = [grasp.psm.jaw for grasp in self.grasps]
 
@@ -96,7 +96,7 @@ class NeedleTask(Task):
         self.needle.set_pose(lead.psm.tip_pose() @ lead.offset)
         for index in self.holders[1:]:
             other = self.grasps[index]
-            other.offset = np.linalg.inv(other.psm.tip_pose()) @ self.needle.pose()
+            other.attach()
 
     def needle_observation(self) -> np.ndarray:
         """Arc centre (3), needle rotation as 6-D (6), then whether each PSM holds it (1 each)."""
