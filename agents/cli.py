@@ -11,7 +11,7 @@ import numpy as np
 
 import surgisim.envs
 from surgisim.agents.evaluate import evaluate
-from surgisim.agents.files import write_video
+from surgisim.agents.files import free_path, write_video
 from surgisim.envs.core import CONTROLS, OBS_MODES
 
 DEFAULT_ENV = "surgisim/NeedleReach-v0"
@@ -21,7 +21,7 @@ def _env_id(value: str) -> str:
     """Accept ``surgisim/NeedleReach-v0`` or the short ``NeedleReach``."""
     ids = surgisim.envs.env_ids()
     for env_id in ids:
-        if value in (env_id, env_id.removeprefix("surgisim/"), env_id.removeprefix("surgisim/").rsplit("-v", 1)[0]):
+        if value in (env_id, env_id.removeprefix("surgisim/"), surgisim.envs.task_name(env_id)):
             return env_id
     raise argparse.ArgumentTypeError(f"unknown environment {value!r}; choose from {', '.join(ids)}")
 
@@ -31,15 +31,6 @@ def _positive(value: str) -> int:
     if number < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
     return number
-
-
-def _free_path(path: Path) -> Path:
-    """``path``, or ``stem-1.suffix``, ``stem-2.suffix``... if it exists: earlier files are kept."""
-    candidate, index = path, 1
-    while candidate.exists():
-        candidate = path.with_name(f"{path.stem}-{index}{path.suffix}")
-        index += 1
-    return candidate
 
 
 def _print_metrics(metrics: dict) -> None:
@@ -73,7 +64,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     metrics = evaluate(args.env_id, policy, args.episodes, args.seed, env_kwargs, on_frame=frames.append)
     _print_metrics(metrics)
     name = args.env_id.removeprefix("surgisim/")
-    path = _free_path(Path(args.out) if args.out else Path("surgisim-demo") / f"{name}-seed{args.seed}.mp4")
+    path = free_path(Path(args.out) if args.out else Path("surgisim-demo") / f"{name}-seed{args.seed}.mp4")
     write_video(frames, path, fps=10)
     print(f"video of the endoscope view ({len(frames)} frames): {path.resolve()}")
     return 0

@@ -21,14 +21,13 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-import surgisim.envs  # noqa: F401  (registers the environments)
 from surgisim.agents.evaluate import make_policy
+from surgisim.envs import task_name
 
 
 def dataset_id(env_id: str, policy: str) -> str:
     """Minari id of a recording: ``surgisim/NeedlePick/expert-v0``, or ``.../trained-v0`` for a model."""
-    task = env_id.removeprefix("surgisim/").rsplit("-v", 1)[0]
-    return f"surgisim/{task}/{'expert' if policy == 'expert' else 'trained'}-v0"
+    return f"surgisim/{task_name(env_id)}/{'expert' if policy == 'expert' else 'trained'}-v0"
 
 
 def default_path(env_id: str, policy: str) -> Path:

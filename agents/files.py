@@ -11,6 +11,15 @@ from pathlib import Path
 import numpy as np
 
 
+def free_path(path: Path) -> Path:
+    """``path``, or ``stem-1.suffix``, ``stem-2.suffix``... if it exists: earlier files are kept."""
+    candidate, index = path, 1
+    while candidate.exists():
+        candidate = path.with_name(f"{path.stem}-{index}{path.suffix}")
+        index += 1
+    return candidate
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Write ``path`` via a temporary file beside it, then rename: a failure leaves no partial
     file, and a reader never sees a half-written one."""

@@ -31,9 +31,9 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 
-import surgisim.envs  # noqa: F401  (registers the environments)
 from surgisim.agents.config import ConfigError, load_config, validate
-from surgisim.agents.files import atomic_write, plot_success, write_video
+from surgisim.agents.files import atomic_write, free_path, plot_success, write_video
+from surgisim.envs import task_name
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"sac": SAC, "td3": TD3, "tqc": TQC}
 EVAL_SEED = 10_000  # evaluation episodes use seeds from here, apart from training's
@@ -93,12 +93,7 @@ def load_model(path: Path, env: VecEnv | None = None) -> BaseAlgorithm:
 
 def new_run_dir(env_id: str, algo: str, seed: int, root: Path = Path("runs")) -> Path:
     """``runs/<Task>-<algo>-seed<S>``, or with ``-1``, ``-2``... if taken."""
-    base = root / f"{env_id.removeprefix('surgisim/').rsplit('-v', 1)[0]}-{algo}-seed{seed}"
-    candidate, index = base, 1
-    while candidate.exists():
-        candidate = base.with_name(f"{base.name}-{index}")
-        index += 1
-    return candidate
+    return free_path(root / f"{task_name(env_id)}-{algo}-seed{seed}")
 
 
 class RunCallback(BaseCallback):

@@ -15,10 +15,14 @@ def env_ids() -> list[str]:
     return [f"surgisim/{name}-v0" for name in TASKS]
 
 
+def task_name(env_id: str) -> str:
+    """The task of an env id: ``surgisim/NeedlePick-v0`` -> ``NeedlePick``."""
+    return env_id.removeprefix("surgisim/").rsplit("-v", 1)[0]
+
+
 def describe(env_id: str) -> str:
     """One line on what the task asks: the first line of its env card."""
-    name = env_id.removeprefix("surgisim/").rsplit("-v", 1)[0]
-    return (TASKS[name].__doc__ or "").strip().splitlines()[0]
+    return (TASKS[task_name(env_id)].__doc__ or "").strip().splitlines()[0]
 
 
 for _name, _task in TASKS.items():
@@ -30,4 +34,4 @@ for _name, _task in TASKS.items():
             max_episode_steps=_task.max_episode_steps,
         )
 
-__all__ = ["TASKS", "SegLabel", "SurgicalEnv", "depth_to_metres", "describe", "env_ids"]
+__all__ = ["TASKS", "SegLabel", "SurgicalEnv", "depth_to_metres", "describe", "env_ids", "task_name"]
