@@ -19,6 +19,7 @@ import csv
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -177,8 +178,7 @@ def train(
         run_dir = Path(resume)
         if not (run_dir / "config.yaml").is_file() or not (run_dir / "model.zip").is_file():
             raise ValueError(f"{run_dir}: not a run folder with a checkpoint (config.yaml and model.zip)")
-        settings = yaml.safe_load((run_dir / "config.yaml").read_text())
-        validate(settings["hyperparameters"], f"{run_dir / 'config.yaml'}")
+        settings = _read_settings(run_dir / "config.yaml")
     else:
         if algo not in ALGORITHMS:
             raise ValueError(f"unknown algorithm {algo!r}; choose from {', '.join(ALGORITHMS)}")
@@ -196,26 +196,28 @@ def train(
     hyper.setdefault("eval_freq", 2000)
     hyper.setdefault("checkpoint_freq", hyper["eval_freq"])
     validate(hyper, "settings")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
-    with (run_dir / "command.txt").open("a") as handle:
-        handle.write(shlex.join(sys.argv) + "\n")
 
     env: VecEnv = DummyVecEnv([lambda: gym.make(settings["env_id"], obs_mode=settings["obs_mode"])])
-    if hyper.get("normalize", True):
-        stats = run_dir / "vecnormalize.pkl"
-        if resume is not None and stats.is_file():
-            env = VecNormalize.load(str(stats), env)
-        else:
-            env = VecNormalize(env, norm_obs=True, norm_reward=False, clip_obs=10.0)
     try:
+        if hyper.get("normalize", True):
+            stats = run_dir / "vecnormalize.pkl"
+            if resume is not None and stats.is_file():
+                env = _loaded(stats, lambda: VecNormalize.load(str(stats), env))
+            else:
+                env = VecNormalize(env, norm_obs=True, norm_reward=False, clip_obs=10.0)
         if resume is not None:
             model = load_model(run_dir, env)
-            if (run_dir / "replay_buffer.pkl").is_file():
+            buffer = run_dir / "replay_buffer.pkl"
+            if buffer.is_file():
                 # The episode in progress at the checkpoint is cut there; the new one starts afresh.
-                model.load_replay_buffer(run_dir / "replay_buffer.pkl", truncate_last_traj=True)
+                _loaded(buffer, lambda: model.load_replay_buffer(buffer, truncate_last_traj=True))
         else:
             model = _build_model(settings, env)
+        # Written only once everything has loaded: a failed start or resume leaves the run as it was.
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+        with (run_dir / "command.txt").open("a") as handle:
+            handle.write(shlex.join(sys.argv) + "\n")
         callback = RunCallback(run_dir, {**hyper, **{key: settings[key] for key in ("env_id", "obs_mode", "algo")}})
         remaining = hyper["n_timesteps"] - model.num_timesteps
         if remaining > 0:
@@ -225,6 +227,28 @@ def train(
     finally:
         env.close()
     return run_dir
+
+
+def _read_settings(path: Path) -> dict[str, Any]:
+    """A run's config.yaml, checked."""
+    try:
+        settings = yaml.safe_load(path.read_text())
+        hyper = settings["hyperparameters"]
+        missing = [key for key in ("env_id", "algo", "seed", "obs_mode") if key not in settings]
+    except (yaml.YAMLError, TypeError, KeyError) as error:
+        raise ValueError(f"{path}: not a run configuration ({type(error).__name__}: {error})") from None
+    if missing:
+        raise ValueError(f"{path}: missing {', '.join(missing)}")
+    validate(hyper, str(path))
+    return settings
+
+
+def _loaded(path: Path, load: Callable[[], Any]) -> Any:
+    """Run ``load``; a file that cannot be read becomes a ValueError naming it."""
+    try:
+        return load()
+    except Exception as error:  # corrupt pickles fail in many ways
+        raise ValueError(f"{path}: cannot be loaded ({type(error).__name__}: {error})") from None
 
 
 def record_video(policy: ModelPolicy, settings: dict[str, Any], path: Path, episodes: int = 2) -> None:

@@ -141,6 +141,17 @@ def test_resume_after_the_process_is_killed(tmp_path, small_config):
     assert load_model(run).num_timesteps == checkpoint + 100
 
 
+@pytest.mark.parametrize("damaged", ["vecnormalize.pkl", "replay_buffer.pkl", "config.yaml"])
+def test_resume_from_a_damaged_run_says_which_file_and_changes_nothing(tmp_path, small_config, damaged):
+    run = train("surgisim/NeedleReach-v0", steps=100, run_dir=tmp_path / "run", progress_bar=False,
+                config_file=small_config)  # fmt: skip
+    (run / damaged).write_bytes(b"\x00 not what it should be: [")
+    before = {path.name: path.read_bytes() for path in run.iterdir()}
+    with pytest.raises(ValueError, match=damaged):
+        train("surgisim/NeedleReach-v0", steps=200, resume=run, progress_bar=False)
+    assert {path.name: path.read_bytes() for path in run.iterdir()} == before
+
+
 def test_corrupt_onnx_policy_is_reported(tmp_path):
     bad = tmp_path / "policy.onnx"
     bad.write_bytes(b"not onnx")
