@@ -91,6 +91,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         resume=args.resume,
         her=args.her,
         config_file=args.config,
+        demos=args.demos,
+        n_envs=args.n_envs,
     )
     print(f"run folder: {run}")
     return 0
@@ -137,11 +139,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     training = commands.add_parser("train", help="train a policy with Stable-Baselines3 into a run folder")
     training.add_argument("env_id", type=_env_id)
-    training.add_argument("--algo", default="sac", choices=("sac", "td3", "tqc"))
+    training.add_argument("--algo", default="sac", choices=("sac", "td3", "tqc", "ppo"))
     training.add_argument("--her", action=argparse.BooleanOptionalAction, default=None, help="override the config")
     training.add_argument("--steps", type=_positive, help="total env steps (default: the config's n_timesteps)")
     training.add_argument("--seed", type=int, default=0)
-    training.add_argument("--obs-mode", default="state", choices=tuple(OBS_MODES))
+    training.add_argument(
+        "--obs-mode", default="state", choices=tuple(OBS_MODES), help="an image mode trains a pixel policy"
+    )
+    training.add_argument("--demos", type=Path, metavar="DATASET", help="Minari dataset (surgisim demos record)")
+    training.add_argument("--n-envs", type=_positive, help="envs stepping in parallel processes (default: config)")
     training.add_argument("--run-dir", type=Path, help="new run folder (default: runs/<Task>-<algo>-seed<S>)")
     training.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue this run from its checkpoint")
     training.add_argument("--config", type=Path, help="hyperparameter YAML (default: configs/<algo>.yaml)")
@@ -161,11 +167,19 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("--out", type=Path, help="dataset directory; default: where minari.load_dataset finds it")
     record.add_argument("--force", action="store_true", help="replace an existing dataset at --out")
     record.set_defaults(run=cmd_demos_record)
+
+    from surgisim.ros_bridge.cli import add_commands
+
+    add_commands(commands, _env_id)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "ros":
+        from surgisim.ros_bridge.cli import configure_logging
+
+        configure_logging(args)
     try:
         return args.run(args)
     except (ValueError, FileExistsError, FileNotFoundError) as error:

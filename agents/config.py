@@ -35,24 +35,56 @@ def _positive_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
 
 
-SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "n_timesteps": (_positive_int, "a positive integer"),
-    "her": (lambda v: isinstance(v, bool), "true or false"),
-    "normalize": (lambda v: isinstance(v, bool), "true or false"),
-    "n_sampled_goal": (_positive_int, "a positive integer"),
-    "goal_selection_strategy": (lambda v: v in ("future", "final", "episode"), "future, final or episode"),
-    "learning_rate": (_positive_number, "a positive number"),
-    "buffer_size": (_positive_int, "a positive integer"),
-    "batch_size": (_positive_int, "a positive integer"),
-    "gamma": (_fraction, "a number in (0, 1]"),
-    "tau": (_fraction, "a number in (0, 1]"),
-    "learning_starts": (_non_negative_int, "a non-negative integer"),
-    "train_freq": (_positive_int, "a positive integer"),
-    "gradient_steps": (_positive_int, "a positive integer"),
-    "net_arch": (lambda v: isinstance(v, list) and len(v) > 0 and all(map(_positive_int, v)), "a list of layer sizes"),
-    "eval_freq": (_positive_int, "a positive integer"),
-    "eval_episodes": (_positive_int, "a positive integer"),
-    "checkpoint_freq": (_positive_int, "a positive integer"),
+def _non_negative_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+
+
+def _log_std(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and -5 <= value <= 1
+
+
+def _layer_sizes(value: Any) -> bool:
+    return isinstance(value, list) and len(value) > 0 and all(map(_positive_int, value))
+
+
+def _image_size(value: Any) -> bool:
+    return _positive_int(value) and 36 <= value <= 256  # NatureCNN needs 36 pixels at least
+
+
+_OFF_POLICY = ("sac", "td3", "tqc")
+_ALL = (*_OFF_POLICY, "ppo")
+# key: (check, what a valid value is, the algorithms that use it)
+SCHEMA: dict[str, tuple[Callable[[Any], bool], str, tuple[str, ...]]] = {
+    "n_timesteps": (_positive_int, "a positive integer", _ALL),
+    "n_envs": (_positive_int, "a positive integer", _ALL),
+    "her": (lambda v: isinstance(v, bool), "true or false", _OFF_POLICY),
+    "normalize": (lambda v: isinstance(v, bool), "true or false", _ALL),
+    "n_sampled_goal": (_positive_int, "a positive integer", _OFF_POLICY),
+    "goal_selection_strategy": (lambda v: v in ("future", "final", "episode"), "future, final or episode", _OFF_POLICY),
+    "learning_rate": (_positive_number, "a positive number", _ALL),
+    "buffer_size": (_positive_int, "a positive integer", _OFF_POLICY),
+    "batch_size": (_positive_int, "a positive integer", _ALL),
+    "gamma": (_fraction, "a number in (0, 1]", _ALL),
+    "tau": (_fraction, "a number in (0, 1]", _OFF_POLICY),
+    "learning_starts": (_non_negative_int, "a non-negative integer", _OFF_POLICY),
+    "train_freq": (_positive_int, "a positive integer", _OFF_POLICY),
+    "gradient_steps": (_positive_int, "a positive integer", _OFF_POLICY),
+    "n_steps": (_positive_int, "a positive integer", ("ppo",)),
+    "n_epochs": (_positive_int, "a positive integer", ("ppo",)),
+    "gae_lambda": (_fraction, "a number in (0, 1]", ("ppo",)),
+    "clip_range": (_fraction, "a number in (0, 1]", ("ppo",)),
+    "ent_coef": (_non_negative_number, "a non-negative number", ("ppo",)),
+    "vf_coef": (_positive_number, "a positive number", ("ppo",)),
+    "max_grad_norm": (_positive_number, "a positive number", ("ppo",)),
+    "log_std_init": (_log_std, "a number from -5 to 1", ("ppo",)),
+    "net_arch": (_layer_sizes, "a list of layer sizes", _ALL),
+    "image_size": (_image_size, "an integer from 36 to 256", _ALL),
+    "reward_type": (lambda v: v in ("sparse", "dense"), "sparse or dense", _ALL),
+    "bc_steps": (_non_negative_int, "a non-negative integer", _ALL),
+    "bc_weight": (_non_negative_number, "a non-negative number", _OFF_POLICY),
+    "eval_freq": (_positive_int, "a positive integer", _ALL),
+    "eval_episodes": (_positive_int, "a positive integer", _ALL),
+    "checkpoint_freq": (_positive_int, "a positive integer", _ALL),
 }
 DEFAULT_ENTRY = "goal_task"
 
@@ -61,12 +93,14 @@ def config_path(algo: str) -> Path:
     return Path(str(files("surgisim.configs"))) / f"{algo}.yaml"
 
 
-def validate(config: dict[str, Any], source: str) -> dict[str, Any]:
-    """Check every key and value; ``source`` names where they came from, for the message."""
+def validate(config: dict[str, Any], source: str, algo: str) -> dict[str, Any]:
+    """Check every key and value for ``algo``; ``source`` names where they came from, for the message."""
     for key, value in config.items():
         if key not in SCHEMA:
             raise ConfigError(f"{source}: unknown key {key!r}; known keys: {', '.join(SCHEMA)}")
-        check, expected = SCHEMA[key]
+        check, expected, algorithms = SCHEMA[key]
+        if algo not in algorithms:
+            raise ConfigError(f"{source}: {key} is not a setting of {algo} (only of {', '.join(algorithms)})")
         if not check(value):
             raise ConfigError(f"{source}: {key} = {value!r} is not valid; expected {expected}")
     return config
@@ -86,4 +120,4 @@ def load_config(algo: str, env_id: str, path: Path | None = None) -> dict[str, A
     name = env_id if env_id in entries else DEFAULT_ENTRY
     if name not in entries or not isinstance(entries[name], dict):
         raise ConfigError(f"{path}: no entry for {env_id} and no {DEFAULT_ENTRY!r} entry to fall back on")
-    return validate(dict(entries[name]), f"{path} [{name}]")
+    return validate(dict(entries[name]), f"{path} [{name}]", algo)

@@ -53,6 +53,10 @@ def evaluate(
         raise ValueError(f"episodes must be at least 1, got {episodes}")
     env = gym.make(env_id, **(env_kwargs or {}))
     actor = make_policy(policy, env)
+    needs = getattr(actor, "env_kwargs", {})  # a learned policy's observation mode and image size
+    if any(getattr(env.unwrapped, key) != value for key, value in needs.items()):
+        env.close()
+        env = gym.make(env_id, **{**(env_kwargs or {}), **needs})
     successes, lengths, returns, distances, costs = [], [], [], [], []
     try:
         for episode in range(episodes):

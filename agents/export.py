@@ -1,8 +1,10 @@
 """Policy export to ONNX: a file that runs with onnxruntime alone (no torch, no SB3).
 
-The exported graph takes the state observation keys as named float32 inputs (each with a
-leading batch axis), applies the run's observation normalisation, and returns the
-deterministic action in [-1, 1]. The ROS 2 bridge loads such files.
+The exported graph takes the policy's observation keys as named float32 inputs (each with a
+leading batch axis): state vectors, to which it applies the run's observation normalisation,
+and endoscope images as the env gives them (height, width, channels; 0-255), which it
+transposes and scales as SB3 does. It returns the deterministic action in [-1, 1]. The ROS 2
+bridge loads such files.
 """
 
 from __future__ import annotations
@@ -11,24 +13,33 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from stable_baselines3.common.policies import BasePolicy
 
 from surgisim.agents.files import atomic_write
-from surgisim.agents.onnx_policy import OnnxPolicy
+from surgisim.agents.onnx_policy import IMAGE_KEYS, OnnxPolicy
 from surgisim.agents.train import load_policy
 
 __all__ = ["ExportedActor", "OnnxPolicy", "export_onnx"]
 
-STATE_KEYS = ("observation", "achieved_goal", "desired_goal")
 OBS_EPSILON = 1e-8  # VecNormalize's default
 
 
-class ExportedActor(torch.nn.Module):
-    """Normalisation and the deterministic actor, as one module over separate key tensors."""
+def deterministic_action(policy: BasePolicy, observation: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The policy's deterministic action: the actor of SAC, TD3 and TQC, or PPO's Gaussian mean
+    (computed directly: a torch distribution object does not trace)."""
+    if hasattr(policy, "actor"):
+        return policy._predict(observation, deterministic=True)
+    features = policy.extract_features(observation, policy.pi_features_extractor)
+    return policy.action_net(policy.mlp_extractor.forward_actor(features))
 
-    def __init__(self, actor: torch.nn.Module, keys: list[str], stats: dict[str, tuple[np.ndarray, np.ndarray]],
+
+class ExportedActor(torch.nn.Module):
+    """Normalisation, image layout and the deterministic actor, as one module over separate key tensors."""
+
+    def __init__(self, policy: BasePolicy, keys: list[str], stats: dict[str, tuple[np.ndarray, np.ndarray]],
                  clip: float) -> None:  # fmt: skip
         super().__init__()
-        self.actor, self.keys, self.clip = actor, keys, clip
+        self.policy, self.keys, self.clip = policy, keys, clip
         for key in keys:
             mean, var = stats.get(key, (None, None))
             self.register_buffer(f"mean_{key}", torch.as_tensor(mean if mean is not None else 0.0, dtype=torch.float32))
@@ -39,11 +50,13 @@ class ExportedActor(torch.nn.Module):
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         observation = {}
         for key, value in zip(self.keys, inputs, strict=True):
-            if self.normalised:
+            if key in IMAGE_KEYS:
+                value = value.permute(0, 3, 1, 2)  # the policy takes channels first; it scales by 1/255 itself
+            elif self.normalised:
                 value = torch.clamp((value - getattr(self, f"mean_{key}")) / getattr(self, f"scale_{key}"),
                                     -self.clip, self.clip)  # fmt: skip
             observation[key] = value
-        return self.actor(observation, deterministic=True)
+        return torch.clamp(deterministic_action(self.policy, observation), -1.0, 1.0)
 
 
 def export_onnx(run: Path, out: Path, force: bool = False) -> Path:
@@ -52,14 +65,15 @@ def export_onnx(run: Path, out: Path, force: bool = False) -> Path:
     if out.exists() and not force:
         raise FileExistsError(f"{out} already exists; choose another --out or pass --force")
     policy = load_policy(Path(run))
-    keys = list(policy.model.observation_space.spaces)
-    if set(keys) != set(STATE_KEYS):
-        raise ValueError(f"{run}: only state-observation policies export for now (this one uses {keys})")
+    space = policy.model.observation_space
+    keys = list(space.spaces)
     normalizer = policy.normalizer
     stats = {key: (normalizer.obs_rms[key].mean, normalizer.obs_rms[key].var) for key in keys} if normalizer else {}
     clip = float(normalizer.clip_obs) if normalizer else 0.0
-    module = ExportedActor(policy.model.policy.actor, keys, stats, clip).eval()
-    examples = tuple(torch.zeros((1, *policy.model.observation_space[key].shape)) for key in keys)
+    module = ExportedActor(policy.model.policy, keys, stats, clip).eval()
+    # Images are channels first inside SB3; the file takes them as the env gives them.
+    shapes = [(*space[key].shape[1:], space[key].shape[0]) if key in IMAGE_KEYS else space[key].shape for key in keys]
+    examples = tuple(torch.zeros((1, *shape)) for shape in shapes)
     batch = {key: {0: "batch"} for key in [*keys, "action"]}
 
     def write(path: Path) -> None:

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+IMAGE_KEYS = ("rgb", "depth", "seg")
+
 
 class OnnxPolicy:
-    """An exported policy run by onnxruntime: ``policy(observation) -> action``."""
+    """An exported policy run by onnxruntime: ``policy(observation) -> action``.
+
+    Inputs are observation keys, each with a leading batch axis: float32 state vectors, and
+    endoscope images as the env gives them (height, width, channels; values 0-255).
+    ``env_kwargs`` is the observation mode and image size the policy needs."""
 
     def __init__(self, path: Path) -> None:
         import onnxruntime
@@ -17,7 +24,9 @@ class OnnxPolicy:
             self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         except Exception as error:
             raise ValueError(f"{path}: not a loadable ONNX policy ({type(error).__name__}: {error})") from None
-        self.inputs = [item.name for item in self.session.get_inputs()]
+        inputs = self.session.get_inputs()
+        self.inputs = [item.name for item in inputs]
+        self.env_kwargs = _observation_needs({item.name: item.shape for item in inputs})
 
     def reset(self) -> None:
         """Stateless: nothing to forget."""
@@ -25,3 +34,14 @@ class OnnxPolicy:
     def __call__(self, observation: dict[str, np.ndarray]) -> np.ndarray:
         feed = {key: np.asarray(observation[key], dtype=np.float32)[None] for key in self.inputs}
         return self.session.run(None, feed)[0][0]
+
+
+def _observation_needs(shapes: dict[str, list[Any]]) -> dict[str, Any]:
+    """The obs_mode and image size that give these inputs (nothing for a state policy)."""
+    from surgisim.envs.core import OBS_MODES
+
+    images = tuple(key for key in IMAGE_KEYS if key in shapes)
+    if not images:
+        return {}
+    mode = next(name for name, keys in OBS_MODES.items() if set(keys) >= set(images))
+    return {"obs_mode": mode, "image_size": int(shapes[images[0]][1])}

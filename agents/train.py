@@ -1,11 +1,18 @@
-"""Training with Stable-Baselines3: HER for goal tasks, run folders, checkpoints and resume.
+"""Training with Stable-Baselines3: HER for goal tasks, demonstrations, pixels, run folders, resume.
 
 A run folder holds everything about one run and is never overwritten by another:
 ``config.yaml`` (the resolved settings), ``command.txt``, ``model.zip``, ``replay_buffer.pkl``
 and ``vecnormalize.pkl`` (the latest checkpoint: model, replay buffer and observation
-normalisation statistics, each replaced atomically), ``eval.csv`` and ``success.png`` (success
-rate over steps), and ``final_policy.mp4`` (the endoscope view of the trained policy).
-``resume`` continues a run from its last checkpoint with its step count and replay buffer.
+normalisation statistics, each replaced atomically), ``tensorboard/`` (training curves),
+``eval.csv`` and ``success.png`` (success rate over steps), and ``final_policy.mp4`` (the
+endoscope view of the trained policy). ``resume`` continues a run from its last checkpoint with
+its step count, replay buffer and learning-rate schedule.
+
+Pixel policies: with an image ``obs_mode`` the policy sees the endoscope images only (no state,
+no goal: the task's state holds privileged positions), through SB3's NatureCNN per image.
+
+Several envs (``n_envs``) step in worker processes, each with one torch thread: on two cores a
+learner and workers with torch's default threads oversubscribe the CPU.
 
 Observations are normalised with running statistics (``VecNormalize``, on by default): poses in
 metres differ by millimetres, too little for a network to see without it (NeedleReach with HER
@@ -16,6 +23,7 @@ raw observations, so HER's relabelled rewards are computed on real positions.
 from __future__ import annotations
 
 import csv
+import functools
 import shlex
 import sys
 import time
@@ -25,33 +33,72 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 import yaml
+from gymnasium.wrappers import FilterObservation
 from sb3_contrib import TQC
-from stable_baselines3 import SAC, TD3, HerReplayBuffer
+from stable_baselines3 import PPO, SAC, TD3, HerReplayBuffer
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecNormalize
 
+from surgisim.agents import imitation
 from surgisim.agents.config import ConfigError, load_config, validate
 from surgisim.agents.files import atomic_write, free_path, plot_success, write_video
 from surgisim.envs import task_name
+from surgisim.envs.core import OBS_MODES
 
-ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"sac": SAC, "td3": TD3, "tqc": TQC}
+ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"sac": SAC, "td3": TD3, "tqc": TQC, "ppo": PPO}
+# Hyperparameters passed to the algorithm's constructor as they are.
+MODEL_KEYS = ("learning_rate", "buffer_size", "batch_size", "gamma", "tau", "learning_starts", "train_freq",
+              "gradient_steps", "n_steps", "n_epochs", "gae_lambda", "clip_range", "ent_coef", "vf_coef",
+              "max_grad_norm")  # fmt: skip
 EVAL_SEED = 10_000  # evaluation episodes use seeds from here, apart from training's
-EVAL_COLUMNS = ("timesteps", "success_rate", "mean_return", "mean_episode_length", "wall_s")
+EVAL_COLUMNS = ("timesteps", "success_rate", "cost_rate", "mean_return", "mean_episode_length", "wall_s")
+
+
+def env_kwargs(settings: dict[str, Any]) -> dict[str, Any]:
+    """The env arguments of a run: its observation mode, image size and reward."""
+    hyper = settings.get("hyperparameters", {})
+    kwargs = {"obs_mode": settings.get("obs_mode", "state"), "reward_type": hyper.get("reward_type", "sparse")}
+    if "image_size" in hyper:
+        kwargs["image_size"] = hyper["image_size"]
+    return kwargs
+
+
+def make_env(settings: dict[str, Any], worker: bool = False) -> gym.Env:
+    """A training env for the run; a pixel run's sees only the endoscope images."""
+    if worker:
+        torch.set_num_threads(1)
+    env = gym.make(settings["env_id"], **env_kwargs(settings))
+    images = OBS_MODES[settings.get("obs_mode", "state")]
+    return FilterObservation(env, list(images)) if images else env
+
+
+def _vec_env(settings: dict[str, Any]) -> VecEnv:
+    n_envs = settings["hyperparameters"].get("n_envs", 1)
+    if n_envs == 1:
+        return DummyVecEnv([functools.partial(make_env, settings)])
+    torch.set_num_threads(1)  # the learner shares the cores with the workers
+    return SubprocVecEnv([functools.partial(make_env, settings, True) for _ in range(n_envs)])
 
 
 class ModelPolicy:
     """A trained model as a policy: ``policy(observation) -> action`` (deterministic), with the
-    run's observation normalisation when it had one."""
+    run's observation normalisation when it had one. ``env_kwargs`` says which observations it
+    needs (its run's obs_mode and image size)."""
 
-    def __init__(self, model: BaseAlgorithm, normalizer: VecNormalize | None = None) -> None:
+    def __init__(self, model: BaseAlgorithm, normalizer: VecNormalize | None = None,
+                 env_kwargs: dict[str, Any] | None = None) -> None:  # fmt: skip
         self.model, self.normalizer = model, normalizer
+        self.keys = list(model.observation_space.spaces)
+        self.env_kwargs = {key: value for key, value in (env_kwargs or {}).items() if key != "reward_type"}
 
     def reset(self) -> None:
         """Stateless: nothing to forget."""
 
     def __call__(self, observation: dict[str, np.ndarray]) -> np.ndarray:
+        observation = {key: observation[key] for key in self.keys}
         if self.normalizer is not None:
             observation = self.normalizer.normalize_obs(observation)
         return self.model.predict(observation, deterministic=True)[0]
@@ -60,28 +107,33 @@ class ModelPolicy:
 def load_policy(path: Path) -> ModelPolicy:
     """The policy of a run folder or model file, with its normalisation statistics if saved."""
     model = load_model(path)
-    stats = (Path(path) if Path(path).is_dir() else Path(path).parent) / "vecnormalize.pkl"
+    folder = Path(path) if Path(path).is_dir() else Path(path).parent
+    settings = _run_settings(folder / "config.yaml")
+    stats = folder / "vecnormalize.pkl"
     if not stats.is_file():
-        return ModelPolicy(model)
+        return ModelPolicy(model, env_kwargs=env_kwargs(settings))
     try:
         normalizer = VecNormalize.load(str(stats), DummyVecEnv([lambda: model.get_env().envs[0]]))
     except Exception as error:
         raise ValueError(f"{stats}: cannot load normalisation statistics ({type(error).__name__}: {error})") from None
     normalizer.training = False
-    return ModelPolicy(model, normalizer)
+    return ModelPolicy(model, normalizer, env_kwargs(settings))
+
+
+def _run_settings(path: Path) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text()) if path.is_file() else {}
 
 
 def load_model(path: Path, env: VecEnv | None = None) -> BaseAlgorithm:
     """A model from a run folder or a ``model.zip`` (its algorithm from the run's config.yaml)."""
     path = Path(path)
     model_file = path / "model.zip" if path.is_dir() else path
-    config_file = model_file.parent / "config.yaml"
     if not model_file.is_file():
         raise ValueError(f"{model_file}: no such model file; give a run folder or a model .zip")
-    settings = yaml.safe_load(config_file.read_text()) if config_file.is_file() else {}
+    settings = _run_settings(model_file.parent / "config.yaml")
     algo = settings.get("algo")
     if env is None and "env_id" in settings:  # HER models need their env to load
-        env = DummyVecEnv([lambda: gym.make(settings["env_id"], obs_mode=settings.get("obs_mode", "state"))])
+        env = DummyVecEnv([functools.partial(make_env, settings)])
     candidates = [ALGORITHMS[algo]] if algo in ALGORITHMS else list(ALGORITHMS.values())
     errors = []
     for cls in candidates:
@@ -100,42 +152,44 @@ def new_run_dir(env_id: str, algo: str, seed: int, root: Path = Path("runs")) ->
 class RunCallback(BaseCallback):
     """Evaluates into eval.csv and checkpoints the model and replay buffer as training goes."""
 
-    def __init__(self, run_dir: Path, settings: dict[str, Any]) -> None:
+    def __init__(self, run_dir: Path, settings: dict[str, Any], started: float) -> None:
         super().__init__()
-        self.run_dir, self.settings = run_dir, settings
+        self.run_dir, self.settings, self.hyper = run_dir, settings, settings["hyperparameters"]
+        self.started = started  # wall_s in eval.csv counts from here (this invocation, demos included)
         self.next_eval = self.next_checkpoint = 0
 
     def _on_training_start(self) -> None:
-        self.started = time.perf_counter()  # wall_s in eval.csv counts from here (this invocation)
         done = self.model.num_timesteps
-        self.next_eval = done + self.settings["eval_freq"]
-        self.next_checkpoint = done + self.settings["checkpoint_freq"]
+        if done == 0:  # where learning starts from: untrained, or cloned from demonstrations
+            self.evaluate()
+        self.next_eval = done + self.hyper["eval_freq"]
+        self.next_checkpoint = done + self.hyper["checkpoint_freq"]
 
     def _on_step(self) -> bool:
         if self.num_timesteps >= self.next_eval:
             self.evaluate()
-            self.next_eval += self.settings["eval_freq"]
+            self.next_eval += self.hyper["eval_freq"]
         if self.num_timesteps >= self.next_checkpoint:
             save_checkpoint(self.model, self.run_dir)
-            self.next_checkpoint += self.settings["checkpoint_freq"]
+            self.next_checkpoint += self.hyper["checkpoint_freq"]
         return True
 
     def evaluate(self) -> None:
         from surgisim.agents.evaluate import evaluate
 
-        env_kwargs = {"obs_mode": self.settings["obs_mode"]}
         policy = ModelPolicy(self.model, self.model.get_vec_normalize_env())
-        metrics = evaluate(self.settings["env_id"], policy, self.settings["eval_episodes"], EVAL_SEED, env_kwargs)
+        kwargs = env_kwargs(self.settings)
+        metrics = evaluate(self.settings["env_id"], policy, self.hyper["eval_episodes"], EVAL_SEED, kwargs)
         path = self.run_dir / "eval.csv"
         new = not path.exists()
         with path.open("a", newline="") as handle:
             writer = csv.writer(handle)
             if new:
                 writer.writerow(EVAL_COLUMNS)
-            row = [self.num_timesteps, metrics["success_rate"], metrics["mean_return"], metrics["mean_episode_length"],
-                   round(time.perf_counter() - self.started, 1)]  # fmt: skip
-            writer.writerow(row)
+            measured = [metrics[key] for key in EVAL_COLUMNS[1:-1]]
+            writer.writerow([self.num_timesteps, *measured, round(time.perf_counter() - self.started, 1)])
         plot_success(path, self.run_dir / "success.png", f"{self.settings['env_id']} ({self.settings['algo']})")
+        self.logger.record("eval/success_rate", metrics["success_rate"])
 
 
 def save_checkpoint(model: BaseAlgorithm, run_dir: Path) -> None:
@@ -147,18 +201,19 @@ def save_checkpoint(model: BaseAlgorithm, run_dir: Path) -> None:
         atomic_write(run_dir / "vecnormalize.pkl", lambda path: normalizer.save(str(path)))
 
 
-def _build_model(settings: dict[str, Any], env: VecEnv) -> BaseAlgorithm:
+def _build_model(settings: dict[str, Any], env: VecEnv, run_dir: Path) -> BaseAlgorithm:
     hyper = settings["hyperparameters"]
-    names = ("learning_rate", "buffer_size", "batch_size", "gamma", "tau", "learning_starts", "train_freq")
-    kwargs: dict[str, Any] = {key: hyper[key] for key in (*names, "gradient_steps")}
-    kwargs["policy_kwargs"] = {"net_arch": hyper["net_arch"]}
-    if hyper["her"]:
+    kwargs: dict[str, Any] = {key: hyper[key] for key in MODEL_KEYS if key in hyper}
+    policy_keys = ("net_arch", "log_std_init")
+    kwargs["policy_kwargs"] = {key: hyper[key] for key in policy_keys if key in hyper} or None
+    if hyper.get("her", False):
         kwargs["replay_buffer_class"] = HerReplayBuffer
         kwargs["replay_buffer_kwargs"] = {
-            "n_sampled_goal": hyper["n_sampled_goal"],
-            "goal_selection_strategy": hyper["goal_selection_strategy"],
+            key: hyper[key] for key in ("n_sampled_goal", "goal_selection_strategy") if key in hyper
         }
-    return ALGORITHMS[settings["algo"]]("MultiInputPolicy", env, seed=settings["seed"], device="cpu", **kwargs)
+    cls = ALGORITHMS[settings["algo"]]
+    log = str(run_dir / "tensorboard")
+    return cls("MultiInputPolicy", env, seed=settings["seed"], device="cpu", tensorboard_log=log, **kwargs)
 
 
 def train(
@@ -172,20 +227,26 @@ def train(
     her: bool | None = None,
     progress_bar: bool = True,
     config_file: Path | None = None,
+    demos: Path | None = None,
+    n_envs: int | None = None,
 ) -> Path:
     """Train (or, with ``resume``, continue) a run; returns its folder."""
+    started = time.perf_counter()
     if resume is not None:
         run_dir = Path(resume)
         if not (run_dir / "config.yaml").is_file() or not (run_dir / "model.zip").is_file():
             raise ValueError(f"{run_dir}: not a run folder with a checkpoint (config.yaml and model.zip)")
         settings = _read_settings(run_dir / "config.yaml")
+        if n_envs is not None and n_envs != settings["hyperparameters"].get("n_envs", 1):
+            raise ValueError(f"{run_dir}: a run resumes with the number of envs it started with; leave out --n-envs")
     else:
         if algo not in ALGORITHMS:
             raise ValueError(f"unknown algorithm {algo!r}; choose from {', '.join(ALGORITHMS)}")
         hyper = load_config(algo, env_id, config_file)
-        if her is not None:
-            hyper["her"] = her
-        settings = {"env_id": env_id, "algo": algo, "seed": seed, "obs_mode": obs_mode, "hyperparameters": hyper}
+        overrides = {"her": her if her or algo != "ppo" else None, "n_envs": n_envs}  # PPO has no HER to turn off
+        hyper.update({key: value for key, value in overrides.items() if value is not None})
+        settings = {"env_id": env_id, "algo": algo, "seed": seed, "obs_mode": obs_mode, "hyperparameters": hyper,
+                    "demos": str(Path(demos).resolve()) if demos is not None else None}  # fmt: skip
         run_dir = Path(run_dir) if run_dir is not None else new_run_dir(env_id, algo, seed)
         if run_dir.exists() and any(run_dir.iterdir()):
             raise FileExistsError(f"{run_dir} already holds a run; pass --resume {run_dir} or choose another --run-dir")
@@ -195,11 +256,20 @@ def train(
     hyper.setdefault("eval_episodes", 20)
     hyper.setdefault("eval_freq", 2000)
     hyper.setdefault("checkpoint_freq", hyper["eval_freq"])
-    validate(hyper, "settings")
+    validate(hyper, "settings", settings["algo"])
+    if hyper.get("her") and settings["obs_mode"] != "state":
+        raise ValueError("HER needs the goal in the observation; pixel policies see images only: pass --no-her")
 
-    env: VecEnv = DummyVecEnv([lambda: gym.make(settings["env_id"], obs_mode=settings["obs_mode"])])
+    demonstrations = None
+    if settings.get("demos") is not None:
+        probe = make_env(settings)
+        try:
+            demonstrations = imitation.Demonstrations(Path(settings["demos"]), probe)
+        finally:
+            probe.close()
+    env = _vec_env(settings)
     try:
-        if hyper.get("normalize", True):
+        if hyper.get("normalize", True) and settings["obs_mode"] == "state":
             stats = run_dir / "vecnormalize.pkl"
             if resume is not None and stats.is_file():
                 env = _loaded(stats, lambda: VecNormalize.load(str(stats), env))
@@ -207,26 +277,40 @@ def train(
                 env = VecNormalize(env, norm_obs=True, norm_reward=False, clip_obs=10.0)
         if resume is not None:
             model = load_model(run_dir, env)
+            model.tensorboard_log = str(run_dir / "tensorboard")
             buffer = run_dir / "replay_buffer.pkl"
             if buffer.is_file():
                 # The episode in progress at the checkpoint is cut there; the new one starts afresh.
                 _loaded(buffer, lambda: model.load_replay_buffer(buffer, truncate_last_traj=True))
         else:
-            model = _build_model(settings, env)
+            model = _build_model(settings, env, run_dir)
+            if demonstrations is not None:
+                _start_from_demos(model, demonstrations, hyper, settings["seed"])
         # Written only once everything has loaded: a failed start or resume leaves the run as it was.
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
         with (run_dir / "command.txt").open("a") as handle:
             handle.write(shlex.join(sys.argv) + "\n")
-        callback = RunCallback(run_dir, {**hyper, **{key: settings[key] for key in ("env_id", "obs_mode", "algo")}})
+        callbacks: list[BaseCallback] = [RunCallback(run_dir, settings, started)]
+        if demonstrations is not None and hyper.get("bc_weight", 0.0) > 0 and hasattr(model, "replay_buffer"):
+            callbacks.append(imitation.DemoRegularizer(demonstrations, hyper["bc_weight"], settings["seed"]))
         remaining = hyper["n_timesteps"] - model.num_timesteps
         if remaining > 0:
-            model.learn(remaining, callback=callback, reset_num_timesteps=False, progress_bar=progress_bar)
+            model.learn(remaining, callback=callbacks, reset_num_timesteps=False, progress_bar=progress_bar,
+                        tb_log_name=settings["algo"])  # fmt: skip
         save_checkpoint(model, run_dir)
         record_video(ModelPolicy(model, model.get_vec_normalize_env()), settings, run_dir / "final_policy.mp4")
     finally:
         env.close()
     return run_dir
+
+
+def _start_from_demos(model: BaseAlgorithm, demos: imitation.Demonstrations, hyper: dict[str, Any], seed: int) -> None:
+    """Normalisation statistics, replay buffer and a behaviour-cloned actor from the demonstrations."""
+    imitation.seed_normalizer(model, demos)
+    if hasattr(model, "replay_buffer"):
+        imitation.fill_replay_buffer(model, demos)
+    imitation.behaviour_clone(model, demos, hyper.get("bc_steps", 0), seed)
 
 
 def _read_settings(path: Path) -> dict[str, Any]:
@@ -235,11 +319,12 @@ def _read_settings(path: Path) -> dict[str, Any]:
         settings = yaml.safe_load(path.read_text())
         hyper = settings["hyperparameters"]
         missing = [key for key in ("env_id", "algo", "seed", "obs_mode") if key not in settings]
+        algo = settings["algo"]
     except (yaml.YAMLError, TypeError, KeyError) as error:
         raise ValueError(f"{path}: not a run configuration ({type(error).__name__}: {error})") from None
     if missing:
         raise ValueError(f"{path}: missing {', '.join(missing)}")
-    validate(hyper, str(path))
+    validate(hyper, str(path), algo)
     return settings
 
 
@@ -256,8 +341,8 @@ def record_video(policy: ModelPolicy, settings: dict[str, Any], path: Path, epis
     from surgisim.agents.evaluate import evaluate
 
     frames: list[np.ndarray] = []
-    env_kwargs = {"obs_mode": settings["obs_mode"], "render_mode": "rgb_array", "render_size": 128}
-    evaluate(settings["env_id"], policy, episodes, EVAL_SEED, env_kwargs, on_frame=frames.append)
+    kwargs = {**env_kwargs(settings), "render_mode": "rgb_array", "render_size": 128}
+    evaluate(settings["env_id"], policy, episodes, EVAL_SEED, kwargs, on_frame=frames.append)
     write_video(frames, path, fps=10)
 
 

@@ -159,15 +159,27 @@ class SurgicalEnv(gym.Env):
     def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
         if not self._has_reset:
             raise RuntimeError("call reset() before step()")
-        action = self._validated(action)
-        self._apply(action)
-        self.task.step_world(self.scene)
-        cost = self.task.cost(self.scene)
-        observation = self._observation()
-        info = self._info(observation, cost)
+        self.apply_action(action)
+        observation, info = self.advance()
         reward = float(self.compute_reward(observation["achieved_goal"], observation["desired_goal"], info))
         terminated = bool(self.task.terminate_on_success and info["is_success"])
         return observation, reward, terminated, False, info
+
+    def apply_action(self, action: Any) -> None:
+        """Move the driven arms as ``step`` does, without advancing the task. The ROS 2 bridge
+        uses it on a model of the robot to turn a policy's action into set-points."""
+        self._apply(self._validated(action))
+
+    def advance(self) -> tuple[dict, dict]:
+        """Advance the task's world by one step from the arms as they are (set by ``step``, or by
+        a robot's commands in the ROS 2 sim twin); returns the observation and info."""
+        self.task.step_world(self.scene)
+        observation = self._observation()
+        return observation, self._info(observation, self.task.cost(self.scene))
+
+    def observe(self) -> dict[str, np.ndarray]:
+        """The observation of the current state, nothing moved."""
+        return self._observation()
 
     def _validated(self, action: Any) -> np.ndarray:
         try:

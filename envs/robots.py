@@ -42,17 +42,21 @@ class Arm:
         self.joint_ids = [indices[joint] for joint in joint_names]
         self.tip_link = sim.link_indices(name)[tip_link]
         self.q = np.zeros(len(joint_names))
+        self._tip: np.ndarray | None = None  # tip pose of self.q, computed once per set_joints
         # Kinematic: no physics contacts (contact queries such as Sim.in_contact still see the arm).
         for link in range(-1, len(indices)):
             sim.client.setCollisionFilterGroupMask(self.body, link, 0, 0)
 
     def set_joints(self, q: np.ndarray) -> None:
         self.q = np.clip(np.asarray(q, dtype=np.float64), self.lower, self.upper)
+        self._tip = None
         self.sim.set_joint_positions(self.name, self.joint_ids, self.q)
 
     def tip_pose(self) -> np.ndarray:
         """World pose (4x4) of the tool tip or camera, from the DH model."""
-        return self.base @ self.local_tip_pose(self.q)
+        if self._tip is None:
+            self._tip = self.base @ self.local_tip_pose(self.q)
+        return self._tip.copy()
 
     def sim_tip_pose(self) -> np.ndarray:
         """World pose (4x4) of the tip frame as PyBullet computes it from the URDF."""

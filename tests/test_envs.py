@@ -141,12 +141,14 @@ def test_anatomy_contact_costs_and_fails_the_episode(make_env):
     observation, _ = env.reset(seed=0)
     task = env.unwrapped.task
     organ = env.unwrapped.scene.sim.base_pose(task.anatomy[3])[0]
-    costs = []
+    costs, rewards = [], []
     for _ in range(60):  # drive the tip straight into the large organ
         action = env.unwrapped.action_toward(organ)
-        observation, _, _, _, info = env.step(action)
+        observation, reward, _, _, info = env.step(action)
         costs.append(info["cost"])
+        rewards.append(reward)
     assert max(costs) == 1.0
+    assert min(rewards) == -1.0 - task.cost_weight  # away from the goal and in contact
     assert not info["is_success"]
     env.unwrapped.task.target.place(observation["achieved_goal"])  # even at the goal, not a success
     assert not env.step(np.zeros(5))[4]["is_success"]

@@ -4,16 +4,40 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
+from surgisim.agents.config import load_config
 from surgisim.agents.evaluate import evaluate
-from surgisim.agents.pretrained import available, card, load_pretrained
+from surgisim.agents.onnx_policy import OnnxPolicy
+from surgisim.agents.pretrained import available, card, load_pretrained, ship
+from surgisim.agents.train import train
+
+SHIPPED = ["surgisim/NeedleReach-v0", "surgisim/NavigateAnatomy-v0", "surgisim/EndoscopeTrack-v0",
+           "surgisim/NeedlePick-v0"]  # fmt: skip
 
 
-def test_needle_reach_ships_a_policy_with_a_card():
-    assert "surgisim/NeedleReach-v0" in available()
-    shipped = card("surgisim/NeedleReach-v0")
-    assert shipped["env_id"] == "surgisim/NeedleReach-v0" and shipped["seed"] == 0
-    assert any("surgisim train" in line for line in shipped["reproduce"])
+@pytest.mark.parametrize("env_id", SHIPPED)
+def test_policy_is_shipped_with_a_card(env_id):
+    assert env_id in available()
+    shipped = card(env_id)
+    assert shipped["env_id"] == env_id and isinstance(shipped["seed"], int)
+    assert any(line.startswith("surgisim train") for line in shipped["reproduce"])
+    assert shipped["hyperparameters"]["n_timesteps"] == shipped["n_timesteps"]
+    # The shipped config files still give the settings it was trained with.
+    assert shipped["hyperparameters"] == load_config(shipped["algo"], env_id)
+
+
+def test_ship_exports_a_run_with_its_card(tmp_path):
+    config = tmp_path / "tiny.yaml"
+    tiny = {"n_timesteps": 100, "learning_starts": 50, "batch_size": 16, "net_arch": [16], "eval_freq": 100,
+            "eval_episodes": 1}  # fmt: skip
+    config.write_text(yaml.safe_dump({"goal_task": tiny}))
+    run = train("surgisim/NeedleReach-v0", run_dir=tmp_path / "run", progress_bar=False, config_file=config)
+    card_file = ship(run, episodes=2, folder=tmp_path)
+    shipped = yaml.safe_load(card_file.read_text())
+    assert shipped["evaluation_episodes"] == 2 and 0.0 <= shipped["success_rate"] <= 1.0
+    assert shipped["reproduce"][0].startswith("surgisim train NeedleReach --algo sac --seed 0")
+    OnnxPolicy(tmp_path / "NeedleReach-v0.onnx")
 
 
 @pytest.mark.parametrize("env_id", available())

@@ -56,6 +56,8 @@ def test_shipped_configs_load_with_anchors():
     assert load_config("sac", "surgisim/SutureThrow-v0")["n_timesteps"] == 20000  # falls back on goal_task
     for algo in ("td3", "tqc"):
         assert load_config(algo, "surgisim/NeedleReach-v0")["batch_size"] == 256
+    assert load_config("ppo", "surgisim/EndoscopeTrack-v0")["image_size"] == 64
+    assert load_config("sac", "surgisim/NeedlePick-v0")["bc_steps"] > 0
 
 
 @pytest.mark.parametrize(
@@ -77,14 +79,14 @@ def test_run_folder_holds_every_artifact_and_resume_continues(tmp_path, small_co
     run = train("surgisim/NeedleReach-v0", steps=400, run_dir=tmp_path / "run", progress_bar=False,
                 config_file=small_config)  # fmt: skip
     artifacts = {"config.yaml", "command.txt", "model.zip", "replay_buffer.pkl", "vecnormalize.pkl", "eval.csv",
-                 "success.png", "final_policy.mp4"}  # fmt: skip
+                 "success.png", "final_policy.mp4", "tensorboard"}  # fmt: skip
     assert artifacts <= {path.name for path in run.iterdir()}
     assert load_policy(run).normalizer is not None
     assert iio.imread(run / "success.png").shape[:2] == (320, 500)
     assert iio.imread(run / "final_policy.mp4").shape[1:] == (128, 128, 3)
     settings = yaml.safe_load((run / "config.yaml").read_text())
     assert settings["env_id"] == "surgisim/NeedleReach-v0" and settings["hyperparameters"]["batch_size"] == 32
-    assert [row["timesteps"] for row in eval_rows(run)] == ["200", "400"]
+    assert [row["timesteps"] for row in eval_rows(run)] == ["0", "200", "400"]
     model = load_model(run)
     assert model.num_timesteps == 400
 
@@ -93,7 +95,7 @@ def test_run_folder_holds_every_artifact_and_resume_continues(tmp_path, small_co
     resumed.load_replay_buffer(run / "replay_buffer.pkl")
     assert resumed.num_timesteps == 600
     assert resumed.replay_buffer.size() == 600  # the first 400 transitions were kept
-    assert [row["timesteps"] for row in eval_rows(run)] == ["200", "400", "600"]
+    assert [row["timesteps"] for row in eval_rows(run)] == ["0", "200", "400", "600"]
     assert len((run / "command.txt").read_text().splitlines()) == 2
 
     metrics = evaluate("surgisim/NeedleReach-v0", str(run), episodes=2)
@@ -113,6 +115,49 @@ def test_run_folder_holds_every_artifact_and_resume_continues(tmp_path, small_co
             observation, *_ = env.step(expected)
     env.close()
     assert evaluate("surgisim/NeedleReach-v0", str(exported), episodes=2)["episodes"] == 2
+
+
+PIXEL = {"n_timesteps": 256, "n_envs": 2, "n_steps": 64, "batch_size": 32, "n_epochs": 1, "image_size": 36,
+         "reward_type": "dense", "net_arch": [32], "eval_freq": 128, "eval_episodes": 1,
+         "checkpoint_freq": 128}  # fmt: skip
+
+
+def test_pixel_policy_trains_with_ppo_in_two_processes_and_exports(tmp_path):
+    config = tmp_path / "ppo.yaml"
+    config.write_text(yaml.safe_dump({"surgisim/EndoscopeTrack-v0": PIXEL}))
+    run = train("surgisim/EndoscopeTrack-v0", algo="ppo", obs_mode="rgbd", run_dir=tmp_path / "run",
+                progress_bar=False, config_file=config)  # fmt: skip
+    assert list((run / "tensorboard").glob("ppo_*/events.out.tfevents.*"))
+    assert [row["timesteps"] for row in eval_rows(run)] == ["0", "128", "256"]
+    policy = load_policy(run)
+    assert set(policy.keys) == {"rgb", "depth"}  # images only: the state holds the lesion's true position
+    assert policy.env_kwargs == {"obs_mode": "rgbd", "image_size": 36}
+    exported = OnnxPolicy(export_onnx(run, tmp_path / "pixels.onnx"))
+    assert exported.env_kwargs == policy.env_kwargs
+    env = gym.make("surgisim/EndoscopeTrack-v0", obs_mode="rgbd", image_size=36)
+    observation, _ = env.reset(seed=3)
+    for _ in range(5):
+        expected = policy(observation)
+        np.testing.assert_allclose(exported(observation), expected, atol=1e-5)
+        observation, *_ = env.step(expected)
+    env.close()
+    # evaluate makes the env the policy needs, whatever obs_mode it was asked for.
+    assert evaluate("surgisim/EndoscopeTrack-v0", str(tmp_path / "pixels.onnx"), episodes=1)["episodes"] == 1
+
+
+def test_settings_of_another_algorithm_are_refused(tmp_path):
+    config = tmp_path / "mixed.yaml"
+    config.write_text(yaml.safe_dump({"goal_task": {"n_steps": 64, "her": True}}))
+    with pytest.raises(ConfigError, match="n_steps is not a setting of sac"):
+        load_config("sac", "surgisim/NeedleReach-v0", config)
+    with pytest.raises(ConfigError, match="her is not a setting of ppo"):
+        load_config("ppo", "surgisim/NeedleReach-v0", config)
+
+
+def test_her_with_pixels_is_refused(tmp_path, small_config):
+    with pytest.raises(ValueError, match="--no-her"):
+        train("surgisim/NeedleReach-v0", obs_mode="rgb", run_dir=tmp_path / "run", config_file=small_config)
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_run_folder_is_never_overwritten(tmp_path, small_config):
@@ -146,10 +191,10 @@ def test_resume_from_a_damaged_run_says_which_file_and_changes_nothing(tmp_path,
     run = train("surgisim/NeedleReach-v0", steps=100, run_dir=tmp_path / "run", progress_bar=False,
                 config_file=small_config)  # fmt: skip
     (run / damaged).write_bytes(b"\x00 not what it should be: [")
-    before = {path.name: path.read_bytes() for path in run.iterdir()}
+    before = {path: path.read_bytes() for path in run.rglob("*") if path.is_file()}
     with pytest.raises(ValueError, match=damaged):
         train("surgisim/NeedleReach-v0", steps=200, resume=run, progress_bar=False)
-    assert {path.name: path.read_bytes() for path in run.iterdir()} == before
+    assert {path: path.read_bytes() for path in run.rglob("*") if path.is_file()} == before
 
 
 def test_corrupt_onnx_policy_is_reported(tmp_path):

@@ -1,0 +1,169 @@
+"""``surgisim ros ...``: the bridge's nodes as commands (see ``surgisim ros --help``)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+TRANSPORTS = ("auto", "dds", "rclpy")
+
+
+def load_limits(path: Path | None) -> Any:
+    """Shield limits from a YAML file of ``ShieldLimits`` fields (the others keep their defaults)."""
+    from surgisim.ros_bridge.shield import ShieldLimits
+
+    if path is None:
+        return ShieldLimits()
+    try:
+        values = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise ValueError(f"{path}: cannot read shield limits ({error})") from None
+    known = {item.name for item in dataclasses.fields(ShieldLimits)}
+    if not isinstance(values, dict) or set(values) - known:
+        unknown = sorted(set(values) - known) if isinstance(values, dict) else values
+        raise ValueError(f"{path}: unknown shield limits {unknown}; known: {', '.join(sorted(known))}")
+    try:
+        converted = {key: tuple(value) if isinstance(value, list) else value for key, value in values.items()}
+        return ShieldLimits(**converted)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path}: {error}") from None
+
+
+def _stop_on_signals() -> list[bool]:
+    """A flag set by SIGINT or SIGTERM, so loops end cleanly (and the runner sends hold)."""
+    stopped = [False]
+
+    def stop(*_: Any) -> None:
+        stopped[0] = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    return stopped
+
+
+def cmd_twin(args: argparse.Namespace) -> int:
+    from surgisim.ros_bridge.nodes import SimTwin, run_twin
+    from surgisim.ros_bridge.profiles import DvrkProfile
+    from surgisim.ros_bridge.transport import make_transport
+
+    transport = make_transport(args.transport)
+    twin = SimTwin(transport, args.env_id, DvrkProfile(args.namespace), args.seed, args.camera, args.image_size)
+    stopped = _stop_on_signals()
+    try:
+        summary = run_twin(twin, args.rate, args.duration, args.until_success, stop=lambda: stopped[0])
+    finally:
+        twin.close()
+        transport.close()
+    print(json.dumps(summary))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from surgisim.ros_bridge.nodes import PolicyRunner, run_policy
+    from surgisim.ros_bridge.profiles import make_profile
+    from surgisim.ros_bridge.shield import SafetyShield
+    from surgisim.ros_bridge.transport import make_transport
+
+    limits = load_limits(args.limits)
+    profile = make_profile(args.profile, args.namespace, args.command)
+    transport = make_transport(args.transport)
+    shield = SafetyShield(limits, requires_operating_state=profile.has_operating_state)
+    runner = PolicyRunner(transport, args.env_id, args.policy, profile, shield, args.dry_run, 1.0 / args.rate)
+    stopped = _stop_on_signals()
+    try:
+        if args.enable and profile.kind == "dvrk" and not runner.enable():
+            raise ValueError(f"{profile.namespace} did not report ENABLED and homed within 30 s of enable and home")
+
+        def stop() -> bool:
+            return stopped[0] or (args.until_success and runner.twin_info.get("is_success", False))
+
+        summary = run_policy(runner, args.rate, args.duration, stop=stop)
+    finally:
+        runner.close()  # sends hold
+        transport.close()
+    print(json.dumps(summary))
+    return 0
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    import time
+
+    from surgisim.ros_bridge.nodes import GOAL, INFO
+    from surgisim.ros_bridge.profiles import DvrkProfile
+    from surgisim.ros_bridge.recorder import Recorder
+    from surgisim.ros_bridge.transport import make_transport
+
+    profile = DvrkProfile(args.namespace)
+    topics = [profile.measured_js, profile.measured_cp, profile.jaw_measured_js, profile.operating_state,
+              profile.state_command, profile.servo_cp, profile.servo_jp, profile.jaw_servo_jp, profile.hold, GOAL,
+              INFO]  # fmt: skip
+    transport = make_transport(args.transport)
+    recorder = Recorder(transport, topics, args.out)
+    stopped = _stop_on_signals()
+    started = time.monotonic()
+    try:
+        while not stopped[0] and (args.duration is None or time.monotonic() - started < args.duration):
+            transport.spin_once(0.05)
+    finally:
+        path = recorder.close()
+        transport.close()
+    print(json.dumps({"bag": str(path), "messages": recorder.counts}))
+    return 0
+
+
+def add_commands(commands: Any, env_id_type: Any) -> None:
+    """Add ``surgisim ros twin | run | record`` to the ``surgisim`` parser."""
+    ros = commands.add_parser("ros", help="ROS 2 bridge: run a policy on a robot, a sim twin, a recorder")
+    nodes = ros.add_subparsers(dest="ros_command", required=True)
+
+    def common(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--namespace", default="/PSM1", help="dvrk: the arm (/PSM1); ros2_control: the controller")
+        parser.add_argument("--transport", default="auto", choices=TRANSPORTS,
+                            help="auto: rclpy where ROS 2 is installed, else DDS (Cyclone)")  # fmt: skip
+        parser.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
+        parser.add_argument("--verbose", action="store_true", help="log every refusal reason as it changes")
+
+    twin = nodes.add_parser("twin", help="run a surgisim env as a dVRK arm on ROS 2 topics")
+    twin.add_argument("env_id", nargs="?", default="surgisim/NeedleReach-v0", type=env_id_type)
+    twin.add_argument("--seed", type=int, default=0)
+    twin.add_argument("--rate", type=float, default=100.0, help="state publishing rate, Hz")
+    twin.add_argument("--camera", action="store_true", help="also publish the endoscope image")
+    twin.add_argument("--image-size", type=int, default=84, help="side of the published image, pixels")
+    twin.add_argument("--until-success", action="store_true", help="stop once the task succeeds")
+    common(twin)
+    twin.set_defaults(run=cmd_twin)
+
+    run = nodes.add_parser("run", help="drive a robot with a policy, behind the safety shield")
+    run.add_argument("env_id", nargs="?", default="surgisim/NeedleReach-v0", type=env_id_type)
+    run.add_argument("--policy", default="pretrained", help="pretrained, expert or an exported .onnx file")
+    run.add_argument("--profile", default="dvrk", choices=("dvrk", "ros2_control"))
+    run.add_argument(
+        "--command",
+        choices=("servo_cp", "servo_jp", "joint_trajectory", "commands"),
+        help="dvrk: servo_cp (default), servo_jp; ros2_control: joint_trajectory (default), commands",
+    )
+    run.add_argument("--rate", type=float, default=100.0, help="command rate, Hz")
+    run.add_argument("--limits", type=Path, help="YAML file of shield limits (see surgisim.ros_bridge.shield)")
+    run.add_argument("--dry-run", action="store_true", help="publish to preview topics only")
+    run.add_argument("--enable", action="store_true", help="send enable and home to the arm first")
+    run.add_argument("--until-success", action="store_true", help="stop when the sim twin reports success")
+    common(run)
+    run.set_defaults(run=cmd_run)
+
+    record = nodes.add_parser("record", help="record the arm's topics to a rosbag2 MCAP bag")
+    record.add_argument("out", type=Path, help="bag directory to create")
+    common(record)
+    record.set_defaults(run=cmd_record)
+
+
+def configure_logging(args: argparse.Namespace) -> None:
+    level = logging.INFO if getattr(args, "verbose", False) else logging.WARNING
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(name)s: %(message)s")

@@ -1,0 +1,154 @@
+"""ROS 2 messages: one model for every transport.
+
+Message classes and the CDR codec come from ``rosbags``' ROS 2 type store (Humble definitions;
+the message types used here are the same in Jazzy), with ``crtk_msgs/OperatingState`` and
+``crtk_msgs/StringStamped`` added from their ``.msg`` definitions. Every transport sends and
+receives these objects; the builders below make the ones the bridge uses.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+from surgisim.envs.transforms import make_pose, matrix_to_quat, quat_to_matrix
+
+# From https://github.com/collaborative-robotics/crtk_msgs (msg/OperatingState.msg, msg/StringStamped.msg).
+CRTK_DEFINITIONS = {
+    "crtk_msgs/msg/OperatingState": "std_msgs/Header header\nstring state\nbool is_homed\nbool is_busy\n",
+    "crtk_msgs/msg/StringStamped": "std_msgs/Header header\nstring string\n",
+}
+OPERATING_STATES = ("DISABLED", "ENABLED", "PAUSED", "FAULT")
+STATE_COMMANDS = ("enable", "disable", "home", "unhome", "pause", "resume")
+
+POSE_STAMPED = "geometry_msgs/msg/PoseStamped"
+JOINT_STATE = "sensor_msgs/msg/JointState"
+OPERATING_STATE = "crtk_msgs/msg/OperatingState"
+STRING_STAMPED = "crtk_msgs/msg/StringStamped"
+EMPTY = "std_msgs/msg/Empty"
+IMAGE = "sensor_msgs/msg/Image"
+FLOAT64_MULTI_ARRAY = "std_msgs/msg/Float64MultiArray"
+JOINT_TRAJECTORY = "trajectory_msgs/msg/JointTrajectory"
+
+
+def _typestore() -> Any:
+    store = get_typestore(Stores.ROS2_HUMBLE)
+    for name, text in CRTK_DEFINITIONS.items():
+        store.register(get_types_from_msg(text, name))
+    return store
+
+
+TYPESTORE = _typestore()
+
+
+def message_class(type_name: str) -> type:
+    """The message class of a ROS 2 type, e.g. ``geometry_msgs/msg/PoseStamped``."""
+    if type_name not in TYPESTORE.types:
+        raise ValueError(f"unknown ROS 2 message type {type_name!r}")
+    return TYPESTORE.types[type_name]
+
+
+def encode(message: Any, type_name: str) -> bytes:
+    """The message as plain CDR (with its 4-byte encapsulation header), as ROS 2 sends it."""
+    return bytes(TYPESTORE.serialize_cdr(message, type_name))
+
+
+def decode(data: bytes, type_name: str) -> Any:
+    return TYPESTORE.deserialize_cdr(data, type_name)
+
+
+# -- builders and readers ---------------------------------------------------------------------
+
+
+def header(stamp: float, frame_id: str = "") -> Any:
+    seconds, nanoseconds = divmod(round(stamp * 1e9), 10**9)
+    time = message_class("builtin_interfaces/msg/Time")(sec=seconds, nanosec=nanoseconds)
+    return message_class("std_msgs/msg/Header")(stamp=time, frame_id=frame_id)
+
+
+def stamp_seconds(message: Any) -> float:
+    """The header stamp of a message in seconds."""
+    return message.header.stamp.sec + message.header.stamp.nanosec * 1e-9
+
+
+def pose_stamped(pose: np.ndarray, stamp: float, frame_id: str = "") -> Any:
+    """A ``PoseStamped`` from a 4x4 homogeneous matrix."""
+    x, y, z, w = matrix_to_quat(pose[:3, :3])
+    position = message_class("geometry_msgs/msg/Point")(*(float(v) for v in pose[:3, 3]))
+    orientation = message_class("geometry_msgs/msg/Quaternion")(x=float(x), y=float(y), z=float(z), w=float(w))
+    return message_class(POSE_STAMPED)(
+        header(stamp, frame_id), message_class("geometry_msgs/msg/Pose")(position, orientation)
+    )
+
+
+def pose_matrix(message: Any) -> np.ndarray:
+    """The 4x4 matrix of a ``PoseStamped`` (its quaternion normalised); ``ValueError`` for NaN,
+    inf or a zero quaternion."""
+    p, q = message.pose.position, message.pose.orientation
+    position = np.array([p.x, p.y, p.z], dtype=np.float64)
+    quat = np.array([q.x, q.y, q.z, q.w], dtype=np.float64)
+    norm = np.linalg.norm(quat)
+    if not (np.all(np.isfinite(position)) and np.isfinite(norm) and norm > 1e-6):
+        raise ValueError(f"pose {position.tolist()} {quat.tolist()} has NaN, inf or a zero quaternion")
+    return make_pose(quat_to_matrix(quat / norm), position)
+
+
+def joint_state(names: list[str], positions: np.ndarray, stamp: float, velocities: np.ndarray | None = None) -> Any:
+    empty = np.zeros(0, dtype=np.float64)
+    velocity = np.asarray(velocities, dtype=np.float64) if velocities is not None else empty
+    return message_class(JOINT_STATE)(
+        header(stamp), list(names), np.asarray(positions, dtype=np.float64), velocity, empty
+    )
+
+
+def operating_state(state: str, is_homed: bool, stamp: float, is_busy: bool = False) -> Any:
+    return message_class(OPERATING_STATE)(header(stamp), state, bool(is_homed), bool(is_busy))
+
+
+def string_stamped(text: str, stamp: float) -> Any:
+    return message_class(STRING_STAMPED)(header(stamp), text)
+
+
+def empty() -> Any:
+    return message_class(EMPTY)(structure_needs_at_least_one_member=0)
+
+
+def image(pixels: np.ndarray, stamp: float, frame_id: str = "camera") -> Any:
+    """A ``sensor_msgs/Image``: ``rgb8`` for H x W x 3 uint8, ``mono8`` for H x W x 1."""
+    pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
+    height, width, channels = pixels.shape
+    encoding = {3: "rgb8", 1: "mono8"}[channels]
+    return message_class(IMAGE)(
+        header(stamp, frame_id), height, width, encoding, 0, width * channels, pixels.reshape(-1)
+    )
+
+
+def image_array(message: Any) -> np.ndarray:
+    """The H x W x C uint8 array of an ``rgb8`` or ``mono8`` image."""
+    channels = {"rgb8": 3, "mono8": 1}.get(message.encoding)
+    if channels is None:
+        raise ValueError(f"image encoding {message.encoding!r} is not supported; use rgb8 or mono8")
+    data = np.asarray(message.data, dtype=np.uint8)
+    if data.size != message.height * message.width * channels:
+        raise ValueError(f"image data has {data.size} bytes, expected {message.height}x{message.width}x{channels}")
+    return data.reshape(message.height, message.width, channels)
+
+
+def float64_multi_array(values: np.ndarray) -> Any:
+    layout = message_class("std_msgs/msg/MultiArrayLayout")(dim=[], data_offset=0)
+    return message_class(FLOAT64_MULTI_ARRAY)(layout, np.asarray(values, dtype=np.float64))
+
+
+def joint_trajectory(names: list[str], positions: np.ndarray, stamp: float, time_from_start: float) -> Any:
+    """A one-point ``JointTrajectory`` reaching ``positions`` ``time_from_start`` seconds after ``stamp``."""
+    empty_values = np.zeros(0, dtype=np.float64)
+    seconds = int(time_from_start)
+    duration = message_class("builtin_interfaces/msg/Duration")(
+        sec=seconds, nanosec=int((time_from_start - seconds) * 1e9)
+    )
+    point = message_class("trajectory_msgs/msg/JointTrajectoryPoint")(
+        np.asarray(positions, dtype=np.float64), empty_values, empty_values, empty_values, duration
+    )
+    return message_class(JOINT_TRAJECTORY)(header(stamp), list(names), [point])

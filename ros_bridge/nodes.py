@@ -1,0 +1,374 @@
+"""ROS 2 nodes: a policy runner that drives a robot, and a sim twin that plays one.
+
+Both speak a robot profile over any transport. The runner keeps a *model* of the robot (a
+surgisim env of the task): each tick it copies the measured joints into the model, builds the
+observation with the env's own code, asks the policy, moves the model by the action as the env
+would, and offers the resulting tool-tip set-point to the safety shield; what the shield lets
+through is published (``servo_cp`` or ``servo_jp``, and ``jaw/servo_jp``), or to preview
+topics in a dry run. The twin runs the env as a robot: it publishes ``measured_*`` and a
+latched ``operating_state``, obeys ``state_command``, ``servo_*`` and ``hold``, and publishes
+the task's goal on ``/surgisim/goal`` and its progress on ``/surgisim/info``.
+
+Poses on the wire are in the arm's base frame (its remote centre of motion at the origin), as
+the dVRK reports ``measured_cp`` with an identity base frame.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from surgisim.envs import task_name
+from surgisim.envs.core import OBS_MODES
+from surgisim.envs.kinematics import psm_fk
+from surgisim.envs.transforms import make_pose
+from surgisim.ros_bridge import messages as msg
+from surgisim.ros_bridge.profiles import JAW_JOINT_NAMES, PSM_JOINT_NAMES, DvrkProfile, Ros2ControlProfile, Topic
+from surgisim.ros_bridge.shield import SafetyShield
+from surgisim.ros_bridge.transport import QOS_LATCHED, QOS_SENSOR, Transport
+
+LOG = logging.getLogger("surgisim.ros")
+GOAL = Topic("/surgisim/goal", msg.POSE_STAMPED, QOS_LATCHED)
+INFO = Topic("/surgisim/info", msg.STRING_STAMPED, QOS_LATCHED)
+CAMERA = Topic("/surgisim/camera/image_raw", msg.IMAGE, QOS_SENSOR)
+# Tasks whose observation the runner can build from robot topics and a goal: the others need the
+# positions of needles, anatomy or lesions, which no robot topic reports.
+DEPLOYABLE = ("NeedleReach",)
+
+
+def _publisher(transport: Transport, topic: Topic) -> Callable[[Any], None]:
+    return transport.publisher(topic.name, topic.type_name, topic.qos)
+
+
+def _subscribe(transport: Transport, topic: Topic, callback: Callable[[Any], None]) -> None:
+    transport.subscribe(topic.name, topic.type_name, callback, topic.qos)
+
+
+class SimTwin:
+    """A surgisim env playing a dVRK arm (the task's first PSM) on ``profile``'s topics."""
+
+    def __init__(self, transport: Transport, env_id: str, profile: DvrkProfile, seed: int = 0,
+                 camera: bool = False, image_size: int = 84) -> None:  # fmt: skip
+        self.transport, self.profile = transport, profile
+        self.env = gym.make(env_id, obs_mode="rgb" if camera else "state", image_size=image_size)
+        self.model = self.env.unwrapped
+        self.model.reset(seed=seed)
+        self.arm = self.model.scene.psm
+        self.camera = camera
+        self.state, self.homed = "DISABLED", False
+        self.target: np.ndarray | None = None  # joints to servo to
+        self.jaw_target: float | None = None
+        self.info: dict[str, Any] = {}
+        published = (profile.measured_js, profile.measured_cp, profile.jaw_measured_js, profile.operating_state, GOAL,
+                     INFO, CAMERA)  # fmt: skip
+        self.publish = {topic.name: _publisher(transport, topic) for topic in published}
+        _subscribe(transport, profile.state_command, self._on_state_command)
+        _subscribe(transport, profile.servo_cp, self._on_servo_cp)
+        _subscribe(transport, profile.servo_jp, self._on_servo_jp)
+        _subscribe(transport, profile.jaw_servo_jp, self._on_jaw_servo_jp)
+        _subscribe(transport, profile.hold, self._on_hold)
+        goal = self.arm.base_inv @ np.append(self.model.observe()["desired_goal"][:3], 1.0)
+        self.publish[GOAL.name](msg.pose_stamped(make_pose(np.eye(3), goal[:3]), time.time(), profile.base_frame))
+        self._publish_operating_state()
+
+    def _publish_operating_state(self) -> None:
+        self.publish[self.profile.operating_state.name](msg.operating_state(self.state, self.homed, time.time()))
+
+    def _on_state_command(self, message: Any) -> None:
+        command = message.string
+        transitions = {"enable": ("ENABLED", None), "disable": ("DISABLED", False), "pause": ("PAUSED", None),
+                       "resume": ("ENABLED", None), "home": (None, True), "unhome": (None, False)}  # fmt: skip
+        if command not in transitions:
+            LOG.warning("twin: unknown state command %r", command)
+            return
+        state, homed = transitions[command]
+        if command == "home" and self.state != "ENABLED":
+            LOG.warning("twin: home needs the arm enabled")
+            return
+        self.state = state or self.state
+        self.homed = self.homed if homed is None else homed
+        self.target = None if self.state != "ENABLED" else self.target
+        self._publish_operating_state()
+
+    def _moving(self) -> bool:
+        return self.state == "ENABLED" and self.homed
+
+    def _on_servo_cp(self, message: Any) -> None:
+        try:
+            pose = msg.pose_matrix(message)
+        except ValueError as error:
+            LOG.warning("twin: servo_cp ignored: %s", error)
+            return
+        if self._moving():
+            self.target = self.arm.ik(self.arm.base @ pose)
+
+    def _on_servo_jp(self, message: Any) -> None:
+        positions = np.asarray(message.position, dtype=np.float64)
+        if self._moving() and positions.shape == (len(PSM_JOINT_NAMES),) and np.all(np.isfinite(positions)):
+            self.target = positions
+
+    def _on_jaw_servo_jp(self, message: Any) -> None:
+        positions = np.asarray(message.position, dtype=np.float64)
+        if self._moving() and positions.shape == (1,) and np.isfinite(positions[0]):
+            self.jaw_target = float(positions[0])
+
+    def _on_hold(self, message: Any) -> None:
+        self.target = self.jaw_target = None
+
+    def tick(self) -> dict[str, Any]:
+        """Obey what arrived, advance the task, publish the state; returns the task's info."""
+        self.transport.spin_once()
+        if self._moving() and self.target is not None:
+            self.arm.set_joints(self.target)  # a stiff position-controlled arm: reached in one tick
+            self.target = None
+        if self._moving() and self.jaw_target is not None:
+            self.arm.set_jaw(self.jaw_target)
+            self.jaw_target = None
+        observation, info = self.model.advance()
+        now = time.time()
+        pose = self.arm.local_tip_pose(self.arm.q)
+        self.publish[self.profile.measured_js.name](msg.joint_state(list(PSM_JOINT_NAMES), self.arm.q, now))
+        self.publish[self.profile.measured_cp.name](msg.pose_stamped(pose, now, self.profile.base_frame))
+        self.publish[self.profile.jaw_measured_js.name](msg.joint_state(list(JAW_JOINT_NAMES), [self.arm.jaw], now))
+        if self.camera:
+            self.publish[CAMERA.name](msg.image(observation["rgb"], now))
+        summary = {"is_success": bool(info["is_success"]), "distance_mm": float(info["distance_mm"])}
+        if summary != self.info:
+            self.publish[INFO.name](msg.string_stamped(json.dumps(summary), now))
+            self.info = summary
+        return info
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def _arm_joints(message: Any) -> Any:
+    """The arm's joints of a joint state in the dVRK's order (ros2_control's ``/joint_states``
+    may list others too, in any order); unchanged when some are missing (the shield refuses it)."""
+    names = list(message.name)
+    if names == list(PSM_JOINT_NAMES) or not set(PSM_JOINT_NAMES) <= set(names):
+        return message
+    positions = np.asarray(message.position, dtype=np.float64)
+    if positions.shape != (len(names),):
+        return message
+    order = [names.index(name) for name in PSM_JOINT_NAMES]
+    return msg.message_class(msg.JOINT_STATE)(message.header, list(PSM_JOINT_NAMES), positions[order],
+                                              np.zeros(0), np.zeros(0))  # fmt: skip
+
+
+class PolicyRunner:
+    """Runs a policy against a robot on ``profile``'s topics, behind ``shield``."""
+
+    def __init__(self, transport: Transport, env_id: str, policy: str | Any, profile: DvrkProfile | Ros2ControlProfile,
+                 shield: SafetyShield, dry_run: bool = False, period: float = 0.01) -> None:  # fmt: skip
+        from surgisim.agents.evaluate import make_policy
+
+        self.transport, self.profile, self.shield, self.dry_run = transport, profile, shield, dry_run
+        self.period = period  # a ros2_control trajectory point is due one period after it is sent
+        self.env = gym.make(env_id)
+        self.model = self.env.unwrapped
+        self.model.reset(seed=0)
+        if task_name(env_id) not in DEPLOYABLE:
+            raise ValueError(f"{env_id}: the runner deploys tasks observed from the robot alone, with a tool-tip "
+                             f"position goal: {', '.join(DEPLOYABLE)}")  # fmt: skip
+        self.policy = make_policy(policy, self.env)
+        needs = getattr(self.policy, "env_kwargs", {})
+        self.image_keys = OBS_MODES[needs.get("obs_mode", "state")]
+        if set(self.image_keys) - {"rgb"}:
+            raise ValueError(
+                f"this policy needs {', '.join(self.image_keys)} images; the camera topic carries rgb only"
+            )
+        self.image_size = needs.get("image_size")
+        self.image: np.ndarray | None = None
+        self.arm = self.model.scene.psm
+        self.goal: np.ndarray | None = None
+        self.sent, self.holding = 0, False
+        shield.joint_names = PSM_JOINT_NAMES
+        self.state_arrival: float | None = None  # perf_counter of the latest accepted joint state not yet acted on
+        self.latencies: deque[float] = deque(maxlen=100_000)  # state arrival to command sent, seconds
+        _subscribe(transport, GOAL, self._on_goal)
+        self.twin_info: dict[str, Any] = {}  # the sim twin's task progress, where a twin is the robot
+        _subscribe(transport, INFO, lambda message: self.twin_info.update(json.loads(message.string)))
+        if self.image_keys:
+            _subscribe(transport, CAMERA, self._on_image)
+        if profile.kind == "ros2_control":
+            _subscribe(transport, profile.joint_states, self._on_joint_state)
+            command = profile.command_topic
+        else:
+            _subscribe(transport, profile.measured_js, self._on_joint_state)
+            _subscribe(transport, profile.jaw_measured_js, shield.accept_jaw_state)
+            _subscribe(transport, profile.operating_state, shield.accept_operating_state)
+            command = profile.servo_cp if profile.command == "servo_cp" else profile.servo_jp
+            jaw_topic = profile.preview(profile.jaw_servo_jp) if dry_run else profile.jaw_servo_jp
+            self.publish_jaw = _publisher(transport, jaw_topic)
+            self.publish_hold = _publisher(transport, profile.hold)
+            self.publish_state_command = _publisher(transport, profile.state_command)
+        self.command_topic = profile.preview(command) if dry_run else command
+        self.publish_command = _publisher(transport, self.command_topic)
+
+    def _on_joint_state(self, message: Any) -> None:
+        if self.shield.accept_joint_state(_arm_joints(message), time.monotonic()):
+            self.state_arrival = time.perf_counter()
+
+    def _on_image(self, message: Any) -> None:
+        try:
+            self.image = msg.image_array(message)
+        except ValueError as error:
+            LOG.warning("runner: camera image ignored: %s", error)
+
+    def fresh(self) -> bool:
+        """Whether a joint state has arrived since the last tick."""
+        return self.state_arrival is not None
+
+    def _on_goal(self, message: Any) -> None:
+        try:
+            position = msg.pose_matrix(message)[:3, 3]
+        except ValueError as error:
+            LOG.warning("runner: goal ignored: %s", error)
+            return
+        self.goal = (self.arm.base @ np.append(position, 1.0))[:3]
+        state = self.model.get_state()
+        state["task"]["goal"] = self.goal
+        self.model.set_state(state)
+        self.policy.reset()
+
+    def request(self, command: str) -> None:
+        """Send a CRTK state command (enable, home, ...); dVRK profile only."""
+        self.publish_state_command(msg.string_stamped(command, time.time()))
+
+    def enable(self, timeout: float = 30.0) -> bool:
+        """Ask the arm to enable and home (again every half second, as a command sent before the
+        arm was listening is lost) until it reports ENABLED and homed."""
+        deadline, asked = time.monotonic() + timeout, -1.0
+        while time.monotonic() < deadline:
+            self.transport.spin_once(0.05)
+            if self.shield.state == "ENABLED" and self.shield.homed:
+                return True
+            if time.monotonic() - asked > 0.5:
+                self.request("enable" if self.shield.state != "ENABLED" else "home")
+                asked = time.monotonic()
+        return False
+
+    def tick(self, spin: bool = True) -> str:
+        """One control tick; returns what happened (``sent``, or why nothing was). ``spin``:
+        take what has arrived first (a loop that has just done so passes False)."""
+        if spin:
+            self.transport.spin_once()
+        arrival, self.state_arrival = self.state_arrival, None
+        now = time.monotonic()
+        refusal = self.shield.ready(now)
+        if refusal is not None:
+            return self._refused(refusal)
+        if self.goal is None:
+            return "waiting for a goal"
+        self.arm.set_joints(self.shield.joints)
+        if self.shield.jaw is not None:
+            self.arm.set_jaw(self.shield.jaw)
+        observation = self.model.observe()
+        if self.image_keys:
+            wanted = (self.image_size, self.image_size, 3)
+            if self.image is None or self.image.shape != wanted:
+                got = "no camera image yet" if self.image is None else f"camera image {self.image.shape}"
+                return f"{got}; the policy needs {wanted}"
+            observation["rgb"] = self.image
+        measured = self.arm.local_tip_pose(self.arm.q)
+        self.model.apply_action(self.policy(observation))
+        target = self.arm.local_tip_pose(self.arm.q)
+        decision = self.shield.limit(measured, target, self.arm.jaw)
+        if decision.pose is None:
+            return self._refused(decision)
+        self._send(decision.pose, decision.jaw)
+        self.sent, self.holding = self.sent + 1, False
+        if arrival is not None:
+            self.latencies.append(time.perf_counter() - arrival)
+        return "sent"
+
+    def _refused(self, decision: Any) -> str:
+        if decision.hold and not self.holding:  # once per stop, not every tick
+            self.hold()
+        return decision.reason
+
+    def _send(self, pose: np.ndarray, jaw: float | None) -> None:
+        """Publish a set-point (a base-frame tool-tip pose) on the profile's command topic."""
+        stamp = time.time()
+        if self.profile.kind == "dvrk" and self.profile.command == "servo_cp":
+            self.publish_command(msg.pose_stamped(pose, stamp, self.profile.base_frame))
+        else:
+            joints = self.arm.ik(self.arm.base @ pose, q_ref=self.shield.joints)
+            if self.profile.kind == "dvrk":
+                self.publish_command(msg.joint_state(list(PSM_JOINT_NAMES), joints, stamp))
+            elif self.profile.command == "joint_trajectory":
+                self.publish_command(msg.joint_trajectory(list(PSM_JOINT_NAMES), joints, stamp, self.period))
+            else:
+                self.publish_command(msg.float64_multi_array(joints))
+        if self.profile.kind == "dvrk" and jaw is not None:
+            self.publish_jaw(msg.joint_state(list(JAW_JOINT_NAMES), [jaw], stamp))
+
+    def hold(self) -> None:
+        """Stop the arm: CRTK ``hold``; for ros2_control, the measured joints as the set-point."""
+        if self.profile.kind == "dvrk":
+            self.publish_hold(msg.empty())
+        elif self.shield.joints is not None:
+            self._send(psm_fk(self.shield.joints), None)
+        self.holding = True
+
+    def close(self) -> None:
+        self.hold()
+        self.env.close()
+
+
+def run_twin(twin: SimTwin, rate: float, duration: float | None = None, until_success: bool = False,
+             stop: Callable[[], bool] = lambda: False) -> dict[str, Any]:  # fmt: skip
+    """Tick the twin at ``rate`` Hz, obeying commands as they arrive in between."""
+    period, started = 1.0 / rate, time.monotonic()
+    next_tick, ticks, info = started, 0, {}
+    while (duration is None or time.monotonic() - started < duration) and not stop():
+        now = time.monotonic()
+        if now < next_tick:
+            twin.transport.spin_once(next_tick - now)
+            continue
+        info = twin.tick()
+        ticks += 1
+        next_tick = max(next_tick + period, now)
+        if until_success and info["is_success"]:
+            break
+    return {"ticks": ticks, "is_success": bool(info.get("is_success", False)),
+            "distance_mm": float(info.get("distance_mm", float("nan")))}  # fmt: skip
+
+
+def run_policy(runner: PolicyRunner, rate: float, duration: float | None = None,
+               stop: Callable[[], bool] = lambda: False) -> dict[str, Any]:  # fmt: skip
+    """Tick the runner at ``rate`` Hz. A tick falls due every period and runs as soon as the next
+    joint state arrives (so the command answers the freshest state), or half a period late
+    without one (then the watchdog judges the state's age)."""
+    period, started = 1.0 / rate, time.monotonic()
+    due, ticks = started, 0
+    while (duration is None or time.monotonic() - started < duration) and not stop():
+        now = time.monotonic()
+        if now < due:
+            runner.transport.spin_once(due - now)
+            continue
+        runner.transport.spin_once()
+        runner.state_arrival = None  # answer the next state, not one that waited for the tick
+        while not runner.fresh() and time.monotonic() < due + period / 2:
+            runner.transport.spin_once(0.0005)
+        runner.tick(spin=False)
+        ticks += 1
+        due = max(due + period, time.monotonic() - period)
+    elapsed = time.monotonic() - started
+    latencies = np.array(runner.latencies) * 1000.0
+    return {
+        "ticks": ticks,
+        "sent": runner.sent,
+        "rate_hz": ticks / elapsed if elapsed > 0 else 0.0,
+        "latency_ms_median": float(np.median(latencies)) if latencies.size else None,
+        "latency_ms_p99": float(np.percentile(latencies, 99)) if latencies.size else None,
+        "refused": dict(runner.shield.counts),
+    }

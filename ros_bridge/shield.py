@@ -1,0 +1,179 @@
+"""The safety shield: between a policy and the robot, whatever the transport.
+
+It watches what the robot reports and decides, tick by tick, whether a proposed tool-tip
+set-point may leave, and in what form:
+
+- commands leave only while the robot reports ``ENABLED`` and homed (profiles without an
+  operating state, such as ros2_control, need only fresh joint states); ``FAULT`` also gets a
+  ``hold``;
+- a watchdog on the age of the latest accepted joint state: stale means no command and a
+  ``hold``;
+- incoming joint states with NaN or inf, the wrong joint count or names, or a stamp older than
+  the last accepted one are rejected and counted (and do not refresh the watchdog);
+- the set-point is moved at most ``max_translation`` and turned at most ``max_rotation`` from the
+  measured pose per tick, and the jaw at most ``max_jaw_step``;
+- it must lie in the workspace box and insertion range around the RCM (the arm's base frame),
+  else nothing leaves;
+- a policy output with NaN is refused with a ``hold``.
+
+Every refusal and every clipped command is counted by reason in ``counts`` and logged (a
+refusal when its reason changes, so that a disabled arm does not flood the log at 100 Hz).
+Poses are 4x4 matrices in the arm's base frame (its RCM at the origin), as in ``measured_cp``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from surgisim.envs.kinematics import JAW_LIMITS
+from surgisim.envs.transforms import rotation_from_vector, rotation_vector
+from surgisim.ros_bridge.messages import OPERATING_STATES, stamp_seconds
+
+LOG = logging.getLogger("surgisim.ros.shield")
+
+
+@dataclass(frozen=True)
+class ShieldLimits:
+    """Limits, in the arm's base frame (metres, radians, seconds)."""
+
+    box_low: tuple[float, float, float] = (-0.10, -0.10, -0.20)
+    box_high: tuple[float, float, float] = (0.10, 0.10, -0.02)
+    insertion: tuple[float, float] = (0.03, 0.20)  # tip distance from the RCM
+    max_translation: float = 0.006  # per tick
+    max_rotation: float = 0.15  # per tick
+    max_jaw_step: float = 0.35  # per tick
+    state_timeout: float = 0.1  # watchdog on the latest joint state
+
+    def __post_init__(self) -> None:
+        numbers = [*self.box_low, *self.box_high, *self.insertion, self.max_translation, self.max_rotation,
+                   self.max_jaw_step, self.state_timeout]  # fmt: skip
+        if not all(np.isfinite(numbers)):
+            raise ValueError("shield limits must be finite numbers")
+        if any(low >= high for low, high in zip(self.box_low, self.box_high, strict=True)):
+            raise ValueError(f"shield box_low {self.box_low} must lie below box_high {self.box_high}")
+        if not 0 <= self.insertion[0] < self.insertion[1]:
+            raise ValueError(f"shield insertion range {self.insertion} must be increasing and non-negative")
+        if min(self.max_translation, self.max_rotation, self.max_jaw_step, self.state_timeout) <= 0:
+            raise ValueError("shield step limits and state_timeout must be positive")
+
+
+@dataclass
+class Decision:
+    """What may leave this tick: a pose and jaw, or nothing (``reason`` says why), and whether
+    to send ``hold``."""
+
+    pose: np.ndarray | None = None
+    jaw: float | None = None
+    hold: bool = False
+    reason: str = ""
+
+
+@dataclass
+class SafetyShield:
+    limits: ShieldLimits = field(default_factory=ShieldLimits)
+    joint_names: tuple[str, ...] = ()
+    requires_operating_state: bool = True
+    counts: Counter = field(default_factory=Counter)
+    state: str = "DISABLED"
+    homed: bool = False
+    joints: np.ndarray | None = None
+    jaw: float | None = None
+    last_stamp: float = -np.inf
+    last_state_time: float = -np.inf  # local clock of the latest accepted joint state
+    last_reason: str = ""
+
+    def _refuse(self, kind: str, detail: str = "") -> bool:
+        """Count a refusal under ``kind``; log it (with ``detail``) when the kind changes."""
+        self.counts[kind] += 1
+        if kind != self.last_reason:
+            LOG.warning("refused: %s%s", kind, f" ({detail})" if detail else "")
+            self.last_reason = kind
+        return False
+
+    def accept_joint_state(self, message: object, now: float) -> bool:
+        """Take a measured joint state (``sensor_msgs/JointState``) if it is sound."""
+        positions = np.asarray(message.position, dtype=np.float64)
+        if positions.shape != (len(self.joint_names),):
+            return self._refuse("joint state: wrong joint count", f"{positions.size}, expected {len(self.joint_names)}")
+        if list(message.name) and tuple(message.name) != self.joint_names:
+            return self._refuse(
+                "joint state: wrong joint names", f"{list(message.name)}, expected {list(self.joint_names)}"
+            )
+        if not np.all(np.isfinite(positions)):
+            return self._refuse("joint state: NaN or inf")
+        stamp = stamp_seconds(message)
+        if stamp < self.last_stamp:
+            return self._refuse("joint state: out of order", f"stamped {stamp:.6f}, after {self.last_stamp:.6f}")
+        self.joints, self.last_stamp, self.last_state_time = positions, stamp, now
+        return True
+
+    def accept_jaw_state(self, message: object) -> bool:
+        positions = np.asarray(message.position, dtype=np.float64)
+        if positions.shape != (1,) or not np.isfinite(positions[0]):
+            return self._refuse("jaw state: not one finite angle", str(positions.tolist()))
+        self.jaw = float(positions[0])
+        return True
+
+    def accept_operating_state(self, message: object) -> bool:
+        if message.state not in OPERATING_STATES:
+            return self._refuse("operating state: unknown", repr(message.state))
+        self.state, self.homed = message.state, bool(message.is_homed)
+        return True
+
+    def ready(self, now: float) -> Decision | None:
+        """``None`` when commands may leave now, else the refusal (with ``hold`` when state is stale)."""
+        if self.requires_operating_state and (self.state != "ENABLED" or not self.homed):
+            reason = "robot not enabled and homed"
+            self._refuse(reason, f"{self.state}, {'homed' if self.homed else 'not homed'}")
+            return Decision(hold=self.state == "FAULT", reason=reason)  # a fault also gets a hold
+        if self.joints is None or now - self.last_state_time > self.limits.state_timeout:
+            reason = "no joint state yet" if self.joints is None else "stale joint state"
+            self._refuse(reason, f"{(now - self.last_state_time) * 1000:.0f} ms old")
+            return Decision(hold=True, reason=reason)
+        return None
+
+    def filter(self, measured: np.ndarray, target: np.ndarray, jaw: float | None, now: float) -> Decision:
+        """The set-point that may leave, moving from the ``measured`` pose towards ``target``."""
+        refusal = self.ready(now)
+        return refusal if refusal is not None else self.limit(measured, target, jaw)
+
+    def limit(self, measured: np.ndarray, target: np.ndarray, jaw: float | None) -> Decision:
+        """The set-point within the per-tick steps, workspace box and insertion range (call
+        ``ready`` first; ``filter`` does both)."""
+        if not np.all(np.isfinite(target)) or (jaw is not None and not np.isfinite(jaw)):
+            self._refuse("set-point: NaN or inf")
+            return Decision(hold=True, reason="set-point: NaN or inf")
+        limits = self.limits
+        pose = target.copy()
+        step = pose[:3, 3] - measured[:3, 3]
+        distance = float(np.linalg.norm(step))
+        if distance > limits.max_translation:
+            pose[:3, 3] = measured[:3, 3] + step * (limits.max_translation / distance)
+            self._clipped(f"translation {distance * 1000:.1f} mm clipped to {limits.max_translation * 1000:.1f} mm")
+        turn = rotation_vector(measured[:3, :3].T @ pose[:3, :3])
+        angle = float(np.linalg.norm(turn))
+        if angle > limits.max_rotation:
+            pose[:3, :3] = measured[:3, :3] @ rotation_from_vector(turn * (limits.max_rotation / angle))
+            self._clipped(f"rotation {angle:.3f} rad clipped to {limits.max_rotation:.3f} rad")
+        if jaw is not None:
+            jaw = float(np.clip(jaw, *JAW_LIMITS))
+            if self.jaw is not None and abs(jaw - self.jaw) > limits.max_jaw_step:
+                jaw = self.jaw + float(np.sign(jaw - self.jaw)) * limits.max_jaw_step
+                self._clipped("jaw step clipped")
+        position = pose[:3, 3]
+        if np.any(position < limits.box_low) or np.any(position > limits.box_high):
+            self._refuse("set-point: outside the workspace box", f"{np.round(position * 1000, 1).tolist()} mm")
+            return Decision(reason="set-point: outside the workspace box")
+        radius = float(np.linalg.norm(position))
+        if not limits.insertion[0] <= radius <= limits.insertion[1]:
+            self._refuse("set-point: outside the insertion range", f"{radius * 1000:.1f} mm from the RCM")
+            return Decision(reason="set-point: outside the insertion range")
+        return Decision(pose=pose, jaw=jaw)
+
+    def _clipped(self, reason: str) -> None:
+        self.counts["clipped"] += 1
+        LOG.info("clipped: %s", reason)

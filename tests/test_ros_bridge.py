@@ -1,0 +1,497 @@
+"""ROS 2 bridge: wire format, transports, QoS, shield, twin and runner, recorder."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+import types
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from surgisim.envs.transforms import make_pose, rotation_from_vector
+from surgisim.ros_bridge import messages as msg
+from surgisim.ros_bridge import wire
+from surgisim.ros_bridge.nodes import GOAL, PolicyRunner, SimTwin
+from surgisim.ros_bridge.profiles import PSM_JOINT_NAMES, DvrkProfile, Ros2ControlProfile
+from surgisim.ros_bridge.shield import SafetyShield, ShieldLimits
+from surgisim.ros_bridge.transport import (
+    QOS_COMMAND,
+    QOS_LATCHED,
+    DdsTransport,
+    InProcessBus,
+    InProcessTransport,
+    QoS,
+    discovery_config,
+    make_transport,
+    ros_domain_id,
+)
+
+REACH = "surgisim/NeedleReach-v0"
+SAMPLES = {
+    msg.POSE_STAMPED: msg.pose_stamped(
+        make_pose(rotation_from_vector(np.array([0.1, -0.2, 0.3])), [0.01, -0.02, -0.1]), 1234.5678, "PSM1_base"
+    ),
+    msg.JOINT_STATE: msg.joint_state(list(PSM_JOINT_NAMES), np.linspace(-0.5, 0.5, 6), 3.25, np.ones(6)),
+    msg.OPERATING_STATE: msg.operating_state("ENABLED", True, 1.0, is_busy=True),
+    msg.STRING_STAMPED: msg.string_stamped("home", 2.0),
+    msg.EMPTY: msg.empty(),
+    msg.IMAGE: msg.image(np.random.default_rng(0).integers(0, 256, (6, 5, 3), dtype=np.uint8), 4.0),
+    msg.FLOAT64_MULTI_ARRAY: msg.float64_multi_array(np.arange(4.0)),
+    msg.JOINT_TRAJECTORY: msg.joint_trajectory(list(PSM_JOINT_NAMES), np.zeros(6), 5.0, 0.01),
+    "geometry_msgs/msg/TwistStamped": msg.message_class("geometry_msgs/msg/TwistStamped")(
+        msg.header(6.0),
+        msg.message_class("geometry_msgs/msg/Twist")(
+            msg.message_class("geometry_msgs/msg/Vector3")(1.0, 2.0, 3.0),
+            msg.message_class("geometry_msgs/msg/Vector3")(-1.0, 0.5, 0.0),
+        ),
+    ),
+}
+
+
+@pytest.fixture
+def loopback(monkeypatch):
+    """Discovery pinned to this machine; each test picks its own domain id."""
+    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    monkeypatch.delenv("ROS_LOCALHOST_ONLY", raising=False)
+    monkeypatch.delenv("ROS_STATIC_PEERS", raising=False)
+    monkeypatch.delenv("CYCLONEDDS_URI", raising=False)
+
+
+# -- wire -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("type_name", list(SAMPLES))
+def test_dds_bytes_equal_rosbags_cdr(type_name):
+    message = SAMPLES[type_name]
+    sample = wire.to_idl(message, type_name)
+    data = sample.serialize()
+    assert data == msg.encode(message, type_name)
+    assert data[:4] == b"\x00\x01\x00\x00"  # plain CDR, little endian
+    back = wire.from_idl(type(sample).deserialize(data), type_name)
+    assert msg.encode(back, type_name) == data
+
+
+def test_ros_names_map_to_dds_names():
+    assert wire.dds_topic("/PSM1/servo_cp") == "rt/PSM1/servo_cp"
+    assert wire.dds_type_name(msg.POSE_STAMPED) == "geometry_msgs::msg::dds_::PoseStamped_"
+    assert wire.idl_type(msg.OPERATING_STATE).__idl_typename__ == "crtk_msgs::msg::dds_::OperatingState_"
+    with pytest.raises(ValueError, match="absolute"):
+        wire.dds_topic("PSM1/servo_cp")
+
+
+def test_message_readers_refuse_bad_values():
+    bad = msg.pose_stamped(np.eye(4), 0.0)
+    bad.pose.position.x = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        msg.pose_matrix(bad)
+    zero = msg.pose_stamped(np.eye(4), 0.0)
+    zero.pose.orientation.w = 0.0
+    with pytest.raises(ValueError, match="zero quaternion"):
+        msg.pose_matrix(zero)
+    np.testing.assert_allclose(msg.pose_matrix(SAMPLES[msg.POSE_STAMPED]), msg.pose_matrix(
+        msg.decode(msg.encode(SAMPLES[msg.POSE_STAMPED], msg.POSE_STAMPED), msg.POSE_STAMPED)))  # fmt: skip
+    assert msg.stamp_seconds(SAMPLES[msg.POSE_STAMPED]) == pytest.approx(1234.5678, abs=1e-9)
+
+
+# -- discovery settings, as rmw_cyclonedds reads them ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variables", "contains", "absent"),
+    [({}, [], ["AllowMulticast"]),
+     ({"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}, ["<AllowMulticast>false", '<Peer address="localhost"/>'], []),
+     ({"ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET", "ROS_STATIC_PEERS": "10.0.0.2;robot.local"},
+      ['<Peer address="10.0.0.2"/>', '<Peer address="robot.local"/>'], ["AllowMulticast", "localhost"]),
+     ({"ROS_AUTOMATIC_DISCOVERY_RANGE": "OFF", "ROS_STATIC_PEERS": "10.0.0.2"},
+      ["<AllowMulticast>false", "<Tag>ros_discovery_off_"], ["10.0.0.2"]),
+     ({"ROS_LOCALHOST_ONLY": "1", "ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET", "ROS_STATIC_PEERS": "10.0.0.2"},
+      ['<Peer address="localhost"/>'], ["10.0.0.2"]),
+     ({"ROS_AUTOMATIC_DISCOVERY_RANGE": "SYSTEM_DEFAULT", "ROS_STATIC_PEERS": "10.0.0.2"}, [], ["Peer"])],
+)  # fmt: skip
+def test_discovery_follows_the_ros_variables(monkeypatch, variables, contains, absent):
+    for name in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_STATIC_PEERS", "ROS_LOCALHOST_ONLY", "CYCLONEDDS_URI"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    config = discovery_config()
+    assert all(text in config for text in contains) and not any(text in config for text in absent)
+
+
+def test_user_cyclonedds_uri_comes_last_and_bad_values_are_named(monkeypatch):
+    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    monkeypatch.setenv("CYCLONEDDS_URI", "file:///etc/my_cyclone.xml")
+    assert discovery_config().endswith(",file:///etc/my_cyclone.xml")
+    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "EVERYWHERE")
+    with pytest.warns(UserWarning, match="EVERYWHERE"):
+        assert '<Peer address="localhost"/>' in discovery_config()
+    monkeypatch.setenv("ROS_DOMAIN_ID", "seven")
+    with pytest.raises(ValueError, match="ROS_DOMAIN_ID"):
+        ros_domain_id()
+    monkeypatch.setenv("ROS_DOMAIN_ID", "7")
+    assert ros_domain_id() == 7
+
+
+# -- QoS and transports over real DDS -------------------------------------------------------------
+
+
+def _spin_until(transports, condition, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        for transport in transports:
+            transport.spin_once(0.01)
+    return condition()
+
+
+def test_best_effort_publisher_does_not_reach_a_reliable_command_subscriber(loopback):
+    robot, policy = DdsTransport(domain_id=61), DdsTransport(domain_id=61)
+    received = []
+    robot.subscribe("/PSM1/servo_cp", msg.POSE_STAMPED, received.append, QOS_COMMAND)
+    best_effort = policy.publisher("/PSM1/servo_cp", msg.POSE_STAMPED, QoS(reliable=False, depth=1))
+    assert not policy.wait_for_match("/PSM1/servo_cp", timeout=1.0)
+    for _ in range(5):
+        best_effort(SAMPLES[msg.POSE_STAMPED])
+    assert not _spin_until([robot], lambda: received, timeout=0.5)
+    reliable = policy.publisher("/PSM1/servo_cp", msg.POSE_STAMPED, QOS_COMMAND)
+    assert policy.wait_for_match("/PSM1/servo_cp")
+    reliable(SAMPLES[msg.POSE_STAMPED])
+    assert _spin_until([robot], lambda: received)
+    assert msg.encode(received[0], msg.POSE_STAMPED) == msg.encode(SAMPLES[msg.POSE_STAMPED], msg.POSE_STAMPED)
+
+
+def test_latched_operating_state_reaches_a_late_subscriber(loopback):
+    robot, policy = DdsTransport(domain_id=62), DdsTransport(domain_id=62)
+    robot.publisher("/PSM1/operating_state", msg.OPERATING_STATE, QOS_LATCHED)(msg.operating_state("ENABLED", True, 1))
+    states = []
+    policy.subscribe("/PSM1/operating_state", msg.OPERATING_STATE, states.append, QOS_LATCHED)
+    assert _spin_until([policy], lambda: states)
+    assert states[0].state == "ENABLED" and states[0].is_homed
+
+
+def test_transports_refuse_a_second_type_on_a_topic():
+    transport = InProcessTransport(InProcessBus())
+    transport.publisher("/PSM1/hold", msg.EMPTY)
+    with pytest.raises(ValueError, match="carries std_msgs/msg/Empty"):
+        transport.subscribe("/PSM1/hold", msg.POSE_STAMPED, print)
+    with pytest.raises(ValueError, match="unknown transport"):
+        make_transport("zeromq")
+
+
+# -- the rclpy path, with a stand-in for rclpy (it needs a ROS 2 installation) --------------------
+
+
+def test_rclpy_transport_sends_and_receives_cdr(monkeypatch):
+    published, subscriptions = [], []
+
+    class Node:
+        def create_publisher(self, ros_type, topic, qos):
+            return types.SimpleNamespace(publish=published.append, get_subscription_count=lambda: 1)
+
+        def create_subscription(self, ros_type, topic, callback, qos, raw=False):
+            assert raw  # the bridge takes serialized messages
+            subscriptions.append(callback)
+            return types.SimpleNamespace(get_publisher_count=lambda: 1)
+
+        def destroy_node(self):
+            pass
+
+    qos_module = types.SimpleNamespace(
+        QoSProfile=lambda **kwargs: kwargs,
+        HistoryPolicy=types.SimpleNamespace(KEEP_LAST="keep_last"),
+        ReliabilityPolicy=types.SimpleNamespace(RELIABLE="reliable", BEST_EFFORT="best_effort"),
+        DurabilityPolicy=types.SimpleNamespace(TRANSIENT_LOCAL="transient_local", VOLATILE="volatile"),
+    )
+    rclpy = types.SimpleNamespace(ok=lambda: True, init=lambda: None, create_node=lambda name: Node(),
+                                  spin_once=lambda node, timeout_sec: None, qos=qos_module)  # fmt: skip
+    utilities = types.SimpleNamespace(get_message=lambda name: name)
+    monkeypatch.setitem(sys.modules, "rclpy", rclpy)
+    monkeypatch.setitem(sys.modules, "rclpy.qos", qos_module)
+    monkeypatch.setitem(sys.modules, "rosidl_runtime_py", types.SimpleNamespace(utilities=utilities))
+    monkeypatch.setitem(sys.modules, "rosidl_runtime_py.utilities", utilities)
+
+    transport = make_transport("auto")  # rclpy imports, so it is chosen
+    assert type(transport).__name__ == "RclpyTransport"
+    transport.publisher("/PSM1/servo_cp", msg.POSE_STAMPED, QOS_COMMAND)(SAMPLES[msg.POSE_STAMPED])
+    assert published == [msg.encode(SAMPLES[msg.POSE_STAMPED], msg.POSE_STAMPED)]
+    received = []
+    transport.subscribe("/PSM1/measured_js", msg.JOINT_STATE, received.append)
+    subscriptions[0](msg.encode(SAMPLES[msg.JOINT_STATE], msg.JOINT_STATE))
+    np.testing.assert_array_equal(received[0].position, SAMPLES[msg.JOINT_STATE].position)
+    assert transport.wait_for_match("/PSM1/servo_cp", timeout=0.1)
+
+
+# -- shield ---------------------------------------------------------------------------------------
+
+
+def _joint_state(positions, stamp, names=PSM_JOINT_NAMES):
+    message = msg.joint_state(list(names), np.zeros(len(positions)), stamp)
+    message.position = np.asarray(positions, dtype=np.float64)
+    return message
+
+
+def _ready_shield(**limits):
+    shield = SafetyShield(ShieldLimits(**limits), joint_names=PSM_JOINT_NAMES)
+    shield.accept_operating_state(msg.operating_state("ENABLED", True, 0.0))
+    assert shield.accept_joint_state(_joint_state(np.zeros(6), 1.0), now=0.0)
+    return shield
+
+
+def test_shield_rejects_unsound_joint_states_and_counts_them():
+    shield = _ready_shield()
+    assert not shield.accept_joint_state(_joint_state([np.nan, 0, 0, 0, 0, 0], 2.0), now=0.0)
+    assert not shield.accept_joint_state(_joint_state(np.zeros(5), 2.0, PSM_JOINT_NAMES[:5]), now=0.0)
+    assert not shield.accept_joint_state(_joint_state(np.zeros(6), 2.0, ["a", "b", "c", "d", "e", "f"]), now=0.0)
+    assert not shield.accept_joint_state(_joint_state(np.ones(6), 0.5), now=0.0)  # older than the last
+    assert not shield.accept_operating_state(msg.operating_state("SLEEPY", True, 0.0))
+    assert sum(shield.counts.values()) == 5 and np.all(shield.joints == 0)  # the last good state stays
+
+
+def test_shield_clips_steps_and_refuses_outside_the_workspace():
+    shield = _ready_shield(max_translation=0.002, max_rotation=0.05)
+    measured = make_pose(np.eye(3), [0.0, 0.0, -0.1])
+    far = make_pose(rotation_from_vector(np.array([0.0, 0.0, 1.0])), [0.0, 0.03, -0.1])
+    decision = shield.filter(measured, far, 0.5, now=0.05)
+    assert np.linalg.norm(decision.pose[:3, 3] - measured[:3, 3]) == pytest.approx(0.002)
+    assert np.linalg.norm(msg_rotation(measured, decision.pose)) == pytest.approx(0.05)
+    outside = _ready_shield(box_high=(0.1, 0.1, -0.15))
+    assert outside.filter(measured, measured, 0.0, now=0.05).pose is None
+    assert outside.counts["set-point: outside the workspace box"] == 1
+    stale = shield.filter(measured, measured, 0.0, now=1.0)
+    assert stale.pose is None and stale.hold
+    shield.accept_operating_state(msg.operating_state("FAULT", True, 2.0))
+    fault = shield.filter(measured, measured, 0.0, now=0.05)
+    assert fault.pose is None and fault.hold
+
+
+def msg_rotation(a, b):
+    from surgisim.envs.transforms import rotation_vector
+
+    return rotation_vector(a[:3, :3].T @ b[:3, :3])
+
+
+numbers = st.floats(allow_nan=True, allow_infinity=True, width=64)
+messages = st.one_of(
+    st.tuples(st.just("js"), st.lists(numbers, min_size=0, max_size=8), st.floats(-1, 20), st.booleans()),
+    st.tuples(st.just("op"), st.sampled_from(["ENABLED", "DISABLED", "FAULT", "PAUSED", "???"]), st.booleans()),
+    st.tuples(st.just("jaw"), st.lists(numbers, min_size=0, max_size=2)),
+    st.tuples(st.just("cmd"), st.lists(numbers, min_size=7, max_size=7), st.floats(0, 30)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(messages, max_size=30))
+def test_fuzzed_messages_never_produce_a_command_outside_the_limits(events):
+    limits = ShieldLimits()
+    shield = SafetyShield(limits, joint_names=PSM_JOINT_NAMES)
+    from surgisim.envs.kinematics import psm_fk
+
+    for event in events:
+        if event[0] == "js":
+            names = PSM_JOINT_NAMES if event[3] else tuple(f"j{i}" for i in range(len(event[1])))
+            shield.accept_joint_state(_joint_state(event[1], event[2], names[: len(event[1])]), now=event[2])
+        elif event[0] == "op":
+            shield.accept_operating_state(msg.operating_state(event[1], event[2], 0.0))
+        elif event[0] == "jaw":
+            message = msg.joint_state(["jaw"], np.zeros(0), 0.0)
+            message.position = np.asarray(event[1], dtype=np.float64)
+            shield.accept_jaw_state(message)
+        else:
+            values, now = np.asarray(event[1]), event[2]
+            measured = psm_fk(shield.joints) if shield.joints is not None else np.eye(4)
+            target = make_pose(rotation_from_vector(np.nan_to_num(values[3:6]) % 7), values[:3])
+            decision = shield.filter(measured, target, values[6], now)
+            if decision.pose is None:
+                continue
+            assert shield.state == "ENABLED" and shield.homed
+            assert now - shield.last_state_time <= limits.state_timeout
+            position = decision.pose[:3, 3]
+            assert np.all(np.isfinite(decision.pose)) and np.isfinite(decision.jaw)
+            assert np.all(position >= limits.box_low) and np.all(position <= limits.box_high)
+            assert limits.insertion[0] <= np.linalg.norm(position) <= limits.insertion[1]
+            assert np.linalg.norm(position - measured[:3, 3]) <= limits.max_translation + 1e-9
+            assert np.linalg.norm(msg_rotation(measured, decision.pose)) <= limits.max_rotation + 1e-6
+
+
+# -- twin and runner -----------------------------------------------------------------------------
+
+
+def _pair(policy="pretrained", dry_run=False, command="servo_cp"):
+    bus = InProcessBus()
+    twin = SimTwin(InProcessTransport(bus), REACH, DvrkProfile(), seed=3)
+    runner = PolicyRunner(InProcessTransport(bus), REACH, policy, DvrkProfile(command=command), SafetyShield(),
+                          dry_run=dry_run)  # fmt: skip
+    spy = InProcessTransport(bus)
+    seen = {"servo_cp": 0, "servo_jp": 0, "hold": 0, "preview": 0}
+    spy.subscribe("/PSM1/servo_cp", msg.POSE_STAMPED, lambda m: seen.__setitem__("servo_cp", seen["servo_cp"] + 1))
+    spy.subscribe("/PSM1/servo_jp", msg.JOINT_STATE, lambda m: seen.__setitem__("servo_jp", seen["servo_jp"] + 1))
+    spy.subscribe("/PSM1/hold", msg.EMPTY, lambda m: seen.__setitem__("hold", seen["hold"] + 1))
+    spy.subscribe("/PSM1/preview/servo_cp", msg.POSE_STAMPED,
+                  lambda m: seen.__setitem__("preview", seen["preview"] + 1))  # fmt: skip
+    return twin, runner, spy, seen
+
+
+@pytest.mark.parametrize("command", ["servo_cp", "servo_jp"])
+def test_runner_completes_needle_reach_on_the_twin_and_nothing_moves_while_disabled(command):
+    twin, runner, spy, seen = _pair(command=command)
+    for _ in range(10):
+        twin.tick()
+        runner.tick()
+    spy.spin_once()
+    assert seen[command] == 0 and runner.shield.counts["robot not enabled and homed"] == 10
+    runner.request("enable")
+    runner.request("home")
+    for step in range(60):  # noqa: B007  (the step count is checked after the loop)
+        info = twin.tick()
+        if info["is_success"]:
+            break
+        runner.tick()
+    spy.spin_once()
+    assert info["is_success"] and seen[command] == runner.sent == step
+    twin.close()
+    runner.close()
+
+
+def test_stale_state_stops_commands_and_sends_hold():
+    twin, runner, spy, seen = _pair()
+    runner.request("enable")
+    runner.request("home")
+    twin.tick()
+    assert runner.tick() == "sent"
+    runner.shield.last_state_time -= 1.0  # the arm has gone quiet for a second
+    assert runner.tick() == "stale joint state"
+    assert runner.tick() == "stale joint state"
+    spy.spin_once()
+    assert seen["hold"] == 1 and seen["servo_cp"] == 1  # one hold per stop, nothing more sent
+    twin.close()
+    runner.close()
+
+
+def test_dry_run_publishes_to_preview_only_and_goal_is_required():
+    twin, runner, spy, seen = _pair(dry_run=True)
+    runner.request("enable")
+    runner.request("home")
+    for _ in range(5):
+        twin.tick()
+        runner.tick()
+    spy.spin_once()
+    assert seen["preview"] == 5 and seen["servo_cp"] == 0
+    with pytest.raises(ValueError, match="tool-tip position"):
+        PolicyRunner(InProcessTransport(InProcessBus()), "surgisim/NeedlePick-v0", "expert", DvrkProfile(),
+                     SafetyShield())  # fmt: skip
+    assert GOAL.name == "/surgisim/goal"
+
+
+def test_runner_drives_a_ros2_control_arm_with_joint_trajectories():
+    bus = InProcessBus()
+    arm = InProcessTransport(bus)  # plays the ros2_control side: joint states out, trajectories in
+    profile = Ros2ControlProfile("/arm_controller", "joint_trajectory")
+    runner = PolicyRunner(InProcessTransport(bus), REACH, "expert", profile,
+                          SafetyShield(requires_operating_state=False), period=0.02)  # fmt: skip
+    trajectories = []
+    arm.subscribe("/arm_controller/joint_trajectory", msg.JOINT_TRAJECTORY, trajectories.append, QOS_COMMAND)
+    publish_state = arm.publisher("/joint_states", msg.JOINT_STATE)
+    goal = arm.publisher(GOAL.name, GOAL.type_name, GOAL.qos)
+    start = runner.model.scene.psm_home(np.array([0.0, 0.0, 0.03]))
+    # /joint_states lists other joints too, in another order; the runner picks the arm's.
+    names = ["jaw", *reversed(PSM_JOINT_NAMES)]
+    publish_state(_joint_state([0.1, *reversed(start)], 1.0, names))
+    target = runner.arm.base_inv @ np.array([0.01, 0.0, 0.03, 1.0])
+    goal(msg.pose_stamped(make_pose(np.eye(3), target[:3]), 1.0))
+    assert runner.tick() == "sent"
+    arm.spin_once()
+    (point,) = trajectories[0].points
+    assert list(trajectories[0].joint_names) == list(PSM_JOINT_NAMES)
+    assert point.time_from_start.nanosec == 20_000_000 and not np.allclose(point.positions, start)
+    runner.shield.last_state_time -= 1.0  # silence: hold in place, at the measured joints
+    assert runner.tick() == "stale joint state"
+    arm.spin_once()
+    np.testing.assert_allclose(trajectories[-1].points[0].positions, start, atol=1e-9)
+
+
+def test_runner_feeds_camera_images_to_a_pixel_policy():
+    seen = []
+
+    class PixelPolicy:
+        def __init__(self, obs_mode="rgb"):
+            self.env_kwargs = {"obs_mode": obs_mode, "image_size": 40}
+
+        def reset(self):
+            pass
+
+        def __call__(self, observation):
+            seen.append(observation["rgb"])
+            return np.zeros(5, dtype=np.float32)
+
+    bus = InProcessBus()
+    twin = SimTwin(InProcessTransport(bus), REACH, DvrkProfile(), seed=1, camera=True, image_size=40)
+    runner = PolicyRunner(InProcessTransport(bus), REACH, PixelPolicy(), DvrkProfile(), SafetyShield())
+    runner.request("enable")
+    runner.request("home")
+    twin.tick()
+    assert runner.tick() == "sent"
+    np.testing.assert_array_equal(seen[0], twin.model.observe()["rgb"])
+    with pytest.raises(ValueError, match="depth images"):
+        PolicyRunner(InProcessTransport(bus), REACH, PixelPolicy("rgbd"), DvrkProfile(), SafetyShield())
+
+
+def test_profiles_name_the_crtk_and_ros2_control_topics():
+    profile = DvrkProfile("/PSM2", "servo_jp")
+    assert profile.servo_jp.name == "/PSM2/servo_jp" and profile.servo_jp.qos == QOS_COMMAND
+    assert profile.operating_state.qos.transient_local and profile.jaw_servo_jp.name == "/PSM2/jaw/servo_jp"
+    control = Ros2ControlProfile("/arm_controller", "commands")
+    assert control.command_topic.name == "/arm_controller/commands"
+    assert control.command_topic.type_name == msg.FLOAT64_MULTI_ARRAY and not control.has_operating_state
+    with pytest.raises(ValueError, match="servo_cp or servo_jp"):
+        DvrkProfile(command="move_cp")
+
+
+# -- separate processes over DDS, recorder, CLI --------------------------------------------------
+
+
+def _ros_env(domain):
+    env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+           "OMP_NUM_THREADS": "1"}  # fmt: skip
+    env.pop("CYCLONEDDS_URI", None)
+    return env
+
+
+def test_twin_and_runner_in_separate_processes_complete_needle_reach_over_dds(tmp_path):
+    env = _ros_env(63)
+    cli = [sys.executable, "-m", "surgisim.agents.cli", "ros"]
+    pipes = {"env": env, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    twin = subprocess.Popen([*cli, "twin", "NeedleReach", "--seed", "3", "--until-success", "--duration", "60",
+                             "--transport", "dds"], **pipes)  # fmt: skip
+    recorder = subprocess.Popen([*cli, "record", str(tmp_path / "session"), "--duration", "20", "--transport", "dds"],
+                                **pipes)  # fmt: skip
+    runner = subprocess.run([*cli, "run", "NeedleReach", "--enable", "--until-success", "--duration", "60",
+                             "--transport", "dds"], env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    twin_out, twin_err = twin.communicate(timeout=60)
+    assert runner.returncode == 0, runner.stderr
+    assert twin.returncode == 0, twin_err
+    summary, result = json.loads(runner.stdout.strip().splitlines()[-1]), json.loads(twin_out.strip().splitlines()[-1])
+    assert result["is_success"] and summary["sent"] > 0
+    recorder.send_signal(2)  # Ctrl-C: the bag is finished and moved into place
+    recorded = json.loads(recorder.communicate(timeout=60)[0].strip().splitlines()[-1])
+    assert recorded["messages"]["/PSM1/servo_cp"] > 0 and recorded["messages"]["/PSM1/measured_js"] > 0
+
+    from rosbags.highlevel import AnyReader
+
+    with AnyReader([tmp_path / "session"]) as reader:
+        types_by_topic = {connection.topic: connection.msgtype for connection in reader.connections}
+        assert types_by_topic["/PSM1/servo_cp"] == msg.POSE_STAMPED
+        assert types_by_topic["/PSM1/operating_state"] == msg.OPERATING_STATE
+        commands = [reader.deserialize(raw, c.msgtype) for c, _, raw in reader.messages()
+                    if c.topic == "/PSM1/servo_cp"]  # fmt: skip
+    assert len(commands) == recorded["messages"]["/PSM1/servo_cp"]
+    assert all(np.isfinite(msg.pose_matrix(command)).all() for command in commands)
+
+
+def test_bad_shield_limits_file_is_named(tmp_path):
+    limits = tmp_path / "limits.yaml"
+    limits.write_text("max_translation: 0.004\nmax_speed: 3\n")
+    result = subprocess.run([sys.executable, "-m", "surgisim.agents.cli", "ros", "run", "--limits", str(limits),
+                             "--duration", "1"], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 2 and str(limits) in result.stderr and "max_speed" in result.stderr
