@@ -7,6 +7,7 @@ number of environments can live in one process.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib.util
 import os
 import sys
@@ -31,6 +32,8 @@ def _stdout_to_stderr() -> Iterator[None]:
         os.dup2(2, 1)
         yield
     finally:
+        # C stdio buffers output to a pipe: flush it while it still goes to stderr.
+        ctypes.CDLL(None).fflush(None)
         os.dup2(saved, 1)
         os.close(saved)
 

@@ -1,6 +1,7 @@
 """The ``surgisim`` command as a user runs it."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -11,9 +12,12 @@ from conftest import ENV_IDS
 
 
 def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    # As a user's shell runs it: C stdio buffered (PYTHONUNBUFFERED would hide late C prints on stdout).
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONUNBUFFERED"}
     return subprocess.run(
-        [sys.executable, "-m", "surgisim.agents.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300
-    )
+        [sys.executable, "-m", "surgisim.agents.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300,
+        env=env,
+    )  # fmt: skip
 
 
 def test_envs_lists_every_id_with_a_description():
