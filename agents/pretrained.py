@@ -48,6 +48,7 @@ def ship(run: Path, episodes: int = 100, seed: int = 0, folder: Path | None = No
     ``episodes`` seeded episodes. For maintainers: ``python -m surgisim.agents.pretrained RUN_DIR``."""
     from surgisim.agents.evaluate import evaluate
     from surgisim.agents.export import export_onnx
+    from surgisim.agents.files import atomic_write
     from surgisim.envs import task_name
 
     run, folder = Path(run), Path(folder) if folder is not None else _folder()
@@ -87,8 +88,9 @@ def ship(run: Path, episodes: int = 100, seed: int = 0, folder: Path | None = No
         "evaluation_episodes": episodes,
     }
     card_file = folder / f"{name}.yaml"
-    card_file.write_text(f"# Shipped policy for {env_id} (ONNX, runs with onnxruntime alone).\n"
-                         + yaml.safe_dump(shipped, sort_keys=False, width=200))  # fmt: skip
+    text = f"# Shipped policy for {env_id} (ONNX, runs with onnxruntime alone).\n"
+    text += yaml.safe_dump(shipped, sort_keys=False, width=200)
+    atomic_write(card_file, lambda path: path.write_text(text))
     return card_file
 
 

@@ -76,10 +76,7 @@ def identify(settings: dict) -> str:
 
 
 def _cost_ok(evaluation: dict[str, str], bench: Benchmark) -> bool:
-    """Within the cost limit (runs from before eval.csv had a cost_rate column have none to check)."""
-    if bench.cost_max is None:
-        return True
-    return "cost_rate" in evaluation and float(evaluation["cost_rate"]) <= bench.cost_max
+    return bench.cost_max is None or float(evaluation["cost_rate"]) <= bench.cost_max
 
 
 def row(run_dir: Path) -> str:
@@ -94,7 +91,7 @@ def row(run_dir: Path) -> str:
     cost_max = f"{bench.cost_max:.2f}" if bench.cost_max is not None else "-"
     return (f"{name:22s} {bench.algo:4s} {settings['seed']:4d} {bench.target:6.2f} {cost_max:>8s} {steps_to:>8s} "
             f"{wall_to:>9s} {int(last['timesteps']):7d} {float(last['success_rate']):5.2f} "
-            f"{last.get('cost_rate', '-'):>5.5s} {float(last['wall_s']):7.0f}  {run_dir}")  # fmt: skip
+            f"{float(last['cost_rate']):5.2f} {float(last['wall_s']):7.0f}  {run_dir}")  # fmt: skip
 
 
 def main() -> None:

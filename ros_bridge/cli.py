@@ -16,6 +16,13 @@ import yaml
 TRANSPORTS = ("auto", "dds", "rclpy")
 
 
+def _positive(value: str) -> float:
+    number = float(value)
+    if not number > 0 or number == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {value}")
+    return number
+
+
 def load_limits(path: Path | None) -> Any:
     """Shield limits from a YAML file of ``ShieldLimits`` fields (the others keep their defaults)."""
     from surgisim.ros_bridge.shield import ShieldLimits
@@ -128,13 +135,13 @@ def add_commands(commands: Any, env_id_type: Any) -> None:
         parser.add_argument("--namespace", default="/PSM1", help="dvrk: the arm (/PSM1); ros2_control: the controller")
         parser.add_argument("--transport", default="auto", choices=TRANSPORTS,
                             help="auto: rclpy where ROS 2 is installed, else DDS (Cyclone)")  # fmt: skip
-        parser.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
+        parser.add_argument("--duration", type=_positive, help="stop after this many seconds (default: until Ctrl-C)")
         parser.add_argument("--verbose", action="store_true", help="log every refusal reason as it changes")
 
     twin = nodes.add_parser("twin", help="run a surgisim env as a dVRK arm on ROS 2 topics")
     twin.add_argument("env_id", nargs="?", default="surgisim/NeedleReach-v0", type=env_id_type)
     twin.add_argument("--seed", type=int, default=0)
-    twin.add_argument("--rate", type=float, default=100.0, help="state publishing rate, Hz")
+    twin.add_argument("--rate", type=_positive, default=100.0, help="state publishing rate, Hz")
     twin.add_argument("--camera", action="store_true", help="also publish the endoscope image")
     twin.add_argument("--image-size", type=int, default=84, help="side of the published image, pixels")
     twin.add_argument("--until-success", action="store_true", help="stop once the task succeeds")
@@ -150,7 +157,7 @@ def add_commands(commands: Any, env_id_type: Any) -> None:
         choices=("servo_cp", "servo_jp", "joint_trajectory", "commands"),
         help="dvrk: servo_cp (default), servo_jp; ros2_control: joint_trajectory (default), commands",
     )
-    run.add_argument("--rate", type=float, default=100.0, help="command rate, Hz")
+    run.add_argument("--rate", type=_positive, default=100.0, help="command rate, Hz")
     run.add_argument("--limits", type=Path, help="YAML file of shield limits (see surgisim.ros_bridge.shield)")
     run.add_argument("--dry-run", action="store_true", help="publish to preview topics only")
     run.add_argument("--enable", action="store_true", help="send enable and home to the arm first")

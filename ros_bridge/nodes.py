@@ -27,7 +27,6 @@ import numpy as np
 
 from surgisim.envs import task_name
 from surgisim.envs.core import OBS_MODES
-from surgisim.envs.kinematics import psm_fk
 from surgisim.envs.transforms import make_pose
 from surgisim.ros_bridge import messages as msg
 from surgisim.ros_bridge.profiles import JAW_JOINT_NAMES, PSM_JOINT_NAMES, DvrkProfile, Ros2ControlProfile, Topic
@@ -111,12 +110,16 @@ class SimTwin:
 
     def _on_servo_jp(self, message: Any) -> None:
         positions = np.asarray(message.position, dtype=np.float64)
-        if self._moving() and positions.shape == (len(PSM_JOINT_NAMES),) and np.all(np.isfinite(positions)):
+        if positions.shape != (len(PSM_JOINT_NAMES),) or not np.all(np.isfinite(positions)):
+            LOG.warning("twin: servo_jp ignored: %s is not %d finite joints", positions.tolist(), len(PSM_JOINT_NAMES))
+        elif self._moving():
             self.target = positions
 
     def _on_jaw_servo_jp(self, message: Any) -> None:
         positions = np.asarray(message.position, dtype=np.float64)
-        if self._moving() and positions.shape == (1,) and np.isfinite(positions[0]):
+        if positions.shape != (1,) or not np.isfinite(positions[0]):
+            LOG.warning("twin: jaw/servo_jp ignored: %s is not one finite angle", positions.tolist())
+        elif self._moving():
             self.jaw_target = float(positions[0])
 
     def _on_hold(self, message: Any) -> None:
@@ -171,13 +174,13 @@ class PolicyRunner:
         from surgisim.agents.evaluate import make_policy
 
         self.transport, self.profile, self.shield, self.dry_run = transport, profile, shield, dry_run
+        if task_name(env_id) not in DEPLOYABLE:
+            raise ValueError(f"{env_id}: the runner deploys tasks observed from the robot alone, with a tool-tip "
+                             f"position goal: {', '.join(DEPLOYABLE)}")  # fmt: skip
         self.period = period  # a ros2_control trajectory point is due one period after it is sent
         self.env = gym.make(env_id)
         self.model = self.env.unwrapped
         self.model.reset(seed=0)
-        if task_name(env_id) not in DEPLOYABLE:
-            raise ValueError(f"{env_id}: the runner deploys tasks observed from the robot alone, with a tool-tip "
-                             f"position goal: {', '.join(DEPLOYABLE)}")  # fmt: skip
         self.policy = make_policy(policy, self.env)
         needs = getattr(self.policy, "env_kwargs", {})
         self.image_keys = OBS_MODES[needs.get("obs_mode", "state")]
@@ -295,28 +298,30 @@ class PolicyRunner:
             self.hold()
         return decision.reason
 
-    def _send(self, pose: np.ndarray, jaw: float | None) -> None:
+    def _send(self, pose: np.ndarray, jaw: float) -> None:
         """Publish a set-point (a base-frame tool-tip pose) on the profile's command topic."""
         stamp = time.time()
         if self.profile.kind == "dvrk" and self.profile.command == "servo_cp":
             self.publish_command(msg.pose_stamped(pose, stamp, self.profile.base_frame))
         else:
-            joints = self.arm.ik(self.arm.base @ pose, q_ref=self.shield.joints)
-            if self.profile.kind == "dvrk":
-                self.publish_command(msg.joint_state(list(PSM_JOINT_NAMES), joints, stamp))
-            elif self.profile.command == "joint_trajectory":
-                self.publish_command(msg.joint_trajectory(list(PSM_JOINT_NAMES), joints, stamp, self.period))
-            else:
-                self.publish_command(msg.float64_multi_array(joints))
-        if self.profile.kind == "dvrk" and jaw is not None:
+            self._send_joints(self.arm.ik(self.arm.base @ pose, q_ref=self.shield.joints), stamp)
+        if self.profile.kind == "dvrk":
             self.publish_jaw(msg.joint_state(list(JAW_JOINT_NAMES), [jaw], stamp))
+
+    def _send_joints(self, joints: np.ndarray, stamp: float) -> None:
+        if self.profile.kind == "dvrk":
+            self.publish_command(msg.joint_state(list(PSM_JOINT_NAMES), joints, stamp))
+        elif self.profile.command == "joint_trajectory":
+            self.publish_command(msg.joint_trajectory(list(PSM_JOINT_NAMES), joints, stamp, self.period))
+        else:
+            self.publish_command(msg.float64_multi_array(joints))
 
     def hold(self) -> None:
         """Stop the arm: CRTK ``hold``; for ros2_control, the measured joints as the set-point."""
         if self.profile.kind == "dvrk":
             self.publish_hold(msg.empty())
         elif self.shield.joints is not None:
-            self._send(psm_fk(self.shield.joints), None)
+            self._send_joints(self.shield.joints, time.time())
         self.holding = True
 
     def close(self) -> None:

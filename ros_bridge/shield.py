@@ -94,6 +94,11 @@ class SafetyShield:
             self.last_reason = kind
         return False
 
+    def _refusal(self, kind: str, detail: str = "", hold: bool = False) -> Decision:
+        """A counted refusal as this tick's decision."""
+        self._refuse(kind, detail)
+        return Decision(hold=hold, reason=kind)
+
     def accept_joint_state(self, message: object, now: float) -> bool:
         """Take a measured joint state (``sensor_msgs/JointState``) if it is sound."""
         positions = np.asarray(message.position, dtype=np.float64)
@@ -127,13 +132,11 @@ class SafetyShield:
     def ready(self, now: float) -> Decision | None:
         """``None`` when commands may leave now, else the refusal (with ``hold`` when state is stale)."""
         if self.requires_operating_state and (self.state != "ENABLED" or not self.homed):
-            reason = "robot not enabled and homed"
-            self._refuse(reason, f"{self.state}, {'homed' if self.homed else 'not homed'}")
-            return Decision(hold=self.state == "FAULT", reason=reason)  # a fault also gets a hold
+            detail = f"{self.state}, {'homed' if self.homed else 'not homed'}"
+            return self._refusal("robot not enabled and homed", detail, hold=self.state == "FAULT")  # FAULT: hold
         if self.joints is None or now - self.last_state_time > self.limits.state_timeout:
-            reason = "no joint state yet" if self.joints is None else "stale joint state"
-            self._refuse(reason, f"{(now - self.last_state_time) * 1000:.0f} ms old")
-            return Decision(hold=True, reason=reason)
+            kind = "no joint state yet" if self.joints is None else "stale joint state"
+            return self._refusal(kind, f"{(now - self.last_state_time) * 1000:.0f} ms old", hold=True)
         return None
 
     def filter(self, measured: np.ndarray, target: np.ndarray, jaw: float | None, now: float) -> Decision:
@@ -145,8 +148,7 @@ class SafetyShield:
         """The set-point within the per-tick steps, workspace box and insertion range (call
         ``ready`` first; ``filter`` does both)."""
         if not np.all(np.isfinite(target)) or (jaw is not None and not np.isfinite(jaw)):
-            self._refuse("set-point: NaN or inf")
-            return Decision(hold=True, reason="set-point: NaN or inf")
+            return self._refusal("set-point: NaN or inf", hold=True)
         limits = self.limits
         pose = target.copy()
         step = pose[:3, 3] - measured[:3, 3]
@@ -166,12 +168,10 @@ class SafetyShield:
                 self._clipped("jaw step clipped")
         position = pose[:3, 3]
         if np.any(position < limits.box_low) or np.any(position > limits.box_high):
-            self._refuse("set-point: outside the workspace box", f"{np.round(position * 1000, 1).tolist()} mm")
-            return Decision(reason="set-point: outside the workspace box")
+            return self._refusal("set-point: outside the workspace box", f"{np.round(position * 1000, 1).tolist()} mm")
         radius = float(np.linalg.norm(position))
         if not limits.insertion[0] <= radius <= limits.insertion[1]:
-            self._refuse("set-point: outside the insertion range", f"{radius * 1000:.1f} mm from the RCM")
-            return Decision(reason="set-point: outside the insertion range")
+            return self._refusal("set-point: outside the insertion range", f"{radius * 1000:.1f} mm from the RCM")
         return Decision(pose=pose, jaw=jaw)
 
     def _clipped(self, reason: str) -> None:

@@ -69,6 +69,7 @@ class Transport(Protocol):
 
 @dataclass
 class _Endpoint:
+    topic: str
     type_name: str
     qos: QoS
     inbox: deque = field(default_factory=deque)
@@ -95,11 +96,13 @@ class InProcessTransport:
     def __init__(self, bus: InProcessBus) -> None:
         self.bus = bus
         self.readers: list[_Endpoint] = []
+        self.writers: list[_Endpoint] = []
 
     def publisher(self, topic: str, type_name: str, qos: QoS = QOS_DEFAULT) -> Publish:
         self.bus.check_type(topic, type_name)
-        writer = _Endpoint(type_name, qos)
+        writer = _Endpoint(topic, type_name, qos)
         self.bus.writers[topic].append(writer)
+        self.writers.append(writer)
         if qos.transient_local:
             self.bus.latched.setdefault(topic, deque(maxlen=qos.depth))
 
@@ -115,8 +118,8 @@ class InProcessTransport:
 
     def subscribe(self, topic: str, type_name: str, callback: Callback, qos: QoS = QOS_DEFAULT) -> None:
         self.bus.check_type(topic, type_name)
-        reader = _Endpoint(type_name, qos, deque(maxlen=qos.depth), callback)
-        if qos.transient_local or any(w.qos.transient_local for w in self.bus.writers[topic]):
+        reader = _Endpoint(topic, type_name, qos, deque(maxlen=qos.depth), callback)
+        if qos.transient_local:  # as in DDS, only a transient-local reader gets the history
             reader.inbox.extend(self.bus.latched.get(topic, ()))
         self.bus.readers[topic].append(reader)
         self.readers.append(reader)
@@ -130,14 +133,18 @@ class InProcessTransport:
         return delivered
 
     def wait_for_match(self, topic: str, count: int = 1, timeout: float = 5.0) -> bool:
-        return len(self.bus.readers[topic]) + len(self.bus.writers[topic]) >= count + 1
+        """Matching is immediate in one process: no waiting, only the count under QoS rules."""
+        counts = [sum(w.qos.serves(r.qos) for r in self.bus.readers[topic]) for w in self.writers if w.topic == topic]
+        counts += [sum(w.qos.serves(r.qos) for w in self.bus.writers[topic]) for r in self.readers if r.topic == topic]
+        return bool(counts) and max(counts) >= count
 
     def close(self) -> None:
-        for readers in self.bus.readers.values():
-            for reader in self.readers:
-                if reader in readers:
-                    readers.remove(reader)
+        for reader in self.readers:
+            self.bus.readers[reader.topic].remove(reader)
+        for writer in self.writers:
+            self.bus.writers[writer.topic].remove(writer)
         self.readers.clear()
+        self.writers.clear()
 
 
 # -- Cyclone DDS ------------------------------------------------------------------------------

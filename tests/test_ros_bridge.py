@@ -171,6 +171,24 @@ def test_latched_operating_state_reaches_a_late_subscriber(loopback):
     assert states[0].state == "ENABLED" and states[0].is_homed
 
 
+def test_in_process_transport_follows_the_dds_qos_rules():
+    bus = InProcessBus()
+    robot, policy = InProcessTransport(bus), InProcessTransport(bus)
+    robot.publisher("/PSM1/operating_state", msg.OPERATING_STATE, QOS_LATCHED)(msg.operating_state("ENABLED", True, 1))
+    latched, volatile = [], []
+    policy.subscribe("/PSM1/operating_state", msg.OPERATING_STATE, latched.append, QOS_LATCHED)
+    policy.subscribe("/PSM1/operating_state", msg.OPERATING_STATE, volatile.append, QoS())
+    policy.spin_once()
+    assert len(latched) == 1 and not volatile  # only a transient-local reader gets the history
+    robot.subscribe("/PSM1/servo_cp", msg.POSE_STAMPED, print, QOS_COMMAND)
+    policy.publisher("/PSM1/servo_cp", msg.POSE_STAMPED, QoS(reliable=False, depth=1))
+    assert not policy.wait_for_match("/PSM1/servo_cp") and not robot.wait_for_match("/PSM1/servo_cp")
+    policy.publisher("/PSM1/servo_cp", msg.POSE_STAMPED, QOS_COMMAND)
+    assert policy.wait_for_match("/PSM1/servo_cp") and robot.wait_for_match("/PSM1/servo_cp")
+    policy.close()
+    assert not robot.wait_for_match("/PSM1/servo_cp")
+
+
 def test_transports_refuse_a_second_type_on_a_topic():
     transport = InProcessTransport(InProcessBus())
     transport.publisher("/PSM1/hold", msg.EMPTY)
@@ -495,3 +513,9 @@ def test_bad_shield_limits_file_is_named(tmp_path):
     result = subprocess.run([sys.executable, "-m", "surgisim.agents.cli", "ros", "run", "--limits", str(limits),
                              "--duration", "1"], capture_output=True, text=True, timeout=120)  # fmt: skip
     assert result.returncode == 2 and str(limits) in result.stderr and "max_speed" in result.stderr
+
+
+def test_a_rate_that_is_not_positive_is_refused():
+    result = subprocess.run([sys.executable, "-m", "surgisim.agents.cli", "ros", "run", "--rate", "0"],
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 2 and "must be a positive number, got 0" in result.stderr
