@@ -7,11 +7,9 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 import surgisim.envs
 from surgisim.agents.evaluate import evaluate
-from surgisim.agents.files import free_path, write_video
+from surgisim.agents.files import VIDEO_SUFFIXES, check_writable, free_path, video_writer
 from surgisim.envs.core import CONTROLS, OBS_MODES
 
 DEFAULT_ENV = "surgisim/NeedleReach-v0"
@@ -30,6 +28,14 @@ def _positive(value: str) -> int:
     number = int(value)
     if number < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    return number
+
+
+def seed_type(value: str) -> int:
+    """A seed: an integer from 0 (as Gymnasium and NumPy take them)."""
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"a seed is an integer from 0, got {number}")
     return number
 
 
@@ -58,15 +64,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from surgisim.agents.pretrained import available
 
-    frames: list[np.ndarray] = []
+    name = args.env_id.removeprefix("surgisim/")
+    path = Path(args.out) if args.out else Path("surgisim-demo") / f"{name}-seed{args.seed}.mp4"
+    path = free_path(check_writable(path, "video", VIDEO_SUFFIXES))
     env_kwargs = {"render_mode": "rgb_array", "render_size": args.video_size}
     policy = "pretrained" if args.env_id in available() else "expert"  # the best there is for the task
-    metrics = evaluate(args.env_id, policy, args.episodes, args.seed, env_kwargs, on_frame=frames.append)
+    with video_writer(path, fps=10) as append:
+        metrics = evaluate(args.env_id, policy, args.episodes, args.seed, env_kwargs, on_frame=append)
     _print_metrics(metrics)
-    name = args.env_id.removeprefix("surgisim/")
-    path = free_path(Path(args.out) if args.out else Path("surgisim-demo") / f"{name}-seed{args.seed}.mp4")
-    write_video(frames, path, fps=10)
-    print(f"video of the endoscope view ({len(frames)} frames): {path.resolve()}")
+    print(f"video of the endoscope view: {path}")
     return 0
 
 
@@ -112,7 +118,7 @@ def _add_rollout_arguments(parser: argparse.ArgumentParser) -> None:
         "--policy", default="expert", help="expert, pretrained, a run folder, a model .zip or a policy .onnx"
     )
     parser.add_argument("--episodes", type=_positive, default=100)
-    parser.add_argument("--seed", type=int, default=0, help="episode i is reset with seed S + i")
+    parser.add_argument("--seed", type=seed_type, default=0, help="episode i is reset with seed S + i")
     parser.add_argument("--obs-mode", default="state", choices=tuple(OBS_MODES))
 
 
@@ -126,9 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run the best available policy and write an endoscope video")
     demo.add_argument("env_id", nargs="?", default=DEFAULT_ENV, type=_env_id)
     demo.add_argument("--episodes", type=_positive, default=3)
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--seed", type=seed_type, default=0)
     demo.add_argument("--out", help="video path (.mp4); default surgisim-demo/<env>-seed<S>.mp4")
-    demo.add_argument("--video-size", type=int, default=256, help="video side in pixels")
+    demo.add_argument("--video-size", type=int, default=256, help="video side in pixels (16 to 1024)")
     demo.set_defaults(run=cmd_demo)
 
     evaluation = commands.add_parser("evaluate", help="success rate and metrics over seeded episodes")
@@ -139,12 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     training = commands.add_parser("train", help="train a policy with Stable-Baselines3 into a run folder")
     training.add_argument("env_id", type=_env_id)
-    training.add_argument("--algo", default="sac", choices=("sac", "td3", "tqc", "ppo"))
+    training.add_argument("--algo", choices=("sac", "td3", "tqc", "ppo"), help="default: sac")
     training.add_argument("--her", action=argparse.BooleanOptionalAction, default=None, help="override the config")
     training.add_argument("--steps", type=_positive, help="total env steps (default: the config's n_timesteps)")
-    training.add_argument("--seed", type=int, default=0)
+    training.add_argument("--seed", type=seed_type, help="default: 0")
     training.add_argument(
-        "--obs-mode", default="state", choices=tuple(OBS_MODES), help="an image mode trains a pixel policy"
+        "--obs-mode", choices=tuple(OBS_MODES), help="default: state; an image mode trains a pixel policy"
     )
     training.add_argument("--demos", type=Path, metavar="DATASET", help="Minari dataset (surgisim demos record)")
     training.add_argument("--n-envs", type=_positive, help="envs stepping in parallel processes (default: config)")
@@ -157,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("run_dir", type=Path, help="run folder (or model .zip) to export")
     export.add_argument("--format", default="onnx", choices=("onnx",))
     export.add_argument("--out", type=Path, required=True, help="policy file to write")
-    export.add_argument("--force", action="store_true", help="replace an existing file at --out")
+    export.add_argument("--force", action="store_true", help="replace a policy file that surgisim exported at --out")
     export.set_defaults(run=cmd_export)
 
     demos = commands.add_parser("demos", help="demonstration datasets (Minari)")
@@ -165,16 +171,18 @@ def build_parser() -> argparse.ArgumentParser:
     record = demo_commands.add_parser("record", help="record a policy's episodes to a Minari dataset")
     _add_rollout_arguments(record)
     record.add_argument("--out", type=Path, help="dataset directory; default: where minari.load_dataset finds it")
-    record.add_argument("--force", action="store_true", help="replace an existing dataset at --out")
+    record.add_argument("--force", action="store_true", help="replace a dataset that surgisim recorded at --out")
     record.set_defaults(run=cmd_demos_record)
 
     from surgisim.ros_bridge.cli import add_commands
 
-    add_commands(commands, _env_id)
+    add_commands(commands, _env_id, seed_type)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command. Expected failures (bad input, a file that cannot be read or written) print
+    one line and exit with status 2, Ctrl-C exits with 130; a traceback means a bug."""
     args = build_parser().parse_args(argv)
     if args.command == "ros":
         from surgisim.ros_bridge.cli import configure_logging
@@ -182,9 +190,12 @@ def main(argv: list[str] | None = None) -> int:
         configure_logging(args)
     try:
         return args.run(args)
-    except (ValueError, FileExistsError, FileNotFoundError) as error:
+    except (ValueError, OSError) as error:  # ConfigError is a ValueError; FileExistsError an OSError
         print(f"surgisim: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("surgisim: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

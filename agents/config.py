@@ -1,12 +1,16 @@
 """Training hyperparameters: YAML files in ``surgisim.configs``, one per algorithm, keyed by env id.
 
-Values are plain YAML (anchors allowed, nothing evaluated). Every key is checked on load against
-``SCHEMA``: an unknown key or a bad value raises ``ConfigError`` naming the file, the env id and
-the key. An env id missing from a file gets the file's ``goal_task`` entry, if any.
+Values are plain YAML (anchors allowed, nothing evaluated), read by ``read_yaml``: numbers as YAML
+1.2 reads them (``3e-4`` is a number, not a string) and a key given twice is an error. Every key is
+checked on load against ``SCHEMA``: an unknown key or a bad value raises ``ConfigError`` naming the
+file, the env id and the key. An env id missing from a file gets the file's ``goal_task`` entry,
+if any.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
@@ -19,6 +23,45 @@ class ConfigError(ValueError):
     """A hyperparameter file or value that cannot be used."""
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 floats and no duplicate keys."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # ``<<: *anchor`` may be overridden by explicit keys
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice (lines {seen[key]} and {line})", key_node.start_mark
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep)
+
+
+# YAML 1.1 (PyYAML) reads 3e-4 and 1e6 as strings: a float needs a dot there. YAML 1.2 does not.
+_StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
+
+
+def read_yaml(path: Path, what: str = "YAML") -> Any:
+    """The content of a YAML file, read strictly (see the module docstring); a ``ConfigError``
+    naming the file and line when it cannot be read."""
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read {what} ({error})") from None
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader: nothing is evaluated
+    except yaml.YAMLError as error:
+        mark, problem = getattr(error, "problem_mark", None), getattr(error, "problem", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        raise ConfigError(f"{path}: not valid {what}: {where}{problem or error}") from None
+
+
 def _positive_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
@@ -27,20 +70,25 @@ def _non_negative_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
+def is_number(value: Any) -> bool:
+    """A finite int or float, not a bool (YAML's ``true`` is no number of metres)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _fraction(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and 0.0 < value <= 1.0
+    return is_number(value) and 0.0 < value <= 1.0
 
 
 def _positive_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+    return is_number(value) and value > 0
 
 
 def _non_negative_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+    return is_number(value) and value >= 0
 
 
 def _log_std(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and -5 <= value <= 1
+    return is_number(value) and -5 <= value <= 1
 
 
 def _layer_sizes(value: Any) -> bool:
@@ -61,7 +109,7 @@ SCHEMA: dict[str, tuple[Callable[[Any], bool], str, tuple[str, ...]]] = {
     "normalize": (lambda v: isinstance(v, bool), "true or false", _ALL),
     "n_sampled_goal": (_positive_int, "a positive integer", _OFF_POLICY),
     "goal_selection_strategy": (lambda v: v in ("future", "final", "episode"), "future, final or episode", _OFF_POLICY),
-    "learning_rate": (_positive_number, "a positive number", _ALL),
+    "learning_rate": (lambda v: _positive_number(v) and v <= 1, "a number in (0, 1]", _ALL),
     "buffer_size": (_positive_int, "a positive integer", _OFF_POLICY),
     "batch_size": (_positive_int, "a positive integer", _ALL),
     "gamma": (_fraction, "a number in (0, 1]", _ALL),
@@ -111,10 +159,7 @@ def load_config(algo: str, env_id: str, path: Path | None = None) -> dict[str, A
     path = path or config_path(algo)
     if not path.is_file():
         raise ConfigError(f"no hyperparameter file for algorithm {algo!r} (looked for {path})")
-    try:
-        entries = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    entries = read_yaml(path, "hyperparameter YAML")
     if not isinstance(entries, dict):
         raise ConfigError(f"{path}: expected a mapping from env id to hyperparameters")
     name = env_id if env_id in entries else DEFAULT_ENTRY

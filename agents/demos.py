@@ -3,13 +3,15 @@
 A recording rolls a policy out for seeded episodes and writes observations (in the env's
 ``obs_mode``), actions, rewards, terminations, truncations and the task metrics from ``info``
 into a Minari dataset directory. It is written beside its destination and moved into place
-only when complete, so an interrupted recording leaves nothing half-written, and an existing
-dataset is replaced only when asked to (``force``).
+only when complete, so an interrupted recording leaves nothing half-written (and what a killed
+one left is removed by the next recording to the same path). An existing dataset is replaced
+only when asked to (``force``), and only if it is one that surgisim recorded.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -22,7 +24,10 @@ import gymnasium as gym
 import numpy as np
 
 from surgisim.agents.evaluate import make_policy
+from surgisim.agents.files import check_writable, remove_stale, staging_prefix
 from surgisim.envs import task_name
+
+AUTHOR = "surgisim"
 
 
 def dataset_id(env_id: str, policy: str) -> str:
@@ -68,15 +73,23 @@ def record_demos(
 
     if episodes < 1:
         raise ValueError(f"episodes must be at least 1, got {episodes}")
-    out = Path(out) if out is not None else default_path(env_id, policy)
-    if out.exists() and not force:
-        raise FileExistsError(f"{out} already exists; choose another path or pass --force to replace it")
+    # Absolute: Minari's writer is pointed at a staging root and would resolve a relative path twice.
+    out = check_writable(out if out is not None else default_path(env_id, policy), "dataset")
+    if out.exists() or out.is_symlink():
+        if not force:
+            raise FileExistsError(f"{out} already exists; choose another path or pass --force to replace it")
+        if not is_recording(out):
+            raise ValueError(
+                f"{out} is not a dataset that surgisim recorded; --force replaces only those. "
+                "Choose another --out (nothing was changed)"
+            )
     env = gym.make(env_id, obs_mode=obs_mode)
     try:
         actor = make_policy(policy, env)
         buffers = [_rollout(env, actor, episode, seed + episode) for episode in range(episodes)]
         out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        remove_stale(out)
+        staging = Path(tempfile.mkdtemp(prefix=staging_prefix(out), dir=out.parent))
         try:
             with _minari_root(staging), warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="`(author_email|code_permalink)` is set to None")
@@ -86,12 +99,14 @@ def record_demos(
                     env=env.spec,
                     eval_env=env.spec,
                     algorithm_name=f"surgisim {policy}",
-                    author="surgisim",
+                    author=AUTHOR,
                     description=f"{policy} demonstrations on {env_id} (obs_mode={obs_mode!r}, seeds from {seed})",
                     data_format="hdf5",
                     jpeg_encoding=False,  # lossless: depth and segmentation must survive
                 )
-            _replace(staging / dataset_id(env_id, policy), out)
+            if out.exists():  # replaced (--force): parked in the staging folder, removed with it
+                os.replace(out, staging / "replaced")
+            os.replace(staging / dataset_id(env_id, policy), out)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     finally:
@@ -129,15 +144,22 @@ def _rollout(env: gym.Env, actor: Any, index: int, seed: int) -> Any:
     )
 
 
-def _replace(new: Path, out: Path) -> None:
-    """Move a finished dataset into place; an old one (``force``) is removed only after that."""
-    old = out.with_name(f".{out.name}.old") if out.exists() else None
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out, old)
-    os.replace(new, out)
-    if old is not None:
-        shutil.rmtree(old)
+def is_recording(path: Path) -> bool:
+    """Whether ``path`` is a dataset folder that ``record_demos`` wrote, holding nothing else."""
+    data = Path(path) / "data"
+    try:
+        if path.is_symlink() or [entry.name for entry in path.iterdir()] != ["data"]:
+            return False
+        if not {entry.name for entry in data.iterdir()} <= {"main_data.hdf5", "metadata.json"}:
+            return False
+        metadata = json.loads((data / "metadata.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(metadata, dict)
+        and str(metadata.get("dataset_id", "")).startswith("surgisim/")
+        and AUTHOR in (metadata.get("author") or [])
+    )
 
 
 def load_demos(path: Path) -> Any:

@@ -36,6 +36,28 @@ def make_policy(name: str | Any, env: gym.Env) -> Any:
     raise ValueError(f"unknown policy {name!r}; use expert, pretrained, a run folder, a model .zip or a .onnx")
 
 
+def check_policy(policy: Any, env_id: str, observation_space: gym.spaces.Dict, action_space: gym.spaces.Box) -> None:
+    """A ``ValueError`` naming both when a learned policy was not made for this env: trained on
+    another env id, or taking other observation keys or shapes, or giving another action size.
+    Experts and plain callables say nothing of what they take and pass."""
+    name = getattr(policy, "source", type(policy).__name__)
+    trained_on = getattr(policy, "env_id", None)
+    if trained_on is not None and trained_on != env_id:
+        raise ValueError(f"{name} was trained on {trained_on}, not {env_id}; give a policy trained on {env_id}")
+    for key, shape in getattr(policy, "observation_shapes", {}).items():
+        if key not in observation_space.spaces:
+            given = ", ".join(observation_space.spaces)
+            raise ValueError(f"{name} takes observation {key!r}, which {env_id} does not give (it gives {given})")
+        if tuple(shape) != observation_space[key].shape:
+            raise ValueError(
+                f"{name} takes {key!r} of shape {tuple(shape)}; {env_id} gives {observation_space[key].shape}: "
+                "it was made for another task or observation mode"
+            )
+    action_shape = getattr(policy, "action_shape", None)
+    if action_shape is not None and tuple(action_shape) != action_space.shape:
+        raise ValueError(f"{name} gives actions of shape {tuple(action_shape)}; {env_id} takes {action_space.shape}")
+
+
 def evaluate(
     env_id: str,
     policy: str | Any = "expert",
@@ -52,13 +74,14 @@ def evaluate(
     if episodes < 1:
         raise ValueError(f"episodes must be at least 1, got {episodes}")
     env = gym.make(env_id, **(env_kwargs or {}))
-    actor = make_policy(policy, env)
-    needs = getattr(actor, "env_kwargs", {})  # a learned policy's observation mode and image size
-    if any(getattr(env.unwrapped, key) != value for key, value in needs.items()):
-        env.close()
-        env = gym.make(env_id, **{**(env_kwargs or {}), **needs})
     successes, lengths, returns, distances, costs = [], [], [], [], []
     try:
+        actor = make_policy(policy, env)
+        needs = getattr(actor, "env_kwargs", {})  # a learned policy's observation mode and image size
+        if any(getattr(env.unwrapped, key) != value for key, value in needs.items()):
+            env.close()
+            env = gym.make(env_id, **{**(env_kwargs or {}), **needs})
+        check_policy(actor, env_id, env.observation_space, env.action_space)
         for episode in range(episodes):
             observation, info = env.reset(seed=seed + episode)
             actor.reset()

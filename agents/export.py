@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from stable_baselines3.common.policies import BasePolicy
 
-from surgisim.agents.files import atomic_write
-from surgisim.agents.onnx_policy import IMAGE_KEYS, OnnxPolicy
+from surgisim.agents.files import atomic_write, check_writable
+from surgisim.agents.onnx_policy import ENV_ID_KEY, IMAGE_KEYS, WRITER_KEY, OnnxPolicy
 from surgisim.agents.train import load_policy
 
 __all__ = ["ExportedActor", "OnnxPolicy", "export_onnx"]
@@ -59,11 +59,26 @@ class ExportedActor(torch.nn.Module):
         return torch.clamp(deterministic_action(self.policy, observation), -1.0, 1.0)
 
 
+def is_export(path: Path) -> bool:
+    """Whether ``path`` is a policy file that ``export_onnx`` wrote."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # not ONNX at all fails in many ways
+        return False
+    return any(prop.key == WRITER_KEY for prop in model.metadata_props)
+
+
 def export_onnx(run: Path, out: Path, force: bool = False) -> Path:
-    """Write the run's policy as ONNX to ``out``; an existing file is replaced only with ``force``."""
-    out = Path(out)
-    if out.exists() and not force:
-        raise FileExistsError(f"{out} already exists; choose another --out or pass --force")
+    """Write the run's policy as ONNX to ``out``; an existing file is replaced only with ``force``,
+    and only if it is a policy that surgisim exported."""
+    out = check_writable(out, "policy file", (".onnx",))
+    if out.exists() or out.is_symlink():
+        if not force:
+            raise FileExistsError(f"{out} already exists; choose another --out or pass --force")
+        if not out.is_file() or out.is_symlink() or not is_export(out):
+            raise ValueError(f"{out} is not a policy that surgisim exported; --force replaces only those")
     policy = load_policy(Path(run))
     space = policy.model.observation_space
     keys = list(space.spaces)
@@ -76,10 +91,17 @@ def export_onnx(run: Path, out: Path, force: bool = False) -> Path:
     examples = tuple(torch.zeros((1, *shape)) for shape in shapes)
     batch = {key: {0: "batch"} for key in [*keys, "action"]}
 
+    metadata = {WRITER_KEY: "surgisim export", **({ENV_ID_KEY: policy.env_id} if policy.env_id else {})}
+
     def write(path: Path) -> None:
+        import onnx
+
         with torch.no_grad():
             torch.onnx.export(module, examples, str(path), input_names=keys, output_names=["action"],
                               dynamic_axes=batch, opset_version=17, dynamo=False)  # fmt: skip
+        exported = onnx.load(str(path))
+        onnx.helper.set_model_props(exported, metadata)
+        onnx.save(exported, str(path))
 
     atomic_write(out, write)
     return out

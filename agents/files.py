@@ -1,14 +1,25 @@
-"""Files that runs and commands leave behind, written atomically: videos, plots, checkpoints."""
+"""Files that runs and commands leave behind: written aside and moved into place, checked before
+any work starts, and leftovers of killed writers cleaned up.
+
+Whatever is written aside is named ``.NAME.surgisim-PID-XXXX`` beside its destination ``NAME``:
+the writer's process id tells a later command a leftover (its writer is gone) from a write still
+in progress.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
+import re
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
+
+VIDEO_SUFFIXES = (".mp4",)
 
 
 def free_path(path: Path) -> Path:
@@ -20,14 +31,76 @@ def free_path(path: Path) -> Path:
     return candidate
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write ``path`` via a temporary file beside it, then rename: a failure leaves no partial
-    file, and a reader never sees a half-written one."""
+def staging_prefix(path: Path) -> str:
+    """The name prefix of what is written aside before it becomes ``path``."""
+    return f".{path.name}.surgisim-{os.getpid()}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale(path: Path) -> list[Path]:
+    """Remove what killed writers of ``path`` left beside it (files or folders whose writing
+    process is gone); returns what was removed."""
+    if not path.parent.is_dir():
+        return []
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.surgisim-(\d+)-")
+    removed = []
+    for entry in path.parent.iterdir():
+        match = pattern.match(entry.name)
+        if match and not _alive(int(match.group(1))):
+            remove(entry)
+            removed.append(entry)
+    return removed
+
+
+def remove(path: Path) -> None:
+    """Remove a file or a folder with what it holds."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def check_writable(path: Path, what: str, suffixes: tuple[str, ...] = ()) -> Path:
+    """``path`` made absolute, once it is known that ``what`` can be created there: its suffix is
+    one of ``suffixes`` (if given) and its folder exists or can be made, and takes new files.
+    A ``ValueError`` saying what is wrong otherwise. Commands call it before any work starts;
+    what to do with something already at ``path`` is theirs to decide."""
+    path = Path(os.path.abspath(path))
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise ValueError(f"{path}: a {what} must end in {' or '.join(suffixes)}")
+    existing = path.parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"cannot write the {what} {path}: {existing} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):  # a real probe: permission bits do not bind root
+            pass
+    except OSError as error:
+        reason = f"{existing} does not take new files ({error.strerror})"
+        raise ValueError(f"cannot write the {what} {path}: {reason}") from None
+    return path
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write; it becomes ``path`` when the block ends without
+    error, so a failure leaves no partial file and a reader never sees a half-written one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(suffix=path.suffix, dir=path.parent)
+    remove_stale(path)
+    handle, temporary = tempfile.mkstemp(prefix=staging_prefix(path), suffix=path.suffix, dir=path.parent)
     os.close(handle)
     try:
-        write(Path(temporary))
+        yield Path(temporary)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes it private; give it normal permissions
@@ -37,11 +110,24 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
             os.remove(temporary)
 
 
-def write_video(frames: list[np.ndarray], path: Path, fps: int) -> None:
-    """An MP4 of RGB frames."""
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Write ``path`` with ``write(temporary_path)`` through ``atomic_file``."""
+    with atomic_file(path) as temporary:
+        write(temporary)
+
+
+@contextlib.contextmanager
+def video_writer(path: Path, fps: int) -> Iterator[Callable[[np.ndarray], None]]:
+    """An MP4 written frame by frame (``append(rgb)``), nothing held in memory; it appears at
+    ``path`` when the block ends without error."""
     import imageio.v2 as imageio
 
-    atomic_write(path, lambda temporary: imageio.mimwrite(temporary, frames, fps=fps, macro_block_size=1))
+    with atomic_file(path) as temporary:
+        writer = imageio.get_writer(temporary, format="FFMPEG", fps=fps, macro_block_size=1)
+        try:
+            yield writer.append_data
+        finally:
+            writer.close()
 
 
 def plot_success(eval_csv: Path, path: Path, title: str) -> None:

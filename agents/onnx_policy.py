@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 
 IMAGE_KEYS = ("rgb", "depth", "seg")
+# Metadata that ``surgisim export`` writes into the file: the env it was trained on, and who wrote it.
+ENV_ID_KEY, WRITER_KEY = "env_id", "surgisim.writer"
 
 
 class OnnxPolicy:
@@ -15,7 +17,9 @@ class OnnxPolicy:
 
     Inputs are observation keys, each with a leading batch axis: float32 state vectors, and
     endoscope images as the env gives them (height, width, channels; values 0-255).
-    ``env_kwargs`` is the observation mode and image size the policy needs."""
+    ``env_kwargs`` is the observation mode and image size the policy needs; ``env_id`` the env it
+    was trained on (``None`` where the file does not say), ``observation_shapes`` and
+    ``action_shape`` what it takes and gives."""
 
     def __init__(self, path: Path) -> None:
         import onnxruntime
@@ -25,8 +29,12 @@ class OnnxPolicy:
         except Exception as error:
             raise ValueError(f"{path}: not a loadable ONNX policy ({type(error).__name__}: {error})") from None
         inputs = self.session.get_inputs()
+        self.source = str(path)
         self.inputs = [item.name for item in inputs]
         self.env_kwargs = _observation_needs({item.name: item.shape for item in inputs})
+        self.env_id = self.session.get_modelmeta().custom_metadata_map.get(ENV_ID_KEY)
+        self.observation_shapes = {item.name: tuple(item.shape[1:]) for item in inputs}
+        self.action_shape = tuple(self.session.get_outputs()[0].shape[1:])
 
     def reset(self) -> None:
         """Stateless: nothing to forget."""

@@ -1,12 +1,13 @@
 """Training with Stable-Baselines3: HER for goal tasks, demonstrations, pixels, run folders, resume.
 
 A run folder holds everything about one run and is never overwritten by another:
-``config.yaml`` (the resolved settings), ``command.txt``, ``model.zip``, ``replay_buffer.pkl``
-and ``vecnormalize.pkl`` (the latest checkpoint: model, replay buffer and observation
-normalisation statistics, each replaced atomically), ``tensorboard/`` (training curves),
-``eval.csv`` and ``success.png`` (success rate over steps), and ``final_policy.mp4`` (the
+``config.yaml`` (the resolved settings), ``command.txt``, ``checkpoint.json`` and
+``checkpoints/`` (the latest checkpoint: model, replay buffer and observation normalisation
+statistics, saved as one set; see ``surgisim.agents.checkpoint``), ``tensorboard/`` (training
+curves), ``eval.csv`` and ``success.png`` (success rate over steps), and ``final_policy.mp4`` (the
 endoscope view of the trained policy). ``resume`` continues a run from its last checkpoint with
-its step count, replay buffer and learning-rate schedule.
+its step count, replay buffer and learning-rate schedule, or from step 0 if it was stopped before
+its first checkpoint.
 
 Pixel policies: with an image ``obs_mode`` the policy sees the endoscope images only (no state,
 no goal: the task's state holds privileged positions), through SB3's NatureCNN per image.
@@ -22,6 +23,7 @@ raw observations, so HER's relabelled rewards are computed on real positions.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import shlex
@@ -42,9 +44,9 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecNormalize
 
-from surgisim.agents import imitation
-from surgisim.agents.config import ConfigError, load_config, validate
-from surgisim.agents.files import atomic_write, free_path, plot_success, write_video
+from surgisim.agents import checkpoint, imitation
+from surgisim.agents.config import ConfigError, load_config, read_yaml, validate
+from surgisim.agents.files import atomic_write, check_writable, free_path, plot_success, video_writer
 from surgisim.envs import task_name
 from surgisim.envs.core import OBS_MODES
 
@@ -89,10 +91,17 @@ class ModelPolicy:
     needs (its run's obs_mode and image size)."""
 
     def __init__(self, model: BaseAlgorithm, normalizer: VecNormalize | None = None,
-                 env_kwargs: dict[str, Any] | None = None) -> None:  # fmt: skip
-        self.model, self.normalizer = model, normalizer
+                 env_kwargs: dict[str, Any] | None = None, env_id: str | None = None,
+                 source: str = "the model") -> None:  # fmt: skip
+        self.model, self.normalizer, self.env_id, self.source = model, normalizer, env_id, source
         self.keys = list(model.observation_space.spaces)
         self.env_kwargs = {key: value for key, value in (env_kwargs or {}).items() if key != "reward_type"}
+        # What it takes, as the env gives it: SB3 stores images channels first.
+        self.observation_shapes = {
+            key: (*space.shape[1:], space.shape[0]) if len(space.shape) == 3 else space.shape
+            for key, space in model.observation_space.spaces.items()
+        }
+        self.action_shape = model.action_space.shape
 
     def reset(self) -> None:
         """Stateless: nothing to forget."""
@@ -105,32 +114,45 @@ class ModelPolicy:
 
 
 def load_policy(path: Path) -> ModelPolicy:
-    """The policy of a run folder or model file, with its normalisation statistics if saved."""
-    model = load_model(path)
-    folder = Path(path) if Path(path).is_dir() else Path(path).parent
-    settings = _run_settings(folder / "config.yaml")
-    stats = folder / "vecnormalize.pkl"
-    if not stats.is_file():
-        return ModelPolicy(model, env_kwargs=env_kwargs(settings))
-    try:
-        normalizer = VecNormalize.load(str(stats), DummyVecEnv([lambda: model.get_env().envs[0]]))
-    except Exception as error:
-        raise ValueError(f"{stats}: cannot load normalisation statistics ({type(error).__name__}: {error})") from None
-    normalizer.training = False
-    return ModelPolicy(model, normalizer, env_kwargs(settings))
+    """The policy of a run folder, checkpoint folder or model file, with its normalisation
+    statistics where the run had them (a missing file is an error naming it)."""
+    model_file, settings = _model_file(Path(path))
+    stats = model_file.parent / checkpoint.NORMALIZATION
+    if settings and checkpoint.NORMALIZATION in checkpoint.policy_files(settings) and not stats.is_file():
+        raise ValueError(f"{stats} is missing: the policy of {path} needs its observation normalisation statistics")
+    model = load_model(model_file)
+    normalizer = None
+    if stats.is_file():
+
+        def load() -> VecNormalize:  # it takes a vectorised env for its spaces: the model's own
+            return VecNormalize.load(str(stats), DummyVecEnv([lambda: model.get_env().envs[0]]))
+
+        normalizer = _loaded(stats, load)
+        normalizer.training = False
+    return ModelPolicy(model, normalizer, env_kwargs(settings), settings.get("env_id"), str(path))
 
 
-def _run_settings(path: Path) -> dict[str, Any]:
-    return yaml.safe_load(path.read_text()) if path.is_file() else {}
+def _model_file(path: Path) -> tuple[Path, dict[str, Any]]:
+    """The model file of a run folder (its current checkpoint), a checkpoint folder or a model
+    ``.zip``, and the run settings found beside it (empty for a bare model file)."""
+    if (path / "config.yaml").is_file() and not (path / checkpoint.MODEL).exists():  # a run folder
+        current = checkpoint.current(path)
+        if current is None:
+            raise ValueError(
+                f"{path}: no checkpoint yet (the run stopped before its first); continue it with "
+                f"surgisim train ENV_ID --resume {path}"
+            )
+        path = current.folder
+    model_file = path / checkpoint.MODEL if path.is_dir() else path
+    if not model_file.is_file():
+        raise ValueError(f"{model_file}: no such model file; give a run folder or a model .zip")
+    return model_file, _read_settings(model_file.parent / "config.yaml", required=False)
 
 
 def load_model(path: Path, env: VecEnv | None = None) -> BaseAlgorithm:
-    """A model from a run folder or a ``model.zip`` (its algorithm from the run's config.yaml)."""
-    path = Path(path)
-    model_file = path / "model.zip" if path.is_dir() else path
-    if not model_file.is_file():
-        raise ValueError(f"{model_file}: no such model file; give a run folder or a model .zip")
-    settings = _run_settings(model_file.parent / "config.yaml")
+    """A model from a run folder, checkpoint folder or ``model.zip`` (its algorithm from the
+    run's config.yaml where there is one)."""
+    model_file, settings = _model_file(Path(path))
     algo = settings.get("algo")
     if env is None and "env_id" in settings:  # HER models need their env to load
         env = DummyVecEnv([functools.partial(make_env, settings)])
@@ -169,10 +191,14 @@ class RunCallback(BaseCallback):
         if self.num_timesteps >= self.next_eval:
             self.evaluate()
             self.next_eval += self.hyper["eval_freq"]
-        if self.num_timesteps >= self.next_checkpoint:
-            save_checkpoint(self.model, self.run_dir)
-            self.next_checkpoint += self.hyper["checkpoint_freq"]
         return True
+
+    def _on_rollout_end(self) -> None:
+        # Here, not in _on_step: SB3 stores a step's transition after _on_step, so a checkpoint
+        # taken there would count a step whose transition it lacks.
+        if self.num_timesteps >= self.next_checkpoint:
+            checkpoint.save(self.model, self.run_dir, self.settings)
+            self.next_checkpoint = self.num_timesteps + self.hyper["checkpoint_freq"]
 
     def evaluate(self) -> None:
         from surgisim.agents.evaluate import evaluate
@@ -192,15 +218,6 @@ class RunCallback(BaseCallback):
         self.logger.record("eval/success_rate", metrics["success_rate"])
 
 
-def save_checkpoint(model: BaseAlgorithm, run_dir: Path) -> None:
-    atomic_write(run_dir / "model.zip", model.save)
-    if hasattr(model, "replay_buffer") and model.replay_buffer is not None:
-        atomic_write(run_dir / "replay_buffer.pkl", model.save_replay_buffer)
-    normalizer = model.get_vec_normalize_env()
-    if normalizer is not None:
-        atomic_write(run_dir / "vecnormalize.pkl", lambda path: normalizer.save(str(path)))
-
-
 def _build_model(settings: dict[str, Any], env: VecEnv, run_dir: Path) -> BaseAlgorithm:
     hyper = settings["hyperparameters"]
     kwargs: dict[str, Any] = {key: hyper[key] for key in MODEL_KEYS if key in hyper}
@@ -218,10 +235,10 @@ def _build_model(settings: dict[str, Any], env: VecEnv, run_dir: Path) -> BaseAl
 
 def train(
     env_id: str,
-    algo: str = "sac",
+    algo: str | None = None,
     steps: int | None = None,
-    seed: int = 0,
-    obs_mode: str = "state",
+    seed: int | None = None,
+    obs_mode: str | None = None,
     run_dir: Path | None = None,
     resume: Path | None = None,
     her: bool | None = None,
@@ -230,16 +247,17 @@ def train(
     demos: Path | None = None,
     n_envs: int | None = None,
 ) -> Path:
-    """Train (or, with ``resume``, continue) a run; returns its folder."""
+    """Train a new run (``algo`` default sac, ``seed`` 0, ``obs_mode`` state) or, with
+    ``resume``, continue one with its own settings (any of those arguments given must agree
+    with them); returns the run folder."""
     started = time.perf_counter()
     if resume is not None:
         run_dir = Path(resume)
-        if not (run_dir / "config.yaml").is_file() or not (run_dir / "model.zip").is_file():
-            raise ValueError(f"{run_dir}: not a run folder with a checkpoint (config.yaml and model.zip)")
         settings = _read_settings(run_dir / "config.yaml")
-        if n_envs is not None and n_envs != settings["hyperparameters"].get("n_envs", 1):
-            raise ValueError(f"{run_dir}: a run resumes with the number of envs it started with; leave out --n-envs")
+        _check_resume(run_dir, settings, env_id=env_id, algo=algo, seed=seed, obs_mode=obs_mode, her=her,
+                      demos=demos, n_envs=n_envs, config_file=config_file)  # fmt: skip
     else:
+        algo, seed, obs_mode = algo or "sac", 0 if seed is None else seed, obs_mode or "state"
         if algo not in ALGORITHMS:
             raise ValueError(f"unknown algorithm {algo!r}; choose from {', '.join(ALGORITHMS)}")
         hyper = load_config(algo, env_id, config_file)
@@ -247,7 +265,13 @@ def train(
         hyper.update({key: value for key, value in overrides.items() if value is not None})
         settings = {"env_id": env_id, "algo": algo, "seed": seed, "obs_mode": obs_mode, "hyperparameters": hyper,
                     "demos": str(Path(demos).resolve()) if demos is not None else None}  # fmt: skip
-        run_dir = Path(run_dir) if run_dir is not None else new_run_dir(env_id, algo, seed)
+        run_dir = check_writable(run_dir if run_dir is not None else new_run_dir(env_id, algo, seed), "run folder")
+        try:
+            str(run_dir).encode()
+        except UnicodeEncodeError:
+            raise ValueError(f"{run_dir!r}: TensorBoard writes only to paths that are UTF-8 text; rename it") from None
+        if run_dir.exists() and not run_dir.is_dir():
+            raise FileExistsError(f"{run_dir} is a file, not a run folder; choose another --run-dir")
         if run_dir.exists() and any(run_dir.iterdir()):
             raise FileExistsError(f"{run_dir} already holds a run; pass --resume {run_dir} or choose another --run-dir")
     hyper = settings["hyperparameters"]
@@ -259,37 +283,57 @@ def train(
     validate(hyper, "settings", settings["algo"])
     if hyper.get("her") and settings["obs_mode"] != "state":
         raise ValueError("HER needs the goal in the observation; pixel policies see images only: pass --no-her")
+    episode, starts = gym.spec(settings["env_id"]).max_episode_steps, hyper.get("learning_starts", 100)  # SB3's
+    if hyper.get("her") and starts < episode:
+        raise ValueError(f"learning_starts {starts} is shorter than an episode of {settings['env_id']} "
+                         f"({episode} steps): HER samples only from finished episodes")  # fmt: skip
 
-    demonstrations = None
-    if settings.get("demos") is not None:
-        probe = make_env(settings)
-        try:
-            demonstrations = imitation.Demonstrations(Path(settings["demos"]), probe)
-        finally:
-            probe.close()
-    env = _vec_env(settings)
-    try:
-        if hyper.get("normalize", True) and settings["obs_mode"] == "state":
-            stats = run_dir / "vecnormalize.pkl"
-            if resume is not None and stats.is_file():
+    with contextlib.ExitStack() as stack:
+        latest = None
+        if resume is not None:
+            stack.enter_context(checkpoint.locked(run_dir))
+            latest = checkpoint.current(run_dir)
+            if latest is not None:
+                checkpoint.require(latest, checkpoint.set_files(settings))
+            elif (run_dir / checkpoint.MODEL).exists():
+                raise ValueError(f"{run_dir}: a run folder of an older surgisim (no {checkpoint.MANIFEST}); it can be "
+                                 "evaluated and exported, not resumed")  # fmt: skip
+            else:
+                print(f"{run_dir}: no checkpoint yet; training starts again from step 0", file=sys.stderr)
+        demonstrations = None
+        if settings.get("demos") is not None:
+            probe = make_env(settings)
+            try:
+                demonstrations = imitation.Demonstrations(Path(settings["demos"]), probe)
+            finally:
+                probe.close()
+        env = _vec_env(settings)
+        stack.callback(lambda: env.close())
+        if checkpoint.normalised(settings):
+            if latest is not None:
+                stats = latest[checkpoint.NORMALIZATION]
                 env = _loaded(stats, lambda: VecNormalize.load(str(stats), env))
             else:
                 env = VecNormalize(env, norm_obs=True, norm_reward=False, clip_obs=10.0)
-        if resume is not None:
-            model = load_model(run_dir, env)
+        if latest is not None:
+            model = load_model(latest.folder, env)
             model.tensorboard_log = str(run_dir / "tensorboard")
-            buffer = run_dir / "replay_buffer.pkl"
-            if buffer.is_file():
+            if checkpoint.REPLAY_BUFFER in latest.files:
                 # The episode in progress at the checkpoint is cut there; the new one starts afresh.
+                buffer = latest[checkpoint.REPLAY_BUFFER]
                 _loaded(buffer, lambda: model.load_replay_buffer(buffer, truncate_last_traj=True))
         else:
             model = _build_model(settings, env, run_dir)
             if demonstrations is not None:
                 _start_from_demos(model, demonstrations, hyper, settings["seed"])
         # Written only once everything has loaded: a failed start or resume leaves the run as it was.
-        run_dir.mkdir(parents=True, exist_ok=True)
+        if resume is None:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(checkpoint.locked(run_dir))
+        checkpoint.clean(run_dir, latest)
+        _keep_evaluations_until(run_dir / "eval.csv", latest.timesteps if latest is not None else None)
         (run_dir / "config.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
-        with (run_dir / "command.txt").open("a") as handle:
+        with (run_dir / "command.txt").open("a", errors="surrogateescape") as handle:  # argv as the shell gave it
             handle.write(shlex.join(sys.argv) + "\n")
         callbacks: list[BaseCallback] = [RunCallback(run_dir, settings, started)]
         if demonstrations is not None and hyper.get("bc_weight", 0.0) > 0 and hasattr(model, "replay_buffer"):
@@ -298,11 +342,48 @@ def train(
         if remaining > 0:
             model.learn(remaining, callback=callbacks, reset_num_timesteps=False, progress_bar=progress_bar,
                         tb_log_name=settings["algo"])  # fmt: skip
-        save_checkpoint(model, run_dir)
+        checkpoint.save(model, run_dir, settings)
         record_video(ModelPolicy(model, model.get_vec_normalize_env()), settings, run_dir / "final_policy.mp4")
-    finally:
-        env.close()
     return run_dir
+
+
+def _check_resume(run_dir: Path, settings: dict[str, Any], **asked: Any) -> None:
+    """A ``ValueError`` when a resume asks for something other than the run's own settings:
+    a run continues as it started."""
+    if asked.pop("config_file") is not None:
+        raise ValueError(f"{run_dir} resumes with its own settings ({run_dir / 'config.yaml'}); leave out --config")
+    hyper = settings["hyperparameters"]
+    demos = asked.pop("demos")
+    run = {"env_id": settings["env_id"], "algo": settings["algo"], "seed": settings["seed"],
+           "obs_mode": settings["obs_mode"], "her": bool(hyper.get("her", False)),
+           "n_envs": hyper.get("n_envs", 1)}  # fmt: skip
+    for key, value in asked.items():
+        if value is not None and value != run[key]:
+            raise ValueError(f"{run_dir} was started with {key} {run[key]!r}, not {value!r}; a run resumes as it "
+                             f"started: leave out --{key.replace('_', '-')} or start a new run")  # fmt: skip
+    if demos is not None and str(Path(demos).resolve()) != settings.get("demos"):
+        raise ValueError(f"{run_dir} was started with demos {settings.get('demos')}; leave out --demos")
+
+
+def _keep_evaluations_until(path: Path, timesteps: int | None) -> None:
+    """Drop the rows of ``eval.csv`` that a resume will measure again: those after the
+    checkpoint it continues from (all of them when it starts again from step 0)."""
+    if not path.is_file():
+        return
+    with path.open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    kept = [row for row in rows[1:] if timesteps is not None and int(row[0]) <= timesteps]
+    if len(kept) == len(rows) - 1:
+        return
+    if not kept:
+        path.unlink()
+        return
+
+    def write(temporary: Path) -> None:
+        with temporary.open("w", newline="") as handle:
+            csv.writer(handle).writerows([rows[0], *kept])
+
+    atomic_write(path, write)
 
 
 def _start_from_demos(model: BaseAlgorithm, demos: imitation.Demonstrations, hyper: dict[str, Any], seed: int) -> None:
@@ -313,14 +394,18 @@ def _start_from_demos(model: BaseAlgorithm, demos: imitation.Demonstrations, hyp
     imitation.behaviour_clone(model, demos, hyper.get("bc_steps", 0), seed)
 
 
-def _read_settings(path: Path) -> dict[str, Any]:
-    """A run's config.yaml, checked."""
+def _read_settings(path: Path, required: bool = True) -> dict[str, Any]:
+    """A run's config.yaml, checked (``{}`` where there is none and ``required`` is false)."""
+    if not path.is_file():
+        if required:
+            raise ValueError(f"{path.parent}: not a run folder (no config.yaml)")
+        return {}
+    settings = read_yaml(path, "run configuration")
     try:
-        settings = yaml.safe_load(path.read_text())
         hyper = settings["hyperparameters"]
         missing = [key for key in ("env_id", "algo", "seed", "obs_mode") if key not in settings]
         algo = settings["algo"]
-    except (yaml.YAMLError, TypeError, KeyError) as error:
+    except (TypeError, KeyError) as error:
         raise ValueError(f"{path}: not a run configuration ({type(error).__name__}: {error})") from None
     if missing:
         raise ValueError(f"{path}: missing {', '.join(missing)}")
@@ -340,10 +425,9 @@ def record_video(policy: ModelPolicy, settings: dict[str, Any], path: Path, epis
     """An endoscope-view video of the policy over a few evaluation episodes."""
     from surgisim.agents.evaluate import evaluate
 
-    frames: list[np.ndarray] = []
     kwargs = {**env_kwargs(settings), "render_mode": "rgb_array", "render_size": 128}
-    evaluate(settings["env_id"], policy, episodes, EVAL_SEED, kwargs, on_frame=frames.append)
-    write_video(frames, path, fps=10)
+    with video_writer(path, fps=10) as append:
+        evaluate(settings["env_id"], policy, episodes, EVAL_SEED, kwargs, on_frame=append)
 
 
 __all__ = ["ALGORITHMS", "ConfigError", "ModelPolicy", "load_model", "load_policy", "train"]

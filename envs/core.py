@@ -25,8 +25,9 @@ Actions, all in [-1, 1], one block per driven arm in the task's order
     PSM, joint (7): changes of the six joints (0.05 rad, or 5 mm for the insertion) and the jaw angle.
     ECM, cartesian (4): camera translation (x, y, z) of up to 5 mm and a roll of up to 0.1 rad;
     the camera always looks along its shaft, through the RCM. ECM, joint (4): joint changes.
-    Joint limits always apply. A non-finite action or one of the wrong shape raises ``ValueError``
-    and changes nothing.
+    Joint limits always apply. A non-finite or complex action or one of the wrong shape raises
+    ``ValueError`` and changes nothing. After ``close``, every method but ``close`` raises
+    ``RuntimeError``.
 
 Observation (a dict; HER-ready)
     ``observation`` (float32): each driven arm's state (PSM: tip position, tip rotation as 6-D,
@@ -142,6 +143,7 @@ class SurgicalEnv(gym.Env):
     # -- episode ---------------------------------------------------------------------------------
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+        self._check_open()
         super().reset(seed=seed)
         self._reset_arms()
         self.task.failed = False
@@ -168,24 +170,35 @@ class SurgicalEnv(gym.Env):
     def apply_action(self, action: Any) -> None:
         """Move the driven arms as ``step`` does, without advancing the task. The ROS 2 bridge
         uses it on a model of the robot to turn a policy's action into set-points."""
+        self._check_open()
         self._apply(self._validated(action))
 
     def advance(self) -> tuple[dict, dict]:
         """Advance the task's world by one step from the arms as they are (set by ``step``, or by
         a robot's commands in the ROS 2 sim twin); returns the observation and info."""
+        self._check_open()
         self.task.step_world(self.scene)
         observation = self._observation()
         return observation, self._info(observation, self.task.cost(self.scene))
 
     def observe(self) -> dict[str, np.ndarray]:
         """The observation of the current state, nothing moved."""
+        self._check_open()
         return self._observation()
 
+    def _check_open(self) -> None:
+        if self.scene.sim.client is None:
+            raise RuntimeError("this env is closed; make a new one with gymnasium.make")
+
     def _validated(self, action: Any) -> np.ndarray:
+        size = self.action_space.shape[0]
         try:
-            array = np.asarray(action, dtype=np.float64)
+            array = np.asarray(action)
+            if np.iscomplexobj(array):
+                raise TypeError(f"it holds complex numbers: {array.tolist()}")
+            array = array.astype(np.float64)
         except (TypeError, ValueError) as error:
-            raise ValueError(f"action must be an array of {self.action_space.shape[0]} numbers: {error}") from None
+            raise ValueError(f"action must be an array of {size} real numbers: {error}") from None
         if array.shape != self.action_space.shape:
             raise ValueError(
                 f"action has shape {array.shape}, expected {self.action_space.shape} for "
@@ -288,6 +301,7 @@ class SurgicalEnv(gym.Env):
         }
 
     def render(self) -> np.ndarray | None:
+        self._check_open()
         if self.render_mode != "rgb_array":
             return None
         return self.scene.render(self.render_size)["rgb"]

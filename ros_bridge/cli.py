@@ -11,9 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 TRANSPORTS = ("auto", "dds", "rclpy")
+RATE_RANGE = (1.0, 1000.0)  # Hz: CRTK arms take servo commands at 100-1000 Hz; below 1 Hz nothing reacts
 
 
 def _positive(value: str) -> float:
@@ -23,24 +22,32 @@ def _positive(value: str) -> float:
     return number
 
 
+def _rate(value: str) -> float:
+    number = float(value)
+    if not RATE_RANGE[0] <= number <= RATE_RANGE[1]:
+        raise argparse.ArgumentTypeError(f"must be from {RATE_RANGE[0]:g} to {RATE_RANGE[1]:g} Hz, got {value}")
+    return number
+
+
 def load_limits(path: Path | None) -> Any:
-    """Shield limits from a YAML file of ``ShieldLimits`` fields (the others keep their defaults)."""
+    """Shield limits from a YAML file of ``ShieldLimits`` fields (the others keep their defaults);
+    a ``ValueError`` naming the file and the field when one is unknown, given twice or invalid."""
+    from surgisim.agents.config import read_yaml
     from surgisim.ros_bridge.shield import ShieldLimits
 
     if path is None:
         return ShieldLimits()
-    try:
-        values = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as error:
-        raise ValueError(f"{path}: cannot read shield limits ({error})") from None
+    values = read_yaml(path, "shield limits")
+    values = {} if values is None else values
     known = {item.name for item in dataclasses.fields(ShieldLimits)}
-    if not isinstance(values, dict) or set(values) - known:
-        unknown = sorted(set(values) - known) if isinstance(values, dict) else values
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a mapping of shield limits ({', '.join(sorted(known))})")
+    unknown = sorted(map(str, set(values) - known))
+    if unknown:
         raise ValueError(f"{path}: unknown shield limits {unknown}; known: {', '.join(sorted(known))}")
     try:
-        converted = {key: tuple(value) if isinstance(value, list) else value for key, value in values.items()}
-        return ShieldLimits(**converted)
-    except (TypeError, ValueError) as error:
+        return ShieldLimits(**values)
+    except ValueError as error:
         raise ValueError(f"{path}: {error}") from None
 
 
@@ -86,7 +93,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     runner = PolicyRunner(transport, args.env_id, args.policy, profile, shield, args.dry_run, 1.0 / args.rate)
     stopped = _stop_on_signals()
     try:
-        if args.enable and profile.kind == "dvrk" and not runner.enable():
+        if args.enable and profile.kind == "dvrk" and not runner.enable(stop=lambda: stopped[0]):
+            if stopped[0]:
+                raise KeyboardInterrupt
             raise ValueError(f"{profile.namespace} did not report ENABLED and homed within 30 s of enable and home")
 
         def stop() -> bool:
@@ -103,22 +112,24 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_record(args: argparse.Namespace) -> int:
     import time
 
-    from surgisim.ros_bridge.nodes import GOAL, INFO
+    from surgisim.agents.files import check_writable
+    from surgisim.ros_bridge.nodes import GOAL, INFO, SPIN_WAIT
     from surgisim.ros_bridge.profiles import DvrkProfile
     from surgisim.ros_bridge.recorder import Recorder
     from surgisim.ros_bridge.transport import make_transport
 
+    out = check_writable(args.out, "bag")
     profile = DvrkProfile(args.namespace)
     topics = [profile.measured_js, profile.measured_cp, profile.jaw_measured_js, profile.operating_state,
               profile.state_command, profile.servo_cp, profile.servo_jp, profile.jaw_servo_jp, profile.hold, GOAL,
               INFO]  # fmt: skip
     transport = make_transport(args.transport)
-    recorder = Recorder(transport, topics, args.out)
+    recorder = Recorder(transport, topics, out)
     stopped = _stop_on_signals()
     started = time.monotonic()
     try:
         while not stopped[0] and (args.duration is None or time.monotonic() - started < args.duration):
-            transport.spin_once(0.05)
+            transport.spin_once(SPIN_WAIT)
     finally:
         path = recorder.close()
         transport.close()
@@ -126,7 +137,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(commands: Any, env_id_type: Any) -> None:
+def add_commands(commands: Any, env_id_type: Any, seed_type: Any) -> None:
     """Add ``surgisim ros twin | run | record`` to the ``surgisim`` parser."""
     ros = commands.add_parser("ros", help="ROS 2 bridge: run a policy on a robot, a sim twin, a recorder")
     nodes = ros.add_subparsers(dest="ros_command", required=True)
@@ -140,8 +151,8 @@ def add_commands(commands: Any, env_id_type: Any) -> None:
 
     twin = nodes.add_parser("twin", help="run a surgisim env as a dVRK arm on ROS 2 topics")
     twin.add_argument("env_id", nargs="?", default="surgisim/NeedleReach-v0", type=env_id_type)
-    twin.add_argument("--seed", type=int, default=0)
-    twin.add_argument("--rate", type=_positive, default=100.0, help="state publishing rate, Hz")
+    twin.add_argument("--seed", type=seed_type, default=0)
+    twin.add_argument("--rate", type=_rate, default=100.0, help="state publishing rate, 1 to 1000 Hz")
     twin.add_argument("--camera", action="store_true", help="also publish the endoscope image")
     twin.add_argument("--image-size", type=int, default=84, help="side of the published image, pixels")
     twin.add_argument("--until-success", action="store_true", help="stop once the task succeeds")
@@ -157,7 +168,7 @@ def add_commands(commands: Any, env_id_type: Any) -> None:
         choices=("servo_cp", "servo_jp", "joint_trajectory", "commands"),
         help="dvrk: servo_cp (default), servo_jp; ros2_control: joint_trajectory (default), commands",
     )
-    run.add_argument("--rate", type=_positive, default=100.0, help="command rate, Hz")
+    run.add_argument("--rate", type=_rate, default=100.0, help="command rate, 1 to 1000 Hz")
     run.add_argument("--limits", type=Path, help="YAML file of shield limits (see surgisim.ros_bridge.shield)")
     run.add_argument("--dry-run", action="store_true", help="publish to preview topics only")
     run.add_argument("--enable", action="store_true", help="send enable and home to the arm first")

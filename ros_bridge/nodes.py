@@ -40,6 +40,7 @@ CAMERA = Topic("/surgisim/camera/image_raw", msg.IMAGE, QOS_SENSOR)
 # Tasks whose observation the runner can build from robot topics and a goal: the others need the
 # positions of needles, anatomy or lesions, which no robot topic reports.
 DEPLOYABLE = ("NeedleReach",)
+SPIN_WAIT = 0.05  # s: the longest a loop waits for messages before it checks its stop flag and deadline
 
 
 def _publisher(transport: Transport, topic: Topic) -> Callable[[Any], None]:
@@ -171,7 +172,7 @@ class PolicyRunner:
 
     def __init__(self, transport: Transport, env_id: str, policy: str | Any, profile: DvrkProfile | Ros2ControlProfile,
                  shield: SafetyShield, dry_run: bool = False, period: float = 0.01) -> None:  # fmt: skip
-        from surgisim.agents.evaluate import make_policy
+        from surgisim.agents.evaluate import check_policy, make_policy
 
         self.transport, self.profile, self.shield, self.dry_run = transport, profile, shield, dry_run
         if task_name(env_id) not in DEPLOYABLE:
@@ -189,6 +190,11 @@ class PolicyRunner:
                 f"this policy needs {', '.join(self.image_keys)} images; the camera topic carries rgb only"
             )
         self.image_size = needs.get("image_size")
+        # What the runner gives the policy: the model's state, and the camera topic's images.
+        spaces = dict(self.env.observation_space.spaces)
+        spaces.update({key: gym.spaces.Box(0, 255, (self.image_size, self.image_size, 3), np.uint8)
+                       for key in self.image_keys})  # fmt: skip
+        check_policy(self.policy, env_id, gym.spaces.Dict(spaces), self.env.action_space)
         self.image: np.ndarray | None = None
         self.arm = self.model.scene.psm
         self.goal: np.ndarray | None = None
@@ -246,12 +252,12 @@ class PolicyRunner:
         """Send a CRTK state command (enable, home, ...); dVRK profile only."""
         self.publish_state_command(msg.string_stamped(command, time.time()))
 
-    def enable(self, timeout: float = 30.0) -> bool:
+    def enable(self, timeout: float = 30.0, stop: Callable[[], bool] = lambda: False) -> bool:
         """Ask the arm to enable and home (again every half second, as a command sent before the
-        arm was listening is lost) until it reports ENABLED and homed."""
+        arm was listening is lost) until it reports ENABLED and homed, or ``stop()``."""
         deadline, asked = time.monotonic() + timeout, -1.0
-        while time.monotonic() < deadline:
-            self.transport.spin_once(0.05)
+        while time.monotonic() < deadline and not stop():
+            self.transport.spin_once(SPIN_WAIT)
             if self.shield.state == "ENABLED" and self.shield.homed:
                 return True
             if time.monotonic() - asked > 0.5:
@@ -337,7 +343,7 @@ def run_twin(twin: SimTwin, rate: float, duration: float | None = None, until_su
     while (duration is None or time.monotonic() - started < duration) and not stop():
         now = time.monotonic()
         if now < next_tick:
-            twin.transport.spin_once(next_tick - now)
+            twin.transport.spin_once(min(next_tick - now, SPIN_WAIT))
             continue
         info = twin.tick()
         ticks += 1
@@ -358,11 +364,11 @@ def run_policy(runner: PolicyRunner, rate: float, duration: float | None = None,
     while (duration is None or time.monotonic() - started < duration) and not stop():
         now = time.monotonic()
         if now < due:
-            runner.transport.spin_once(due - now)
+            runner.transport.spin_once(min(due - now, SPIN_WAIT))
             continue
         runner.transport.spin_once()
         runner.state_arrival = None  # answer the next state, not one that waited for the tick
-        while not runner.fresh() and time.monotonic() < due + period / 2:
+        while not runner.fresh() and time.monotonic() < due + period / 2 and not stop():
             runner.transport.spin_once(0.0005)
         runner.tick(spin=False)
         ticks += 1

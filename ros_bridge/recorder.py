@@ -2,8 +2,8 @@
 and ``ros2 bag``. Messages are stored as the CDR ROS 2 sends, stamped with their arrival time.
 
 The bag is written beside its destination and moved into place when closed, so an interrupted
-recording leaves no half-written bag where one was asked for, and an existing bag is never
-overwritten.
+recording leaves no half-written bag where one was asked for (what a killed one left is removed
+by the next recording to the same path), and an existing bag is never overwritten.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 
 from rosbags.rosbag2 import StoragePlugin, Writer
 
+from surgisim.agents.files import remove_stale, staging_prefix
 from surgisim.ros_bridge.messages import TYPESTORE, encode
 from surgisim.ros_bridge.profiles import Topic
 from surgisim.ros_bridge.transport import Transport
@@ -30,7 +31,8 @@ class Recorder:
         if self.path.exists():
             raise FileExistsError(f"{self.path} already exists; choose another bag path")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.staging = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", dir=self.path.parent))
+        remove_stale(self.path)
+        self.staging = Path(tempfile.mkdtemp(prefix=staging_prefix(self.path), dir=self.path.parent))
         self.writer = Writer(self.staging / self.path.name, version=8, storage_plugin=StoragePlugin.MCAP)
         self.writer.open()
         self.counts: dict[str, int] = {}

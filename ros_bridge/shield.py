@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from surgisim.agents.config import is_number
 from surgisim.envs.kinematics import JAW_LIMITS
 from surgisim.envs.transforms import rotation_from_vector, rotation_vector
 from surgisim.ros_bridge.messages import OPERATING_STATES, stamp_seconds
@@ -36,9 +37,24 @@ from surgisim.ros_bridge.messages import OPERATING_STATES, stamp_seconds
 LOG = logging.getLogger("surgisim.ros.shield")
 
 
+# Each limit's range, its unit, and how many numbers it holds (0: one number). The upper bounds
+# keep a real arm safe whatever a limits file says: the PSM reaches about 0.24 m from its RCM, and
+# 10 mm per tick is 1 m/s at 100 Hz.
+LIMIT_RANGES: dict[str, tuple[float, float, str, int]] = {
+    "box_low": (-0.3, 0.3, "m", 3),
+    "box_high": (-0.3, 0.3, "m", 3),
+    "insertion": (0.0, 0.25, "m", 2),
+    "max_translation": (0.0, 0.01, "m per tick", 0),
+    "max_rotation": (0.0, 0.5, "rad per tick", 0),
+    "max_jaw_step": (0.0, 0.5, "rad per tick", 0),
+    "state_timeout": (0.0, 1.0, "s", 0),
+}
+
+
 @dataclass(frozen=True)
 class ShieldLimits:
-    """Limits, in the arm's base frame (metres, radians, seconds)."""
+    """Limits, in the arm's base frame (metres, radians, seconds); ranges in ``LIMIT_RANGES``.
+    A value of the wrong type or length, or out of range, is a ``ValueError`` naming it."""
 
     box_low: tuple[float, float, float] = (-0.10, -0.10, -0.20)
     box_high: tuple[float, float, float] = (0.10, 0.10, -0.02)
@@ -49,16 +65,22 @@ class ShieldLimits:
     state_timeout: float = 0.1  # watchdog on the latest joint state
 
     def __post_init__(self) -> None:
-        numbers = [*self.box_low, *self.box_high, *self.insertion, self.max_translation, self.max_rotation,
-                   self.max_jaw_step, self.state_timeout]  # fmt: skip
-        if not all(np.isfinite(numbers)):
-            raise ValueError("shield limits must be finite numbers")
+        for name, (low, high, unit, count) in LIMIT_RANGES.items():
+            value = getattr(self, name)
+            if count and (not isinstance(value, list | tuple) or len(value) != count):
+                raise ValueError(f"{name} must be a list of {count} numbers ({unit}), got {value!r}")
+            values = value if count else [value]
+            if not all(map(is_number, values)):
+                raise ValueError(f"{name} must hold finite numbers ({unit}), not {value!r}")
+            if not all(low <= number <= high for number in values):
+                raise ValueError(f"{name} = {value!r} lies outside {low} to {high} {unit}")
+            object.__setattr__(self, name, tuple(map(float, values)) if count else float(value))
         if any(low >= high for low, high in zip(self.box_low, self.box_high, strict=True)):
-            raise ValueError(f"shield box_low {self.box_low} must lie below box_high {self.box_high}")
-        if not 0 <= self.insertion[0] < self.insertion[1]:
-            raise ValueError(f"shield insertion range {self.insertion} must be increasing and non-negative")
+            raise ValueError(f"box_low {self.box_low} must lie below box_high {self.box_high} on every axis")
+        if not self.insertion[0] < self.insertion[1]:
+            raise ValueError(f"insertion range {self.insertion} must be increasing")
         if min(self.max_translation, self.max_rotation, self.max_jaw_step, self.state_timeout) <= 0:
-            raise ValueError("shield step limits and state_timeout must be positive")
+            raise ValueError("max_translation, max_rotation, max_jaw_step and state_timeout must be positive")
 
 
 @dataclass

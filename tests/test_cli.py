@@ -2,13 +2,19 @@
 
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
+from importlib.resources import files
 
 import imageio.v3 as iio
+import numpy as np
 import pytest
 
 from conftest import ENV_IDS
+from surgisim.agents.files import video_writer
 
 
 def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
@@ -60,3 +66,73 @@ def test_demo_writes_video_and_keeps_existing_files(tmp_path):
 def test_bad_arguments_exit_2_with_a_message(args, message):
     result = run(*args)
     assert result.returncode == 2 and message in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["evaluate", "NeedleReach"], ["demo"], ["demos", "record", "NeedleReach"], ["train", "NeedleReach"],
+     ["ros", "twin"]],
+)  # fmt: skip
+def test_a_negative_seed_is_refused(args):
+    result = run(*args, "--seed", "-1")
+    assert result.returncode == 2 and "a seed is an integer from 0, got -1" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [("video", "must end in .mp4"), ("video.avi", "must end in .mp4"), ("notes.txt/demo.mp4", "is a file"),
+     ("/proc/surgisim-demo.mp4", "does not take new files")],
+)  # fmt: skip
+def test_demo_refuses_an_out_it_cannot_write_before_running(tmp_path, out, message):
+    (tmp_path / "notes.txt").write_text("keep")
+    (tmp_path / "video").mkdir()
+    result = run("demo", "SutureThrow", "--episodes", "50", "--out", out, cwd=tmp_path)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    assert sorted(os.listdir(tmp_path)) == ["notes.txt", "video"] and not os.listdir(tmp_path / "video")
+
+
+def test_export_replaces_only_a_policy_that_surgisim_exported(tmp_path):
+    (tmp_path / "folder.onnx").mkdir()
+    (tmp_path / "theirs.onnx").write_bytes(b"someone else's model")
+    shipped = tmp_path / "shipped.onnx"
+    shutil.copy(files("surgisim.assets") / "policies" / "NeedleReach-v0.onnx", shipped)
+    for out, message in (("folder.onnx", "not a policy that surgisim exported"),
+                         ("theirs.onnx", "not a policy that surgisim exported"),
+                         ("policy", "must end in .onnx")):  # fmt: skip
+        result = run("export", "no-such-run", "--out", out, "--force", cwd=tmp_path)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert (tmp_path / "theirs.onnx").read_bytes() == b"someone else's model"
+    result = run("export", "no-such-run", "--out", "shipped.onnx", "--force", cwd=tmp_path)
+    assert result.returncode == 2 and "no-such-run" in result.stderr  # recognised; the run is what is missing
+    assert sorted(os.listdir(tmp_path)) == ["folder.onnx", "shipped.onnx", "theirs.onnx"]
+
+
+def test_a_video_is_streamed_to_disk_and_appears_only_when_complete(tmp_path):
+    path = tmp_path / "stream.mp4"
+    rng = np.random.default_rng(0)
+    frame = np.zeros((64, 64, 3), dtype=np.uint8)
+    sizes = []
+    with video_writer(path, fps=10) as append:
+        for index in range(200):
+            append(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))  # noise: frames that do not compress
+            if index % 50 == 49:
+                (staging,) = tmp_path.iterdir()  # written aside, beside the destination
+                sizes.append(staging.stat().st_size)
+        assert not path.exists()
+    assert sizes == sorted(sizes) and sizes[0] > 0 and sizes[-1] > sizes[0]  # frames reach the disk as they come
+    assert iio.imread(path).shape == (200, 64, 64, 3)
+    with pytest.raises(RuntimeError), video_writer(tmp_path / "failed.mp4", fps=10) as append:
+        append(frame)
+        raise RuntimeError("the episode failed")
+    assert os.listdir(tmp_path) == ["stream.mp4"]
+
+
+def test_ctrl_c_ends_a_command_with_one_line():
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONUNBUFFERED"}
+    process = subprocess.Popen([sys.executable, "-m", "surgisim.agents.cli", "evaluate", "SutureThrow",
+                                "--episodes", "1000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=env)  # fmt: skip
+    time.sleep(4.0)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130 and err.strip().endswith("surgisim: interrupted") and "Traceback" not in err

@@ -71,3 +71,53 @@ def test_cli_refuses_to_overwrite(tmp_path):
     assert first.returncode == 0 and str(out) in first.stdout
     second = subprocess.run([*args, "--out", str(out)], capture_output=True, text=True, timeout=300)
     assert second.returncode == 2 and "--force" in second.stderr
+
+
+RECORD = [sys.executable, "-m", "surgisim.agents.cli", "demos", "record"]
+
+
+def test_force_replaces_only_a_dataset_that_surgisim_recorded(tmp_path):
+    folder = tmp_path / "x" / "u"
+    folder.mkdir(parents=True)
+    (folder / "thesis.tex").write_text("keep")
+    afile = tmp_path / "notes.txt"
+    afile.write_text("keep too")
+    foreign = record_demos("surgisim/NeedleReach-v0", tmp_path / "theirs", episodes=1)
+    (foreign / "data" / "their_notes.txt").write_text("and this")  # a dataset someone added to
+    for target in (folder, afile, foreign):
+        before = sorted(os.listdir(tmp_path))
+        result = subprocess.run([*RECORD, "NeedleReach", "--episodes", "1", "--out", str(target), "--force"],
+                                capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert result.returncode == 2 and "not a dataset that surgisim recorded" in result.stderr
+        assert sorted(os.listdir(tmp_path)) == before  # no staging or parked copy left behind
+    assert (folder / "thesis.tex").read_text() == "keep" and afile.read_text() == "keep too"
+    assert (foreign / "data" / "their_notes.txt").exists() and load_demos(foreign).total_episodes == 1
+
+
+def test_a_relative_out_is_written_where_it_says(tmp_path):
+    result = subprocess.run([*RECORD, "NeedlePick", "--episodes", "2", "--out", "demos/NeedlePick-expert"],
+                            capture_output=True, text=True, timeout=300, cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert load_demos(tmp_path / "demos" / "NeedlePick-expert").total_episodes == 2
+    assert os.listdir(tmp_path / "demos") == ["NeedlePick-expert"]
+
+
+def test_what_a_killed_recording_left_is_removed_by_the_next(tmp_path):
+    out = tmp_path / "reach"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".reach.surgisim-{dead.pid}-k1ll3d"  # as a SIGKILLed recording leaves it
+    (stale / "surgisim").mkdir(parents=True)
+    live = tmp_path / f".reach.surgisim-{os.getpid()}-w0rk1n"  # a recording still in progress
+    live.mkdir()
+    record_demos("surgisim/NeedleReach-v0", out, episodes=1)
+    assert sorted(os.listdir(tmp_path)) == sorted(["reach", live.name])
+
+
+@pytest.mark.parametrize("out", ["notes.txt/reach", "/proc/surgisim-reach"])
+def test_an_out_that_cannot_be_written_is_refused_before_recording(tmp_path, out):
+    (tmp_path / "notes.txt").write_text("keep")
+    result = subprocess.run([*RECORD, "SutureThrow", "--episodes", "100", "--out", out], capture_output=True,
+                            text=True, timeout=60, cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 2 and "cannot write the dataset" in result.stderr
+    assert "Traceback" not in result.stderr and os.listdir(tmp_path) == ["notes.txt"]

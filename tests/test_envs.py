@@ -155,12 +155,14 @@ def test_anatomy_contact_costs_and_fails_the_episode(make_env):
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
-@pytest.mark.parametrize("bad_action", [[np.nan] * 7, [np.inf] * 7, [0.0] * 9, [[0.0] * 5], "left", None], ids=str)
+@pytest.mark.parametrize(
+    "bad_action", [[np.nan] * 7, [np.inf] * 7, [0.0] * 9, [[0.0] * 5], "left", None, [0.5 + 0.5j] * 7], ids=str
+)
 def test_bad_action_raises_and_changes_nothing(make_env, env_id, bad_action):
     env = make_env(env_id)
     env.reset(seed=2)
     size = env.action_space.shape[0]
-    if isinstance(bad_action, list) and np.ndim(bad_action) == 1 and len(bad_action) == 7:
+    if isinstance(bad_action, list) and np.ndim(bad_action) == 1 and len(bad_action) == 7:  # the right size
         bad_action = bad_action[:size]
     before = env.unwrapped.get_state()
     with pytest.raises(ValueError, match="action"):
@@ -208,6 +210,16 @@ def test_step_before_reset_is_an_error():
     with pytest.raises(RuntimeError, match="reset"):
         env.step(np.zeros(5))
     env.close()
+
+
+def test_a_closed_env_says_so():
+    env = SurgicalEnv(render_mode="rgb_array")
+    env.reset(seed=0)
+    env.close()
+    for call in (lambda: env.reset(seed=1), lambda: env.step(np.zeros(5)), env.render, env.observe):
+        with pytest.raises(RuntimeError, match="this env is closed"):
+            call()
+    env.close()  # closing twice is harmless
 
 
 def test_egl_renderer_renders_or_falls_back(recwarn):

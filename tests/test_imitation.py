@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import yaml
 
-from surgisim.agents import imitation
+from surgisim.agents import checkpoint, imitation
 from surgisim.agents.demos import record_demos
 from surgisim.agents.train import load_model, load_policy, make_env, train
 
@@ -61,7 +61,7 @@ def test_training_with_demos_fills_the_buffer_and_clones_the_expert(tmp_path, in
     demos = imitation.Demonstrations(insert_demos, env)
     env.close()
     model = load_model(run)
-    model.load_replay_buffer(run / "replay_buffer.pkl")
+    model.load_replay_buffer(checkpoint.current(run)[checkpoint.REPLAY_BUFFER])
     # Each demonstrated transition fills both envs' slots; then 300 steps over 2 envs.
     assert model.replay_buffer.size() == len(demos) + 150
     stored = model.replay_buffer.actions[: len(demos), :, :]

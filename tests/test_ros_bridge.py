@@ -2,19 +2,26 @@
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 import types
+from importlib.resources import files
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from surgisim.envs.transforms import make_pose, rotation_from_vector
 from surgisim.ros_bridge import messages as msg
 from surgisim.ros_bridge import wire
+from surgisim.ros_bridge.cli import load_limits
 from surgisim.ros_bridge.nodes import GOAL, PolicyRunner, SimTwin
 from surgisim.ros_bridge.profiles import PSM_JOINT_NAMES, DvrkProfile, Ros2ControlProfile
 from surgisim.ros_bridge.shield import SafetyShield, ShieldLimits
@@ -515,7 +522,129 @@ def test_bad_shield_limits_file_is_named(tmp_path):
     assert result.returncode == 2 and str(limits) in result.stderr and "max_speed" in result.stderr
 
 
-def test_a_rate_that_is_not_positive_is_refused():
-    result = subprocess.run([sys.executable, "-m", "surgisim.agents.cli", "ros", "run", "--rate", "0"],
-                            capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert result.returncode == 2 and "must be a positive number, got 0" in result.stderr
+@pytest.mark.parametrize("rate", ["0", "1e-9", "1e6", "nan"])
+def test_a_rate_outside_1_to_1000_hz_is_refused(rate):
+    for command in ("run", "twin"):
+        result = subprocess.run([sys.executable, "-m", "surgisim.agents.cli", "ros", command, "--rate", rate],
+                                capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert result.returncode == 2 and f"must be from 1 to 1000 Hz, got {rate}" in result.stderr
+
+
+@pytest.mark.parametrize("stop", ["duration", "SIGINT", "SIGTERM"])
+def test_the_runner_stops_at_its_deadline_and_on_signals_and_sends_hold(loopback, monkeypatch, stop):
+    domain = {"duration": 64, "SIGINT": 65, "SIGTERM": 66}[stop]
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(domain))
+    listener = DdsTransport()  # plays the arm: counts the holds it is sent
+    holds = []
+    listener.subscribe("/PSM1/hold", msg.EMPTY, holds.append, DvrkProfile().hold.qos)
+    command = [sys.executable, "-m", "surgisim.agents.cli", "ros", "run", "NeedleReach", "--dry-run", "--rate", "1",
+               "--transport", "dds", *(["--duration", "3"] if stop == "duration" else [])]  # fmt: skip
+    runner = subprocess.Popen(command, env=_ros_env(domain), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert listener.wait_for_match("/PSM1/hold", timeout=60), "the runner never started"
+        if stop != "duration":
+            time.sleep(1.5)  # a tick or two
+            runner.send_signal(getattr(signal, stop))
+        out, err = runner.communicate(timeout=10)  # at 1 Hz a tick waits a second; stopping must not
+    finally:
+        runner.kill()
+    assert runner.returncode == 0, err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["refused"]["robot not enabled and homed"] == summary["ticks"] >= 1  # no arm: nothing sent
+    deadline = time.monotonic() + 5
+    while not holds and time.monotonic() < deadline:
+        listener.spin_once(0.05)
+    assert len(holds) == 1  # on the way out
+    listener.close()
+
+
+def test_the_runner_refuses_another_tasks_policy():
+    endoscope = str(files("surgisim.assets") / "policies" / "EndoscopeTrack-v0.onnx")
+    with pytest.raises(ValueError, match="trained on surgisim/EndoscopeTrack-v0, not surgisim/NeedleReach-v0"):
+        PolicyRunner(InProcessTransport(InProcessBus()), REACH, endoscope, DvrkProfile(), SafetyShield())
+
+
+# The limits that keep a real PSM safe whatever a file asks for, as docs/deployment.md states them:
+# the box within 0.3 m of the RCM, insertion within 0.25 m, at most 10 mm, 0.5 rad and 0.5 rad of jaw
+# per tick, a watchdog of at most 1 s.
+SAFE = {"box_low": 0.3, "box_high": 0.3, "insertion": 0.25, "max_translation": 0.01, "max_rotation": 0.5,
+        "max_jaw_step": 0.5, "state_timeout": 1.0}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("max_translation: true\n", "max_translation must hold finite numbers"),
+     ("max_translation: 0.004\nmax_translation: 0.002\n", "'max_translation' appears twice"),
+     ("max_translation: 1.0e6\n", "max_translation = 1000000.0 lies outside 0.0 to 0.01 m per tick"),
+     ("insertion: [0.03, 0.1, 0.2]\n", "insertion must be a list of 2 numbers"),
+     ("box_low: [-0.1, -0.1]\n", "box_low must be a list of 3 numbers"),
+     ("state_timeout: .nan\n", "state_timeout must hold finite numbers"),
+     ("max_rotation: '0.1'\n", "max_rotation must hold finite numbers"),
+     ("box_low: [0.1, 0.1, -0.02]\nbox_high: [0.1, 0.2, -0.01]\n", "must lie below box_high"),
+     ("- max_translation\n", "expected a mapping"),
+     ("max_translation: [0.003\n", "not valid shield limits")],
+)  # fmt: skip
+def test_bad_limits_files_are_refused_naming_the_file_and_the_limit(tmp_path, text, message):
+    path = tmp_path / "limits.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=re.escape(message)) as error:
+        load_limits(path)
+    assert str(path) in str(error.value)
+
+
+def test_limits_files_take_numbers_in_any_yaml_notation(tmp_path):
+    path = tmp_path / "limits.yaml"
+    path.write_text("max_translation: 3e-3\nmax_rotation: 1E-1\nbox_low: [-5e-2, -0.05, -1.6e-1]\n")
+    limits = load_limits(path)
+    assert limits.max_translation == 0.003 and limits.max_rotation == 0.1 and limits.box_low == (-0.05, -0.05, -0.16)
+
+
+LIMIT_VALUES = st.one_of(
+    st.floats(0, 0.02), st.floats(allow_nan=True, allow_infinity=True), st.integers(-(10**9), 10**9), st.booleans(),
+    st.none(), st.text(max_size=4), st.lists(st.floats(-0.5, 0.5), max_size=4),
+    st.lists(st.one_of(st.booleans(), st.text(max_size=2), st.floats(), st.none()), max_size=4),
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    values=st.dictionaries(st.sampled_from([*SAFE, "max_speed", "box"]), LIMIT_VALUES, max_size=7),
+    duplicate=st.booleans(),
+)
+def test_fuzzed_limits_files_give_safe_limits_or_an_error_naming_the_file(values, duplicate):
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "limits.yaml"
+        text = yaml.safe_dump(values, width=1000)
+        path.write_text(text + (text.splitlines()[0] + "\n" if duplicate and values else ""))
+        try:
+            limits = load_limits(path)
+        except ValueError as error:
+            assert str(path) in str(error)
+            return
+    assert not duplicate or not values
+    for name, bound in SAFE.items():
+        value = np.array(getattr(limits, name), dtype=float)
+        assert np.all(np.isfinite(value)) and np.all(np.abs(value) <= bound), name
+    assert all(type(number) is float for number in [*limits.box_low, *limits.box_high, *limits.insertion])
+    assert np.all(np.array(limits.box_low) < np.array(limits.box_high))
+    assert 0 <= limits.insertion[0] < limits.insertion[1]
+    assert min(limits.max_translation, limits.max_rotation, limits.max_jaw_step, limits.state_timeout) > 0
+
+
+def test_what_a_killed_recorder_left_is_removed_by_the_next(tmp_path):
+    from surgisim.ros_bridge.recorder import Recorder
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".session.surgisim-{dead.pid}-k1ll3d"  # as a SIGKILLed recording leaves it
+    (stale / "session").mkdir(parents=True)
+    recorder = Recorder(InProcessTransport(InProcessBus()), [DvrkProfile().hold], tmp_path / "session")
+    assert recorder.close() == tmp_path / "session"
+    assert os.listdir(tmp_path) == ["session"]
+
+
+def test_record_refuses_a_bag_path_it_cannot_write(tmp_path):
+    (tmp_path / "notes.txt").write_text("keep")
+    result = subprocess.run([sys.executable, "-m", "surgisim.agents.cli", "ros", "record", "notes.txt/bag",
+                             "--duration", "1"], capture_output=True, text=True, timeout=120, cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 2 and "cannot write the bag" in result.stderr and "Traceback" not in result.stderr

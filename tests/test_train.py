@@ -2,17 +2,24 @@
 
 import csv
 import json
+import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from importlib.resources import files
+from pathlib import Path
 
 import gymnasium as gym
 import imageio.v3 as iio
 import numpy as np
+import onnx
 import pytest
 import yaml
 
+from surgisim.agents import checkpoint
 from surgisim.agents.config import ConfigError, load_config
 from surgisim.agents.evaluate import evaluate
 from surgisim.agents.export import OnnxPolicy, export_onnx
@@ -43,6 +50,10 @@ def small_config(tmp_path):
     path = tmp_path / "small.yaml"
     path.write_text(yaml.safe_dump({"goal_task": SMALL}))
     return path
+
+
+def files_of(folder):
+    return {path: path.read_bytes() for path in folder.rglob("*") if path.is_file()}
 
 
 def eval_rows(run):
@@ -78,9 +89,12 @@ def test_bad_configs_name_the_file_and_key(tmp_path, entry, message):
 def test_run_folder_holds_every_artifact_and_resume_continues(tmp_path, small_config):
     run = train("surgisim/NeedleReach-v0", steps=400, run_dir=tmp_path / "run", progress_bar=False,
                 config_file=small_config)  # fmt: skip
-    artifacts = {"config.yaml", "command.txt", "model.zip", "replay_buffer.pkl", "vecnormalize.pkl", "eval.csv",
-                 "success.png", "final_policy.mp4", "tensorboard"}  # fmt: skip
+    artifacts = {"config.yaml", "command.txt", "checkpoint.json", "checkpoints", "eval.csv", "success.png",
+                 "final_policy.mp4", "tensorboard"}  # fmt: skip
     assert artifacts <= {path.name for path in run.iterdir()}
+    saved = checkpoint.current(run)
+    assert saved.timesteps == 400 and list((run / "checkpoints").iterdir()) == [saved.folder]  # older sets removed
+    assert set(saved.files) == {"model.zip", "replay_buffer.pkl", "vecnormalize.pkl", "config.yaml"}
     assert load_policy(run).normalizer is not None
     assert iio.imread(run / "success.png").shape[:2] == (320, 500)
     assert iio.imread(run / "final_policy.mp4").shape[1:] == (128, 128, 3)
@@ -92,7 +106,7 @@ def test_run_folder_holds_every_artifact_and_resume_continues(tmp_path, small_co
 
     train("surgisim/NeedleReach-v0", steps=600, resume=run, progress_bar=False)
     resumed = load_model(run)
-    resumed.load_replay_buffer(run / "replay_buffer.pkl")
+    resumed.load_replay_buffer(checkpoint.current(run)["replay_buffer.pkl"])
     assert resumed.num_timesteps == 600
     assert resumed.replay_buffer.size() == 600  # the first 400 transitions were kept
     assert [row["timesteps"] for row in eval_rows(run)] == ["0", "200", "400", "600"]
@@ -163,38 +177,144 @@ def test_her_with_pixels_is_refused(tmp_path, small_config):
 def test_a_run_folder_is_never_overwritten(tmp_path, small_config):
     run = train("surgisim/NeedleReach-v0", steps=100, run_dir=tmp_path / "run", progress_bar=False,
                 config_file=small_config)  # fmt: skip
-    before = (run / "model.zip").read_bytes()
+    before = files_of(run)
     with pytest.raises(FileExistsError, match="--resume"):
         train("surgisim/NeedleReach-v0", steps=100, run_dir=run, progress_bar=False, config_file=small_config)
-    assert (run / "model.zip").read_bytes() == before
+    assert files_of(run) == before
 
 
-def test_resume_after_the_process_is_killed(tmp_path, small_config):
-    run = tmp_path / "killed"
-    command = [sys.executable, "-m", "surgisim.agents.cli", "train", "NeedleReach", "--steps", "100000",
-               "--run-dir", str(run), "--config", str(small_config)]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while not (run / "replay_buffer.pkl").exists() and time.time() < deadline:
-        time.sleep(0.5)
-    time.sleep(1.0)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    checkpoint = load_model(run).num_timesteps
-    assert checkpoint >= 100
-    train("surgisim/NeedleReach-v0", steps=checkpoint + 100, resume=run, progress_bar=False)
-    assert load_model(run).num_timesteps == checkpoint + 100
+# A checkpoint after every step: most of the time goes into writing them, so most kills land in a write
+# (measured: 11 of 20).
+KILLED = {**SMALL, "n_timesteps": 1_000_000, "buffer_size": 20_000, "learning_starts": 50, "checkpoint_freq": 1,
+          "eval_freq": 1_000_000, "eval_episodes": 1}  # fmt: skip
+CLI = [sys.executable, "-m", "surgisim.agents.cli"]
+
+
+def assert_consistent(run, previous=0):
+    """The run's current checkpoint is one complete set: model, replay buffer and normalisation
+    all at the manifest's step count, no transition lost. Returns that step count."""
+    saved = checkpoint.current(run)
+    model = load_model(run)
+    model.load_replay_buffer(saved["replay_buffer.pkl"])
+    assert model.num_timesteps == saved.timesteps >= previous
+    assert model.replay_buffer.size() == saved.timesteps  # one env, buffer larger than the run
+    assert load_policy(run).normalizer.obs_rms["observation"].count > saved.timesteps
+    return saved.timesteps
+
+
+def assert_no_leftovers(run):
+    saved = checkpoint.current(run)
+    assert list((run / "checkpoints").iterdir()) == [saved.folder]
+    assert not [path for path in run.iterdir() if ".surgisim-" in path.name]
+
+
+def test_sigkill_at_random_instants_always_leaves_a_complete_checkpoint(tmp_path):
+    config = tmp_path / "killed.yaml"
+    config.write_text(yaml.safe_dump({"goal_task": KILLED}))
+    run = tmp_path / "run"
+    rng = np.random.default_rng(0)
+    steps, kills = 0, 0
+    while kills < 20:
+        first = kills == 0
+        command = [*CLI, "train", "NeedleReach", *(["--run-dir", str(run), "--config", str(config)] if first
+                                                 else ["--resume", str(run)])]  # fmt: skip
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        started = time.time()
+        if first:  # it gets as far as a checkpoint, however slow the machine: that is the start-up time
+            while not (run / "checkpoint.json").exists() and time.time() < started + 120:
+                time.sleep(0.05)
+            startup = time.time() - started
+        # Later kills fall in start-up, loading and training alike.
+        time.sleep(rng.uniform(0.0, 1.0) if first else rng.uniform(0.6, 1.6) * startup)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        kills += 1
+        if (run / "checkpoint.json").exists():
+            steps = assert_consistent(run, steps)
+    assert steps > KILLED["learning_starts"]  # training went on between kills
+    train("surgisim/NeedleReach-v0", steps=steps + 40, resume=run, progress_bar=False)
+    assert assert_consistent(run) == steps + 40
+    assert_no_leftovers(run)
+
+
+# A small training run in a child process that dies (os._exit: no cleanup, as after SIGKILL) while
+# writing one file of its second checkpoint, when half of that file is on disk; or, for "old set",
+# once the second set is complete and named, before the first is removed.
+DIE_WHILE_WRITING = """
+import os, pathlib, sys
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.vec_env import VecNormalize
+from surgisim.agents import checkpoint
+from surgisim.agents.cli import main
+
+target, run, config = sys.argv[1:]
+writes = []
+
+def written(path):
+    writes.append(path)
+    if len(writes) == 2:
+        os.truncate(path, os.path.getsize(path) // 2)
+        os._exit(9)
+
+def dying(original):
+    def write(self, path, *args, **kwargs):
+        result = original(self, path, *args, **kwargs)
+        written(path)
+        return result
+    return write
+
+if target in ("model.zip", "replay_buffer.pkl", "vecnormalize.pkl"):
+    owner, method = {"model.zip": (BaseAlgorithm, "save"), "vecnormalize.pkl": (VecNormalize, "save"),
+                     "replay_buffer.pkl": (OffPolicyAlgorithm, "save_replay_buffer")}[target]
+    setattr(owner, method, dying(getattr(owner, method)))
+elif target == "config.yaml":
+    write_text = pathlib.Path.write_text
+    def write_set_config(self, text):
+        write_text(self, text)
+        if self.parent.parent.name == "checkpoints":
+            written(self)
+    pathlib.Path.write_text = write_set_config
+elif target == "checkpoint.json":
+    synced = checkpoint._write_synced
+    def write_manifest(path, text):
+        synced(path, text)
+        written(path)
+    checkpoint._write_synced = write_manifest
+else:
+    checkpoint.remove = lambda path: os._exit(9)
+sys.exit(main(["train", "NeedleReach", "--run-dir", run, "--config", config]))
+"""
+
+
+@pytest.mark.parametrize("target", ["model.zip", "replay_buffer.pkl", "vecnormalize.pkl", "config.yaml",
+                                    "checkpoint.json", "old set"])  # fmt: skip
+def test_death_while_writing_each_file_keeps_the_previous_set(tmp_path, target):
+    config = tmp_path / "killed.yaml"
+    config.write_text(yaml.safe_dump({"goal_task": {**KILLED, "checkpoint_freq": 20}}))
+    run = tmp_path / "run"
+    died = subprocess.run([sys.executable, "-c", DIE_WHILE_WRITING, target, str(run), str(config)],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert died.returncode == 9, died.stderr
+    assert len(list((run / "checkpoints").iterdir())) == 2  # the killed write left its set behind
+    expected = 40 if target == "old set" else 20
+    assert assert_consistent(run) == expected
+    train("surgisim/NeedleReach-v0", steps=expected + 20, resume=run, progress_bar=False)
+    assert assert_consistent(run) == expected + 20
+    assert_no_leftovers(run)
 
 
 @pytest.mark.parametrize("damaged", ["vecnormalize.pkl", "replay_buffer.pkl", "config.yaml"])
 def test_resume_from_a_damaged_run_says_which_file_and_changes_nothing(tmp_path, small_config, damaged):
     run = train("surgisim/NeedleReach-v0", steps=100, run_dir=tmp_path / "run", progress_bar=False,
                 config_file=small_config)  # fmt: skip
-    (run / damaged).write_bytes(b"\x00 not what it should be: [")
-    before = {path: path.read_bytes() for path in run.rglob("*") if path.is_file()}
+    path = run / damaged if damaged == "config.yaml" else checkpoint.current(run)[damaged]
+    size = path.stat().st_size
+    path.write_bytes(b"\x00 not what it should be: [".ljust(size, b"x"))  # the size the manifest records
+    before = files_of(run)
     with pytest.raises(ValueError, match=damaged):
         train("surgisim/NeedleReach-v0", steps=200, resume=run, progress_bar=False)
-    assert {path: path.read_bytes() for path in run.rglob("*") if path.is_file()} == before
+    assert files_of(run) == before
 
 
 def test_corrupt_onnx_policy_is_reported(tmp_path):
@@ -215,3 +335,128 @@ def test_corrupt_model_file_is_reported(tmp_path):
     )  # fmt: skip
     assert result.returncode == 2 and str(bad) in result.stderr
     assert not result.stdout.strip() or json.loads(result.stdout) is None
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("finished")
+    config = folder / "small.yaml"
+    config.write_text(yaml.safe_dump({"goal_task": SMALL}))
+    return train("surgisim/NeedleReach-v0", steps=100, run_dir=folder / "run", progress_bar=False, config_file=config)
+
+
+@pytest.fixture
+def run_copy(finished_run, tmp_path):
+    return Path(shutil.copytree(finished_run, tmp_path / "run"))
+
+
+@pytest.mark.parametrize("missing", ["vecnormalize.pkl", "replay_buffer.pkl", "model.zip"])
+def test_a_checkpoint_missing_a_file_is_named_everywhere_and_nothing_runs(run_copy, tmp_path, missing):
+    path = checkpoint.current(run_copy)[missing]
+    path.unlink()
+    before = files_of(run_copy)
+    with pytest.raises(ValueError, match=f"{path} is missing"):
+        train("surgisim/NeedleReach-v0", steps=200, resume=run_copy, progress_bar=False)
+    if missing != "replay_buffer.pkl":  # a policy needs the model and its normalisation, not the buffer
+        with pytest.raises(ValueError, match=f"{path} is missing"):
+            evaluate("surgisim/NeedleReach-v0", str(run_copy), episodes=1)
+        with pytest.raises(ValueError, match=f"{path} is missing"):
+            export_onnx(run_copy, tmp_path / "policy.onnx")
+    assert files_of(run_copy) == before and not (tmp_path / "policy.onnx").exists()
+
+
+def test_a_model_file_without_its_normalisation_is_refused(run_copy):
+    saved = checkpoint.current(run_copy)
+    saved["vecnormalize.pkl"].unlink()
+    with pytest.raises(ValueError, match=r"vecnormalize.pkl is missing: the policy of .* needs"):
+        load_policy(saved["model.zip"])
+
+
+def test_another_tasks_policy_is_refused_with_both_named(finished_run, tmp_path):
+    with pytest.raises(ValueError, match="trained on surgisim/NeedleReach-v0, not surgisim/EndoscopeTrack-v0"):
+        evaluate("surgisim/EndoscopeTrack-v0", str(finished_run), episodes=1)
+    endoscope = files("surgisim.assets") / "policies" / "EndoscopeTrack-v0.onnx"
+    with pytest.raises(ValueError, match="trained on surgisim/EndoscopeTrack-v0, not surgisim/NeedleReach-v0"):
+        evaluate("surgisim/NeedleReach-v0", str(endoscope), episodes=1)
+    anonymous = onnx.load(str(endoscope))  # a file that does not say what it was trained on
+    del anonymous.metadata_props[:]
+    onnx.save(anonymous, str(tmp_path / "anonymous.onnx"))
+    with pytest.raises(ValueError, match=r"takes 'observation' of shape \(\d+,\); surgisim/NeedleReach-v0 gives"):
+        evaluate("surgisim/NeedleReach-v0", str(tmp_path / "anonymous.onnx"), episodes=1)
+
+
+def test_a_run_killed_before_its_first_checkpoint_can_be_resumed(tmp_path, small_config):
+    run = tmp_path / "early"
+    process = subprocess.Popen([*CLI, "train", "NeedleReach", "--run-dir", str(run), "--config", str(small_config),
+                                "--steps", "100000"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 120
+    while not (run / "eval.csv").exists() and time.time() < deadline:  # written at step 0, before the checkpoints
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (run / "checkpoint.json").exists() and (run / "config.yaml").exists()
+    with pytest.raises(FileExistsError, match="--resume"):
+        train("surgisim/NeedleReach-v0", run_dir=run, config_file=small_config, progress_bar=False)
+    with pytest.raises(ValueError, match=r"no checkpoint yet .* --resume"):
+        evaluate("surgisim/NeedleReach-v0", str(run), episodes=1)
+    train("surgisim/NeedleReach-v0", steps=200, resume=run, progress_bar=False)
+    assert checkpoint.current(run).timesteps == 200
+    assert [row["timesteps"] for row in eval_rows(run)] == ["0", "200"]  # step 0 measured once
+
+
+@pytest.mark.parametrize(
+    ("asked", "message"),
+    [({"env_id": "surgisim/EndoscopeTrack-v0"}, "started with env_id 'surgisim/NeedleReach-v0'"),
+     ({"algo": "td3"}, "started with algo 'sac', not 'td3'"), ({"seed": 3}, "started with seed 0, not 3"),
+     ({"obs_mode": "rgb"}, "started with obs_mode 'state'"), ({"her": False}, "started with her True"),
+     ({"n_envs": 2}, "started with n_envs 1"), ({"config_file": "other.yaml"}, "leave out --config")],
+)  # fmt: skip
+def test_resume_refuses_settings_other_than_the_runs(run_copy, asked, message):
+    before = files_of(run_copy)
+    arguments = {"env_id": "surgisim/NeedleReach-v0", **asked}
+    with pytest.raises(ValueError, match=re.escape(message)):
+        train(**arguments, steps=200, resume=run_copy, progress_bar=False)
+    assert files_of(run_copy) == before
+
+
+def test_cli_resume_with_another_algorithm_is_one_line(run_copy):
+    result = subprocess.run([*CLI, "train", "NeedleReach", "--resume", str(run_copy), "--algo", "td3"],
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 2 and "not 'td3'" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [(".inf", "learning_rate = inf is not valid"), (".nan", "learning_rate = nan"), ("10", "learning_rate = 10")],
+)
+def test_learning_rates_that_cannot_train_are_refused(tmp_path, value, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"goal_task:\n  learning_rate: {value}\n")
+    with pytest.raises(ConfigError, match=message):
+        load_config("sac", "surgisim/NeedleReach-v0", path)
+
+
+def test_yaml_numbers_read_as_numbers_and_keys_once(tmp_path):
+    path = tmp_path / "sci.yaml"
+    path.write_text("goal_task:\n  learning_rate: 3e-4\n  buffer_size: 1_000_000\n  gamma: 9.5E-1\n")
+    config = load_config("sac", "surgisim/NeedleReach-v0", path)
+    assert config == {"learning_rate": 0.0003, "buffer_size": 1_000_000, "gamma": 0.95}
+    path.write_text("goal_task:\n  gamma: 0.95\n  gamma: 0.99\n")
+    with pytest.raises(ConfigError, match="line 3: key 'gamma' appears twice"):
+        load_config("sac", "surgisim/NeedleReach-v0", path)
+
+
+def test_her_learning_before_an_episode_can_end_is_refused(tmp_path):
+    path = tmp_path / "early.yaml"
+    path.write_text(yaml.safe_dump({"goal_task": {**SMALL, "learning_starts": 10}}))
+    with pytest.raises(ValueError, match=r"learning_starts 10 is shorter than an episode of .*NeedleReach-v0 \(50"):
+        train("surgisim/NeedleReach-v0", run_dir=tmp_path / "run", config_file=path, progress_bar=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_run_folder_whose_name_is_not_utf8_is_refused_before_anything_is_written(tmp_path, small_config):
+    run = os.fsencode(tmp_path) + b"/run-\xff"
+    result = subprocess.run([*CLI, "train", "NeedleReach", "--steps", "100", "--run-dir", run, "--config",
+                             str(small_config)], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 2 and "UTF-8" in result.stderr and "Traceback" not in result.stderr
+    assert sorted(os.listdir(tmp_path)) == ["small.yaml"]
