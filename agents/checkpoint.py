@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 from stable_baselines3.common.base_class import BaseAlgorithm
 
-from surgisim.agents.files import atomic_write, remove, remove_stale
+from surgisim.agents.files import atomic_write, remove, remove_stale, unprivate
 
 MANIFEST = "checkpoint.json"
 FOLDER = "checkpoints"
@@ -65,9 +65,7 @@ def save(model: BaseAlgorithm, run_dir: Path, settings: dict[str, Any]) -> Check
     sets = run_dir / FOLDER
     sets.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix=f"{model.num_timesteps:09d}-", dir=sets))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(folder, 0o777 & ~umask)  # mkdtemp makes it private
+    unprivate(folder)
     model.save(folder / MODEL)
     if REPLAY_BUFFER in set_files(settings):
         model.save_replay_buffer(folder / REPLAY_BUFFER)

@@ -91,6 +91,13 @@ def check_writable(path: Path, what: str, suffixes: tuple[str, ...] = ()) -> Pat
     return path
 
 
+def unprivate(path: Path) -> None:
+    """Give a file or folder that ``tempfile`` made private the permissions the umask gives any other."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
+
+
 @contextlib.contextmanager
 def atomic_file(path: Path) -> Iterator[Path]:
     """A temporary path beside ``path`` to write; it becomes ``path`` when the block ends without
@@ -101,9 +108,7 @@ def atomic_file(path: Path) -> Iterator[Path]:
     os.close(handle)
     try:
         yield Path(temporary)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes it private; give it normal permissions
+        unprivate(Path(temporary))
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
