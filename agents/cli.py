@@ -5,17 +5,24 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import surgisim.envs
+from surgisim.agents.demos import record_demos
 from surgisim.agents.evaluate import evaluate
 from surgisim.agents.files import VIDEO_SUFFIXES, check_writable, free_path, video_writer
+from surgisim.agents.pretrained import available
 from surgisim.envs.core import CONTROLS, OBS_MODES
+
+# Packages add their own subcommands here (``add(commands)`` on the subparsers), as ros2 CLI
+# extensions do: the ROS 2 bridge adds ``surgisim ros`` without this module importing it.
+COMMANDS_GROUP = "surgisim.commands"
 
 DEFAULT_ENV = "surgisim/NeedleReach-v0"
 
 
-def _env_id(value: str) -> str:
+def env_id_type(value: str) -> str:
     """Accept ``surgisim/NeedleReach-v0`` or the short ``NeedleReach``."""
     ids = surgisim.envs.env_ids()
     for env_id in ids:
@@ -62,8 +69,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from surgisim.agents.pretrained import available
-
     name = args.env_id.removeprefix("surgisim/")
     path = Path(args.out) if args.out else Path("surgisim-demo") / f"{name}-seed{args.seed}.mp4"
     path = free_path(check_writable(path, "video", VIDEO_SUFFIXES))
@@ -77,15 +82,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_demos_record(args: argparse.Namespace) -> int:
-    from surgisim.agents.demos import record_demos
-
     path = record_demos(args.env_id, args.out, args.policy, args.episodes, args.seed, args.obs_mode, args.force)
     print(f"wrote {args.episodes} episodes of {args.env_id} ({args.policy}, obs_mode={args.obs_mode}) to {path}")
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from surgisim.agents.train import train
+    from surgisim.agents.train import train  # torch and SB3: loaded only to train
 
     run = train(
         args.env_id,
@@ -105,7 +108,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from surgisim.agents.export import export_onnx
+    from surgisim.agents.export import export_onnx  # torch and onnx: loaded only to export
 
     print(f"wrote {export_onnx(args.run_dir, args.out, args.force)}")
     return 0
@@ -113,7 +116,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def _add_rollout_arguments(parser: argparse.ArgumentParser) -> None:
     """Which env, policy and seeded episodes to roll out."""
-    parser.add_argument("env_id", type=_env_id)
+    parser.add_argument("env_id", type=env_id_type)
     parser.add_argument(
         "--policy", default="expert", help="expert, pretrained, a run folder, a model .zip or a policy .onnx"
     )
@@ -130,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     envs.set_defaults(run=cmd_envs)
 
     demo = commands.add_parser("demo", help="run the best available policy and write an endoscope video")
-    demo.add_argument("env_id", nargs="?", default=DEFAULT_ENV, type=_env_id)
+    demo.add_argument("env_id", nargs="?", default=DEFAULT_ENV, type=env_id_type)
     demo.add_argument("--episodes", type=_positive, default=3)
     demo.add_argument("--seed", type=seed_type, default=0)
     demo.add_argument("--out", help="video path (.mp4); default surgisim-demo/<env>-seed<S>.mp4")
@@ -144,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.set_defaults(run=cmd_evaluate)
 
     training = commands.add_parser("train", help="train a policy with Stable-Baselines3 into a run folder")
-    training.add_argument("env_id", type=_env_id)
+    training.add_argument("env_id", type=env_id_type)
     training.add_argument("--algo", choices=("sac", "td3", "tqc", "ppo"), help="default: sac")
     training.add_argument("--her", action=argparse.BooleanOptionalAction, default=None, help="override the config")
     training.add_argument("--steps", type=_positive, help="total env steps (default: the config's n_timesteps)")
@@ -174,9 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("--force", action="store_true", help="replace a dataset that surgisim recorded at --out")
     record.set_defaults(run=cmd_demos_record)
 
-    from surgisim.ros_bridge.cli import add_commands
-
-    add_commands(commands, _env_id, seed_type)
+    for extension in entry_points(group=COMMANDS_GROUP):
+        extension.load()(commands)
     return parser
 
 
@@ -184,10 +186,6 @@ def main(argv: list[str] | None = None) -> int:
     """Run a command. Expected failures (bad input, a file that cannot be read or written) print
     one line and exit with status 2, Ctrl-C exits with 130; a traceback means a bug."""
     args = build_parser().parse_args(argv)
-    if args.command == "ros":
-        from surgisim.ros_bridge.cli import configure_logging
-
-        configure_logging(args)
     try:
         return args.run(args)
     except (ValueError, OSError) as error:  # ConfigError is a ValueError; FileExistsError an OSError

@@ -37,7 +37,7 @@ def dataset_id(env_id: str, policy: str) -> str:
 
 def default_path(env_id: str, policy: str) -> Path:
     """Where ``minari.load_dataset(dataset_id(...))`` looks for the recording."""
-    from minari.storage.datasets_root_dir import get_dataset_path
+    from minari.storage.datasets_root_dir import get_dataset_path  # minari: the demos extra
 
     return Path(get_dataset_path()) / dataset_id(env_id, policy)
 
@@ -69,7 +69,7 @@ def record_demos(
     force: bool = False,
 ) -> Path:
     """Record ``episodes`` episodes (seeds ``seed``, ``seed + 1``, ...) to a Minari dataset at ``out``."""
-    from minari import create_dataset_from_buffers
+    from minari import create_dataset_from_buffers  # the demos extra
 
     if episodes < 1:
         raise ValueError(f"episodes must be at least 1, got {episodes}")
@@ -116,7 +116,7 @@ def record_demos(
 
 def _rollout(env: gym.Env, actor: Any, index: int, seed: int) -> Any:
     """One episode as a Minari ``EpisodeBuffer`` (observations and infos include the reset)."""
-    from minari.data_collector import EpisodeBuffer
+    from minari.data_collector import EpisodeBuffer  # the demos extra
 
     observation, info = env.reset(seed=seed)
     actor.reset()
@@ -164,7 +164,7 @@ def is_recording(path: Path) -> bool:
 
 def load_demos(path: Path) -> Any:
     """Open a recording (a ``minari.MinariDataset``) from its directory."""
-    from minari import MinariDataset
+    from minari import MinariDataset  # the demos extra
 
     data = Path(path) / "data"
     if not data.is_dir():

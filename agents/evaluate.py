@@ -11,6 +11,8 @@ import numpy as np
 
 import surgisim.envs  # noqa: F401  (registers the environments)
 from surgisim.agents.experts import make_expert
+from surgisim.agents.onnx_policy import OnnxPolicy
+from surgisim.agents.pretrained import load_pretrained
 
 
 def make_policy(name: str | Any, env: gym.Env) -> Any:
@@ -22,15 +24,11 @@ def make_policy(name: str | Any, env: gym.Env) -> Any:
     if name == "expert":
         return make_expert(env)
     if name == "pretrained":
-        from surgisim.agents.pretrained import load_pretrained
-
         return load_pretrained(env.spec.id)
     if Path(name).suffix == ".onnx" and Path(name).is_file():
-        from surgisim.agents.onnx_policy import OnnxPolicy
-
         return OnnxPolicy(Path(name))
     if Path(name).exists():
-        from surgisim.agents.train import load_policy
+        from surgisim.agents.models import load_policy  # torch and SB3: loaded only for a trained model
 
         return load_policy(Path(name))
     raise ValueError(f"unknown policy {name!r}; use expert, pretrained, a run folder, a model .zip or a .onnx")

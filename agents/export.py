@@ -12,12 +12,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
 import torch
 from stable_baselines3.common.policies import BasePolicy
 
 from surgisim.agents.files import atomic_write, check_writable
+from surgisim.agents.models import load_policy
 from surgisim.agents.onnx_policy import ENV_ID_KEY, IMAGE_KEYS, WRITER_KEY, OnnxPolicy
-from surgisim.agents.train import load_policy
 
 __all__ = ["ExportedActor", "OnnxPolicy", "export_onnx"]
 
@@ -61,8 +62,6 @@ class ExportedActor(torch.nn.Module):
 
 def is_export(path: Path) -> bool:
     """Whether ``path`` is a policy file that ``export_onnx`` wrote."""
-    import onnx
-
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception:  # not ONNX at all fails in many ways
@@ -94,8 +93,6 @@ def export_onnx(run: Path, out: Path, force: bool = False) -> Path:
     metadata = {WRITER_KEY: "surgisim export", **({ENV_ID_KEY: policy.env_id} if policy.env_id else {})}
 
     def write(path: Path) -> None:
-        import onnx
-
         with torch.no_grad():
             torch.onnx.export(module, examples, str(path), input_names=keys, output_names=["action"],
                               dynamic_axes=batch, opset_version=17, dynamo=False)  # fmt: skip

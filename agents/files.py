@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import imageio.v2 as imageio
 import numpy as np
 
 VIDEO_SUFFIXES = (".mp4",)
@@ -125,8 +126,6 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 def video_writer(path: Path, fps: int) -> Iterator[Callable[[np.ndarray], None]]:
     """An MP4 written frame by frame (``append(rgb)``), nothing held in memory; it appears at
     ``path`` when the block ends without error."""
-    import imageio.v2 as imageio
-
     with atomic_file(path) as temporary:
         writer = imageio.get_writer(temporary, format="FFMPEG", fps=fps, macro_block_size=1)
         try:
@@ -137,7 +136,7 @@ def video_writer(path: Path, fps: int) -> Iterator[Callable[[np.ndarray], None]]
 
 def plot_success(eval_csv: Path, path: Path, title: str) -> None:
     """A PNG of success rate over env steps from a run's ``eval.csv``."""
-    import matplotlib
+    import matplotlib  # the rl extra
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

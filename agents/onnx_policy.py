@@ -6,6 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime
+
+from surgisim.envs.core import OBS_MODES
 
 IMAGE_KEYS = ("rgb", "depth", "seg")
 # Metadata that ``surgisim export`` writes into the file: the env it was trained on, and who wrote it.
@@ -22,8 +25,6 @@ class OnnxPolicy:
     ``action_shape`` what it takes and gives."""
 
     def __init__(self, path: Path) -> None:
-        import onnxruntime
-
         try:
             self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         except Exception as error:
@@ -46,8 +47,6 @@ class OnnxPolicy:
 
 def _observation_needs(shapes: dict[str, list[Any]]) -> dict[str, Any]:
     """The obs_mode and image size that give these inputs (nothing for a state policy)."""
-    from surgisim.envs.core import OBS_MODES
-
     images = tuple(key for key in IMAGE_KEYS if key in shapes)
     if not images:
         return {}

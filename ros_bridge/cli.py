@@ -1,4 +1,9 @@
-"""``surgisim ros ...``: the bridge's nodes as commands (see ``surgisim ros --help``)."""
+"""``surgisim ros ...``: the bridge's nodes as commands (see ``surgisim ros --help``).
+
+The ``surgisim`` command finds ``add_commands`` through the ``surgisim.commands`` entry point.
+The bridge's own modules are imported when a ros command runs: they need rosbags and cyclonedds
+(the ``ros`` extra), and ``surgisim`` works without them.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,13 @@ import json
 import logging
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
+
+from surgisim.agents.cli import env_id_type, seed_type
+from surgisim.agents.config import read_yaml
+from surgisim.agents.files import check_writable
 
 TRANSPORTS = ("auto", "dds", "rclpy")
 RATE_RANGE = (1.0, 1000.0)  # Hz: CRTK arms take servo commands at 100-1000 Hz; below 1 Hz nothing reacts
@@ -32,8 +42,7 @@ def _rate(value: str) -> float:
 def load_limits(path: Path | None) -> Any:
     """Shield limits from a YAML file of ``ShieldLimits`` fields (the others keep their defaults);
     a ``ValueError`` naming the file and the field when one is unknown, given twice or invalid."""
-    from surgisim.agents.config import read_yaml
-    from surgisim.ros_bridge.shield import ShieldLimits
+    from surgisim.ros_bridge.shield import ShieldLimits  # the ros extra
 
     if path is None:
         return ShieldLimits()
@@ -64,10 +73,11 @@ def _stop_on_signals() -> list[bool]:
 
 
 def cmd_twin(args: argparse.Namespace) -> int:
-    from surgisim.ros_bridge.nodes import SimTwin, run_twin
+    from surgisim.ros_bridge.nodes import SimTwin, run_twin  # the ros extra
     from surgisim.ros_bridge.profiles import DvrkProfile
     from surgisim.ros_bridge.transport import make_transport
 
+    configure_logging(args)
     transport = make_transport(args.transport)
     twin = SimTwin(transport, args.env_id, DvrkProfile(args.namespace), args.seed, args.camera, args.image_size)
     stopped = _stop_on_signals()
@@ -81,11 +91,12 @@ def cmd_twin(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from surgisim.ros_bridge.nodes import PolicyRunner, run_policy
+    from surgisim.ros_bridge.nodes import PolicyRunner, run_policy  # the ros extra
     from surgisim.ros_bridge.profiles import make_profile
     from surgisim.ros_bridge.shield import SafetyShield
     from surgisim.ros_bridge.transport import make_transport
 
+    configure_logging(args)
     limits = load_limits(args.limits)
     profile = make_profile(args.profile, args.namespace, args.command)
     transport = make_transport(args.transport)
@@ -110,14 +121,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    import time
-
-    from surgisim.agents.files import check_writable
-    from surgisim.ros_bridge.nodes import GOAL, INFO, SPIN_WAIT
+    from surgisim.ros_bridge.nodes import GOAL, INFO, SPIN_WAIT  # the ros extra
     from surgisim.ros_bridge.profiles import DvrkProfile
     from surgisim.ros_bridge.recorder import Recorder
     from surgisim.ros_bridge.transport import make_transport
 
+    configure_logging(args)
     out = check_writable(args.out, "bag")
     profile = DvrkProfile(args.namespace)
     topics = [profile.measured_js, profile.measured_cp, profile.jaw_measured_js, profile.operating_state,
@@ -137,8 +146,8 @@ def cmd_record(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(commands: Any, env_id_type: Any, seed_type: Any) -> None:
-    """Add ``surgisim ros twin | run | record`` to the ``surgisim`` parser."""
+def add_commands(commands: Any) -> None:
+    """Add ``surgisim ros twin | run | record`` to the ``surgisim`` parser's subcommands."""
     ros = commands.add_parser("ros", help="ROS 2 bridge: run a policy on a robot, a sim twin, a recorder")
     nodes = ros.add_subparsers(dest="ros_command", required=True)
 

@@ -21,7 +21,6 @@ CRTK_DEFINITIONS = {
     "crtk_msgs/msg/StringStamped": "std_msgs/Header header\nstring string\n",
 }
 OPERATING_STATES = ("DISABLED", "ENABLED", "PAUSED", "FAULT")
-STATE_COMMANDS = ("enable", "disable", "home", "unhome", "pause", "resume")
 
 POSE_STAMPED = "geometry_msgs/msg/PoseStamped"
 JOINT_STATE = "sensor_msgs/msg/JointState"

@@ -25,13 +25,14 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from surgisim.agents.evaluate import check_policy, make_policy
 from surgisim.envs import task_name
 from surgisim.envs.core import OBS_MODES
 from surgisim.envs.transforms import make_pose
 from surgisim.ros_bridge import messages as msg
+from surgisim.ros_bridge.endpoints import QOS_LATCHED, QOS_SENSOR, Transport
 from surgisim.ros_bridge.profiles import JAW_JOINT_NAMES, PSM_JOINT_NAMES, DvrkProfile, Ros2ControlProfile, Topic
 from surgisim.ros_bridge.shield import SafetyShield
-from surgisim.ros_bridge.transport import QOS_LATCHED, QOS_SENSOR, Transport
 
 LOG = logging.getLogger("surgisim.ros")
 GOAL = Topic("/surgisim/goal", msg.POSE_STAMPED, QOS_LATCHED)
@@ -172,8 +173,6 @@ class PolicyRunner:
 
     def __init__(self, transport: Transport, env_id: str, policy: str | Any, profile: DvrkProfile | Ros2ControlProfile,
                  shield: SafetyShield, dry_run: bool = False, period: float = 0.01) -> None:  # fmt: skip
-        from surgisim.agents.evaluate import check_policy, make_policy
-
         self.transport, self.profile, self.shield, self.dry_run = transport, profile, shield, dry_run
         if task_name(env_id) not in DEPLOYABLE:
             raise ValueError(f"{env_id}: the runner deploys tasks observed from the robot alone, with a tool-tip "

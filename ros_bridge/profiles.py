@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from surgisim.envs.kinematics import PSM_DH
 from surgisim.ros_bridge import messages as msg
-from surgisim.ros_bridge.transport import QOS_COMMAND, QOS_DEFAULT, QOS_LATCHED, QOS_SENSOR, QoS
+from surgisim.ros_bridge.endpoints import QOS_COMMAND, QOS_DEFAULT, QOS_LATCHED, QOS_SENSOR, QoS
 
 PSM_JOINT_NAMES = tuple(row.name for row in PSM_DH)  # outer_yaw ... outer_wrist_yaw, as the dVRK names them
 JAW_JOINT_NAMES = ("jaw",)

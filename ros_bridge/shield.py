@@ -161,14 +161,9 @@ class SafetyShield:
             return self._refusal(kind, f"{(now - self.last_state_time) * 1000:.0f} ms old", hold=True)
         return None
 
-    def filter(self, measured: np.ndarray, target: np.ndarray, jaw: float | None, now: float) -> Decision:
-        """The set-point that may leave, moving from the ``measured`` pose towards ``target``."""
-        refusal = self.ready(now)
-        return refusal if refusal is not None else self.limit(measured, target, jaw)
-
     def limit(self, measured: np.ndarray, target: np.ndarray, jaw: float | None) -> Decision:
         """The set-point within the per-tick steps, workspace box and insertion range (call
-        ``ready`` first; ``filter`` does both)."""
+        ``ready`` first, as the runner does each tick)."""
         if not np.all(np.isfinite(target)) or (jaw is not None and not np.isfinite(jaw)):
             return self._refusal("set-point: NaN or inf", hold=True)
         limits = self.limits

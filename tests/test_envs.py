@@ -28,9 +28,7 @@ def test_same_seed_same_rollout(make_env, env_id, control):
     second = rollout(make_env(env_id, control=control), seed=7, steps=120)
     assert_same(first, second)
     other = rollout(make_env(env_id, control=control), seed=8, steps=1)
-    assert not np.array_equal(first[0][0]["desired_goal"], other[0][0]["desired_goal"]) or not np.array_equal(
-        first[0][0]["observation"], other[0][0]["observation"]
-    )
+    assert not np.array_equal(first[0][0]["observation"], other[0][0]["observation"])  # another seed, another start
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)

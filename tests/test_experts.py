@@ -6,6 +6,7 @@ from conftest import ENV_IDS
 from surgisim.agents.evaluate import evaluate
 
 
+@pytest.mark.expensive
 @pytest.mark.parametrize("env_id", ENV_IDS)
 def test_expert_success_over_100_seeded_episodes(env_id):
     metrics = evaluate(env_id, "expert", episodes=100, seed=0)

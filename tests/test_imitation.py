@@ -6,7 +6,8 @@ import yaml
 
 from surgisim.agents import checkpoint, imitation
 from surgisim.agents.demos import record_demos
-from surgisim.agents.train import load_model, load_policy, make_env, train
+from surgisim.agents.models import load_model, load_policy, make_env
+from surgisim.agents.train import train
 
 SMALL = {
     "n_timesteps": 300,

@@ -22,20 +22,12 @@ from surgisim.envs.transforms import make_pose, rotation_from_vector
 from surgisim.ros_bridge import messages as msg
 from surgisim.ros_bridge import wire
 from surgisim.ros_bridge.cli import load_limits
+from surgisim.ros_bridge.dds import DdsTransport, discovery_config, ros_domain_id
+from surgisim.ros_bridge.endpoints import QOS_COMMAND, QOS_LATCHED, QoS
 from surgisim.ros_bridge.nodes import GOAL, PolicyRunner, SimTwin
 from surgisim.ros_bridge.profiles import PSM_JOINT_NAMES, DvrkProfile, Ros2ControlProfile
 from surgisim.ros_bridge.shield import SafetyShield, ShieldLimits
-from surgisim.ros_bridge.transport import (
-    QOS_COMMAND,
-    QOS_LATCHED,
-    DdsTransport,
-    InProcessBus,
-    InProcessTransport,
-    QoS,
-    discovery_config,
-    make_transport,
-    ros_domain_id,
-)
+from surgisim.ros_bridge.transport import InProcessBus, InProcessTransport, make_transport
 
 REACH = "surgisim/NeedleReach-v0"
 SAMPLES = {
@@ -208,8 +200,8 @@ def test_transports_refuse_a_second_type_on_a_topic():
 # -- the rclpy path, with a stand-in for rclpy (it needs a ROS 2 installation) --------------------
 
 
-def test_rclpy_transport_sends_and_receives_cdr(monkeypatch):
-    published, subscriptions = [], []
+def test_rclpy_transport_sends_and_receives_cdr(monkeypatch, request):
+    published, subscriptions, arrived = [], [], []
 
     class Node:
         def create_publisher(self, ros_type, topic, qos):
@@ -229,13 +221,21 @@ def test_rclpy_transport_sends_and_receives_cdr(monkeypatch):
         ReliabilityPolicy=types.SimpleNamespace(RELIABLE="reliable", BEST_EFFORT="best_effort"),
         DurabilityPolicy=types.SimpleNamespace(TRANSIENT_LOCAL="transient_local", VOLATILE="volatile"),
     )
+
+    def spin_once(node, timeout_sec):  # the executor runs the callbacks of what has arrived
+        while arrived:
+            subscriptions[0](arrived.pop(0))
+
     rclpy = types.SimpleNamespace(ok=lambda: True, init=lambda: None, create_node=lambda name: Node(),
-                                  spin_once=lambda node, timeout_sec: None, qos=qos_module)  # fmt: skip
+                                  spin_once=spin_once, qos=qos_module)  # fmt: skip
     utilities = types.SimpleNamespace(get_message=lambda name: name)
     monkeypatch.setitem(sys.modules, "rclpy", rclpy)
     monkeypatch.setitem(sys.modules, "rclpy.qos", qos_module)
     monkeypatch.setitem(sys.modules, "rosidl_runtime_py", types.SimpleNamespace(utilities=utilities))
     monkeypatch.setitem(sys.modules, "rosidl_runtime_py.utilities", utilities)
+    module = "surgisim.ros_bridge.rclpy_transport"  # imported afresh on the stand-in rclpy, forgotten after
+    monkeypatch.delitem(sys.modules, module, raising=False)
+    request.addfinalizer(lambda: sys.modules.pop(module, None))
 
     transport = make_transport("auto")  # rclpy imports, so it is chosen
     assert type(transport).__name__ == "RclpyTransport"
@@ -243,7 +243,9 @@ def test_rclpy_transport_sends_and_receives_cdr(monkeypatch):
     assert published == [msg.encode(SAMPLES[msg.POSE_STAMPED], msg.POSE_STAMPED)]
     received = []
     transport.subscribe("/PSM1/measured_js", msg.JOINT_STATE, received.append)
-    subscriptions[0](msg.encode(SAMPLES[msg.JOINT_STATE], msg.JOINT_STATE))
+    assert transport.spin_once() == 0
+    arrived.extend([msg.encode(SAMPLES[msg.JOINT_STATE], msg.JOINT_STATE)] * 2)
+    assert transport.spin_once() == 2  # what it delivered, as the other transports say
     np.testing.assert_array_equal(received[0].position, SAMPLES[msg.JOINT_STATE].position)
     assert transport.wait_for_match("/PSM1/servo_cp", timeout=0.1)
 
@@ -274,20 +276,26 @@ def test_shield_rejects_unsound_joint_states_and_counts_them():
     assert sum(shield.counts.values()) == 5 and np.all(shield.joints == 0)  # the last good state stays
 
 
+def decide(shield, measured, target, jaw, now):
+    """What the runner does each tick: ready, and only then limit."""
+    refusal = shield.ready(now)
+    return refusal if refusal is not None else shield.limit(measured, target, jaw)
+
+
 def test_shield_clips_steps_and_refuses_outside_the_workspace():
     shield = _ready_shield(max_translation=0.002, max_rotation=0.05)
     measured = make_pose(np.eye(3), [0.0, 0.0, -0.1])
     far = make_pose(rotation_from_vector(np.array([0.0, 0.0, 1.0])), [0.0, 0.03, -0.1])
-    decision = shield.filter(measured, far, 0.5, now=0.05)
+    decision = decide(shield, measured, far, 0.5, now=0.05)
     assert np.linalg.norm(decision.pose[:3, 3] - measured[:3, 3]) == pytest.approx(0.002)
     assert np.linalg.norm(msg_rotation(measured, decision.pose)) == pytest.approx(0.05)
     outside = _ready_shield(box_high=(0.1, 0.1, -0.15))
-    assert outside.filter(measured, measured, 0.0, now=0.05).pose is None
+    assert decide(outside, measured, measured, 0.0, now=0.05).pose is None
     assert outside.counts["set-point: outside the workspace box"] == 1
-    stale = shield.filter(measured, measured, 0.0, now=1.0)
+    stale = decide(shield, measured, measured, 0.0, now=1.0)
     assert stale.pose is None and stale.hold
     shield.accept_operating_state(msg.operating_state("FAULT", True, 2.0))
-    fault = shield.filter(measured, measured, 0.0, now=0.05)
+    fault = decide(shield, measured, measured, 0.0, now=0.05)
     assert fault.pose is None and fault.hold
 
 
@@ -327,7 +335,7 @@ def test_fuzzed_messages_never_produce_a_command_outside_the_limits(events):
             values, now = np.asarray(event[1]), event[2]
             measured = psm_fk(shield.joints) if shield.joints is not None else np.eye(4)
             target = make_pose(rotation_from_vector(np.nan_to_num(values[3:6]) % 7), values[:3])
-            decision = shield.filter(measured, target, values[6], now)
+            decision = decide(shield, measured, target, values[6], now)
             if decision.pose is None:
                 continue
             assert shield.state == "ENABLED" and shield.homed

@@ -1,7 +1,6 @@
 """Training machinery: configs, run folders, checkpoints, resume after a kill, loading models."""
 
 import csv
-import json
 import os
 import re
 import shutil
@@ -23,7 +22,8 @@ from surgisim.agents import checkpoint
 from surgisim.agents.config import ConfigError, load_config
 from surgisim.agents.evaluate import evaluate
 from surgisim.agents.export import OnnxPolicy, export_onnx
-from surgisim.agents.train import load_model, load_policy, train
+from surgisim.agents.models import load_model, load_policy
+from surgisim.agents.train import train
 
 SMALL = {
     "n_timesteps": 400,
@@ -112,9 +112,6 @@ def test_run_folder_holds_every_artifact_and_resume_continues(tmp_path, small_co
     assert [row["timesteps"] for row in eval_rows(run)] == ["0", "200", "400", "600"]
     assert len((run / "command.txt").read_text().splitlines()) == 2
 
-    metrics = evaluate("surgisim/NeedleReach-v0", str(run), episodes=2)
-    assert metrics["episodes"] == 2
-
     # Export: onnxruntime alone gives the SB3 policy's actions (tolerance 1e-5).
     exported = export_onnx(run, tmp_path / "policy.onnx")
     with pytest.raises(FileExistsError, match="--force"):
@@ -128,7 +125,10 @@ def test_run_folder_holds_every_artifact_and_resume_continues(tmp_path, small_co
             np.testing.assert_allclose(onnx_policy(observation), expected, atol=1e-5)
             observation, *_ = env.step(expected)
     env.close()
-    assert evaluate("surgisim/NeedleReach-v0", str(exported), episodes=2)["episodes"] == 2
+    # Whole episodes agree too: the run folder and the exported file are the same policy.
+    from_run, from_file = (evaluate("surgisim/NeedleReach-v0", str(path), episodes=2) for path in (run, exported))
+    assert from_file["mean_episode_length"] == from_run["mean_episode_length"]
+    assert from_file["mean_final_distance_mm"] == pytest.approx(from_run["mean_final_distance_mm"], abs=1e-3)
 
 
 PIXEL = {"n_timesteps": 256, "n_envs": 2, "n_steps": 64, "batch_size": 32, "n_epochs": 1, "image_size": 36,
@@ -155,8 +155,10 @@ def test_pixel_policy_trains_with_ppo_in_two_processes_and_exports(tmp_path):
         np.testing.assert_allclose(exported(observation), expected, atol=1e-5)
         observation, *_ = env.step(expected)
     env.close()
-    # evaluate makes the env the policy needs, whatever obs_mode it was asked for.
-    assert evaluate("surgisim/EndoscopeTrack-v0", str(tmp_path / "pixels.onnx"), episodes=1)["episodes"] == 1
+    # evaluate makes the env the policy needs, whatever obs_mode it was asked for (here state, the default).
+    from_file = evaluate("surgisim/EndoscopeTrack-v0", str(tmp_path / "pixels.onnx"), episodes=1, seed=3)
+    from_run = evaluate("surgisim/EndoscopeTrack-v0", str(run), episodes=1, seed=3)
+    assert from_file["mean_final_distance_mm"] == pytest.approx(from_run["mean_final_distance_mm"], abs=1e-3)
 
 
 def test_settings_of_another_algorithm_are_refused(tmp_path):
@@ -208,6 +210,7 @@ def assert_no_leftovers(run):
     assert not [path for path in run.iterdir() if ".surgisim-" in path.name]
 
 
+@pytest.mark.expensive
 def test_sigkill_at_random_instants_always_leaves_a_complete_checkpoint(tmp_path):
     config = tmp_path / "killed.yaml"
     config.write_text(yaml.safe_dump({"goal_task": KILLED}))
@@ -334,7 +337,7 @@ def test_corrupt_model_file_is_reported(tmp_path):
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 2 and str(bad) in result.stderr
-    assert not result.stdout.strip() or json.loads(result.stdout) is None
+    assert result.stdout == ""  # no half-made metrics for a script to read
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,153 @@
+"""Trained models: loading a run's model and policy, the env a run trains on, and its settings.
+
+A policy loads from a run folder (its current checkpoint), a checkpoint folder or a model file,
+with every file it needs checked (see ``surgisim.agents.checkpoint``).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.wrappers import FilterObservation
+from sb3_contrib import TQC
+from stable_baselines3 import PPO, SAC, TD3
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
+
+from surgisim.agents import checkpoint
+from surgisim.agents.config import read_yaml, validate
+from surgisim.envs.core import OBS_MODES
+
+ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"sac": SAC, "td3": TD3, "tqc": TQC, "ppo": PPO}
+
+
+def env_kwargs(settings: dict[str, Any]) -> dict[str, Any]:
+    """The env arguments of a run: its observation mode, image size and reward."""
+    hyper = settings.get("hyperparameters", {})
+    kwargs = {"obs_mode": settings.get("obs_mode", "state"), "reward_type": hyper.get("reward_type", "sparse")}
+    if "image_size" in hyper:
+        kwargs["image_size"] = hyper["image_size"]
+    return kwargs
+
+
+def make_env(settings: dict[str, Any], worker: bool = False) -> gym.Env:
+    """A training env for the run; a pixel run's sees only the endoscope images."""
+    if worker:
+        torch.set_num_threads(1)
+    env = gym.make(settings["env_id"], **env_kwargs(settings))
+    images = OBS_MODES[settings.get("obs_mode", "state")]
+    return FilterObservation(env, list(images)) if images else env
+
+
+class ModelPolicy:
+    """A trained model as a policy: ``policy(observation) -> action`` (deterministic), with the
+    run's observation normalisation when it had one. ``env_kwargs`` says which observations it
+    needs (its run's obs_mode and image size)."""
+
+    def __init__(self, model: BaseAlgorithm, normalizer: VecNormalize | None = None,
+                 env_kwargs: dict[str, Any] | None = None, env_id: str | None = None,
+                 source: str = "the model") -> None:  # fmt: skip
+        self.model, self.normalizer, self.env_id, self.source = model, normalizer, env_id, source
+        self.keys = list(model.observation_space.spaces)
+        self.env_kwargs = {key: value for key, value in (env_kwargs or {}).items() if key != "reward_type"}
+        # What it takes, as the env gives it: SB3 stores images channels first.
+        self.observation_shapes = {
+            key: (*space.shape[1:], space.shape[0]) if len(space.shape) == 3 else space.shape
+            for key, space in model.observation_space.spaces.items()
+        }
+        self.action_shape = model.action_space.shape
+
+    def reset(self) -> None:
+        """Stateless: nothing to forget."""
+
+    def __call__(self, observation: dict[str, np.ndarray]) -> np.ndarray:
+        observation = {key: observation[key] for key in self.keys}
+        if self.normalizer is not None:
+            observation = self.normalizer.normalize_obs(observation)
+        return self.model.predict(observation, deterministic=True)[0]
+
+
+def load_policy(path: Path) -> ModelPolicy:
+    """The policy of a run folder, checkpoint folder or model file, with its normalisation
+    statistics where the run had them (a missing file is an error naming it)."""
+    model_file, settings = _model_file(Path(path))
+    stats = model_file.parent / checkpoint.NORMALIZATION
+    if settings and checkpoint.NORMALIZATION in checkpoint.policy_files(settings) and not stats.is_file():
+        raise ValueError(f"{stats} is missing: the policy of {path} needs its observation normalisation statistics")
+    model = load_model(model_file)
+    normalizer = None
+    if stats.is_file():
+
+        def load() -> VecNormalize:  # it takes a vectorised env for its spaces: the model's own
+            return VecNormalize.load(str(stats), DummyVecEnv([lambda: model.get_env().envs[0]]))
+
+        normalizer = loaded(stats, load)
+        normalizer.training = False
+    return ModelPolicy(model, normalizer, env_kwargs(settings), settings.get("env_id"), str(path))
+
+
+def _model_file(path: Path) -> tuple[Path, dict[str, Any]]:
+    """The model file of a run folder (its current checkpoint), a checkpoint folder or a model
+    ``.zip``, and the run settings found beside it (empty for a bare model file)."""
+    if (path / "config.yaml").is_file() and not (path / checkpoint.MODEL).exists():  # a run folder
+        current = checkpoint.current(path)
+        if current is None:
+            raise ValueError(
+                f"{path}: no checkpoint yet (the run stopped before its first); continue it with "
+                f"surgisim train ENV_ID --resume {path}"
+            )
+        path = current.folder
+    model_file = path / checkpoint.MODEL if path.is_dir() else path
+    if not model_file.is_file():
+        raise ValueError(f"{model_file}: no such model file; give a run folder or a model .zip")
+    return model_file, read_settings(model_file.parent / "config.yaml", required=False)
+
+
+def load_model(path: Path, env: VecEnv | None = None) -> BaseAlgorithm:
+    """A model from a run folder, checkpoint folder or ``model.zip`` (its algorithm from the
+    run's config.yaml where there is one)."""
+    model_file, settings = _model_file(Path(path))
+    algo = settings.get("algo")
+    if env is None and "env_id" in settings:  # HER models need their env to load
+        env = DummyVecEnv([functools.partial(make_env, settings)])
+    candidates = [ALGORITHMS[algo]] if algo in ALGORITHMS else list(ALGORITHMS.values())
+    errors = []
+    for cls in candidates:
+        try:
+            return cls.load(model_file, env=env, device="cpu")
+        except Exception as error:  # a corrupt or foreign file fails in many ways; report them all
+            errors.append(f"{cls.__name__}: {type(error).__name__}: {error}")
+    raise ValueError(f"{model_file}: cannot load a model ({'; '.join(errors)})")
+
+
+def read_settings(path: Path, required: bool = True) -> dict[str, Any]:
+    """A run's config.yaml, checked (``{}`` where there is none and ``required`` is false)."""
+    if not path.is_file():
+        if required:
+            raise ValueError(f"{path.parent}: not a run folder (no config.yaml)")
+        return {}
+    settings = read_yaml(path, "run configuration")
+    try:
+        hyper = settings["hyperparameters"]
+        missing = [key for key in ("env_id", "algo", "seed", "obs_mode") if key not in settings]
+        algo = settings["algo"]
+    except (TypeError, KeyError) as error:
+        raise ValueError(f"{path}: not a run configuration ({type(error).__name__}: {error})") from None
+    if missing:
+        raise ValueError(f"{path}: missing {', '.join(missing)}")
+    validate(hyper, str(path), algo)
+    return settings
+
+
+def loaded(path: Path, load: Callable[[], Any]) -> Any:
+    """Run ``load``; a file that cannot be read becomes a ValueError naming it."""
+    try:
+        return load()
+    except Exception as error:  # corrupt pickles fail in many ways
+        raise ValueError(f"{path}: cannot be loaded ({type(error).__name__}: {error})") from None
