@@ -58,7 +58,7 @@ class Camera:
     far: float = CAMERA_FAR
 
     def __post_init__(self) -> None:
-        self.projection = self.sim.client.computeProjectionMatrixFOV(self.fov_deg, 1.0, self.near, self.far)
+        self.projection = self.sim.projection_matrix(self.fov_deg, self.near, self.far)
         self.labels = np.zeros(1, dtype=np.uint8)  # body id + 1 -> label
 
     def set_label(self, body: int, label: SegLabel) -> None:
@@ -70,7 +70,7 @@ class Camera:
         """``{"rgb": (H, W, 3)}`` plus ``"depth"`` and ``"seg"`` (H, W, 1) when asked, all uint8."""
         eye = pose[:3, 3]
         forward, down = pose[:3, 2], pose[:3, 1]
-        view = self.sim.client.computeViewMatrix(eye.tolist(), (eye + forward).tolist(), (-down).tolist())
+        view = self.sim.view_matrix(eye, eye + forward, -down)
         rgb, depth_buffer, seg_ids = self.sim.render(view, self.projection, size, size, segmentation=seg)
         images = {"rgb": rgb}
         if depth:

@@ -187,7 +187,7 @@ class SurgicalEnv(gym.Env):
         return self._observation()
 
     def _check_open(self) -> None:
-        if self.scene.sim.client is None:
+        if self.scene.sim.closed:
             raise RuntimeError("this env is closed; make a new one with gymnasium.make")
 
     def _validated(self, action: Any) -> np.ndarray:

@@ -45,25 +45,8 @@ class Needle:
             matrix_to_quat(_rotation_from_x(direction / np.linalg.norm(direction))) for direction in directions
         ]
         half_extents = [[half_length, NEEDLE_WIRE_RADIUS, NEEDLE_WIRE_RADIUS]] * NEEDLE_SEGMENTS
-        client = sim.client
-        visual = client.createVisualShapeArray(
-            shapeTypes=[client.GEOM_BOX] * NEEDLE_SEGMENTS,
-            halfExtents=half_extents,
-            visualFramePositions=centres.tolist(),
-            visualFrameOrientations=[q.tolist() for q in orientations],
-            rgbaColors=[list(NEEDLE_RGBA)] * NEEDLE_SEGMENTS,
-        )
-        collision = client.createCollisionShapeArray(
-            shapeTypes=[client.GEOM_BOX] * NEEDLE_SEGMENTS,
-            halfExtents=half_extents,
-            collisionFramePositions=centres.tolist(),
-            collisionFrameOrientations=[q.tolist() for q in orientations],
-        )
-        self.body = client.createMultiBody(
-            baseMass=NEEDLE_MASS, baseCollisionShapeIndex=collision, baseVisualShapeIndex=visual
-        )
-        client.changeDynamics(self.body, -1, lateralFriction=1.0, rollingFriction=0.001, spinningFriction=0.001)
-        sim.bodies[name] = self.body
+        self.body = sim.create_compound_body(name, half_extents, centres, orientations, NEEDLE_RGBA, NEEDLE_MASS,
+                                             friction=(1.0, 0.001, 0.001))  # fmt: skip
         camera.set_label(self.body, SegLabel.NEEDLE)
 
     def pose(self) -> np.ndarray:
@@ -74,7 +57,7 @@ class Needle:
         """Place the needle at a world pose, at rest or with a (linear, angular) ``velocity`` (6,)."""
         self.sim.set_base_pose(self.name, pose[:3, 3], matrix_to_quat(pose[:3, :3]))
         velocity = np.zeros(6) if velocity is None else np.asarray(velocity, dtype=np.float64)
-        self.sim.client.resetBaseVelocity(self.body, velocity[:3].tolist(), velocity[3:].tolist())
+        self.sim.set_base_velocity(self.name, velocity[:3], velocity[3:])
 
     def state(self) -> np.ndarray:
         """Position (3), orientation quaternion (4) and velocity (6) exactly as PyBullet holds them."""
@@ -83,20 +66,18 @@ class Needle:
 
     def set_state(self, state: np.ndarray) -> None:
         self.sim.set_base_pose(self.name, state[:3], state[3:7])
-        self.sim.client.resetBaseVelocity(self.body, state[7:10].tolist(), state[10:13].tolist())
+        self.sim.set_base_velocity(self.name, state[7:10], state[10:13])
 
     def forget_contacts(self) -> None:
         """Drop PyBullet's cached contacts (solver warm-start data) for the needle, which no saved
         state carries, by taking it out of collision detection for one pass."""
-        client = self.sim.client
-        client.setCollisionFilterGroupMask(self.body, -1, 0, 0)
-        client.performCollisionDetection()
-        client.setCollisionFilterGroupMask(self.body, -1, 1, -1)
+        self.sim.set_collisions(self.name, False)
+        self.sim.detect_collisions()
+        self.sim.set_collisions(self.name, True)
 
     def velocity(self) -> np.ndarray:
         """Linear (m/s) and angular (rad/s) velocity, stacked (6,)."""
-        linear, angular = self.sim.client.getBaseVelocity(self.body)
-        return np.array([*linear, *angular])
+        return np.concatenate(self.sim.base_velocity(self.name))
 
     def points(self, angles: np.ndarray) -> np.ndarray:
         """World positions of the centre line at the given arc angles."""

@@ -43,9 +43,7 @@ class Arm:
         self.tip_link = sim.link_indices(name)[tip_link]
         self.q = np.zeros(len(joint_names))
         self._tip: np.ndarray | None = None  # tip pose of self.q, computed once per set_joints
-        # Kinematic: no physics contacts (contact queries such as Sim.in_contact still see the arm).
-        for link in range(-1, len(indices)):
-            sim.client.setCollisionFilterGroupMask(self.body, link, 0, 0)
+        sim.set_collisions(name, False)  # kinematic: no physics contacts (contact queries still see it)
 
     def set_joints(self, q: np.ndarray) -> None:
         self.q = np.clip(np.asarray(q, dtype=np.float64), self.lower, self.upper)

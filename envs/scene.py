@@ -68,7 +68,7 @@ class Scene:
     def step_physics(self, substeps: int) -> None:
         """Advance free bodies (e.g. a dropped needle) and hold the kinematic arms at their set-points."""
         for _ in range(substeps):
-            self.sim.client.stepSimulation()
+            self.sim.step()
         for arm in self.arms.values():
             arm.set_joints(arm.q)
 

@@ -110,6 +110,61 @@ class Sim:
             params["rgbaColor"] = list(rgba)
         return create(shape_types[kind], **params)
 
+    def create_compound_body(
+        self,
+        name: str,
+        half_extents: list[list[float]],
+        positions: np.ndarray,
+        orientations: list[np.ndarray],
+        rgba: tuple[float, float, float, float],
+        mass: float,
+        friction: tuple[float, float, float],
+    ) -> int:
+        """A free rigid body made of boxes (their half extents, positions and (x, y, z, w)
+        orientations in the body frame), with its mass (kg) and lateral, rolling and spinning
+        friction."""
+        count = len(half_extents)
+        frames = {"halfExtents": half_extents}
+        visual = self.client.createVisualShapeArray(
+            shapeTypes=[pybullet.GEOM_BOX] * count, visualFramePositions=positions.tolist(),
+            visualFrameOrientations=[q.tolist() for q in orientations], rgbaColors=[list(rgba)] * count, **frames,
+        )  # fmt: skip
+        collision = self.client.createCollisionShapeArray(
+            shapeTypes=[pybullet.GEOM_BOX] * count, collisionFramePositions=positions.tolist(),
+            collisionFrameOrientations=[q.tolist() for q in orientations], **frames,
+        )  # fmt: skip
+        body = self.client.createMultiBody(baseMass=mass, baseCollisionShapeIndex=collision,
+                                           baseVisualShapeIndex=visual)  # fmt: skip
+        lateral, rolling, spinning = friction
+        self.client.changeDynamics(body, -1, lateralFriction=lateral, rollingFriction=rolling,
+                                   spinningFriction=spinning)  # fmt: skip
+        self.bodies[name] = body
+        return body
+
+    def set_collisions(self, name: str, enabled: bool) -> None:
+        """Take a body (all its links) out of physics contacts, or put it back; contact queries
+        such as ``in_contact`` still see it."""
+        body = self.bodies[name]
+        group, mask = (1, -1) if enabled else (0, 0)
+        for link in range(-1, self.client.getNumJoints(body)):
+            self.client.setCollisionFilterGroupMask(body, link, group, mask)
+
+    def detect_collisions(self) -> None:
+        """Run collision detection once, without stepping."""
+        self.client.performCollisionDetection()
+
+    def step(self) -> None:
+        """One physics step (1/240 s)."""
+        self.client.stepSimulation()
+
+    def set_base_velocity(self, name: str, linear: np.ndarray, angular: np.ndarray) -> None:
+        self.client.resetBaseVelocity(self.bodies[name], list(map(float, linear)), list(map(float, angular)))
+
+    def base_velocity(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """Linear (m/s) and angular (rad/s) velocity of a body."""
+        linear, angular = self.client.getBaseVelocity(self.bodies[name])
+        return np.array(linear), np.array(angular)
+
     def set_base_pose(self, name: str, position: np.ndarray, orientation: np.ndarray) -> None:
         self.client.resetBasePositionAndOrientation(self.bodies[name], position.tolist(), orientation.tolist())
 
@@ -143,6 +198,16 @@ class Sim:
         points = self.client.getClosestPoints(self.bodies[name_a], self.bodies[name_b], margin)
         return len(points) > 0
 
+    @staticmethod
+    def projection_matrix(fov_deg: float, near: float, far: float) -> list[float]:
+        """OpenGL projection of a square image with a vertical field of view (degrees)."""
+        return list(pybullet.computeProjectionMatrixFOV(fov_deg, 1.0, near, far))
+
+    @staticmethod
+    def view_matrix(eye: np.ndarray, target: np.ndarray, up: np.ndarray) -> list[float]:
+        """OpenGL view of a camera at ``eye`` looking at ``target``."""
+        return list(pybullet.computeViewMatrix(eye.tolist(), target.tolist(), up.tolist()))
+
     def render(
         self, view: list[float], projection: list[float], width: int, height: int, segmentation: bool
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -156,6 +221,10 @@ class Sim:
         depth = np.asarray(depth, dtype=np.float32).reshape(height, width)
         seg_ids = np.asarray(seg, dtype=np.int32).reshape(height, width) if segmentation else None
         return rgb, depth, seg_ids
+
+    @property
+    def closed(self) -> bool:
+        return self.client is None
 
     def close(self) -> None:
         if self.client is not None:
