@@ -11,7 +11,8 @@ from typing import ClassVar
 import gymnasium as gym
 import numpy as np
 
-from surgisim.envs.core import MAX_ROLL, SurgicalEnv
+from surgisim.envs.controllers import MAX_ROLL
+from surgisim.envs.core import SurgicalEnv
 from surgisim.envs.kinematics import JAW_LIMITS, PSM_DH, forward_kinematics, rot_z
 from surgisim.envs.needle import NEEDLE_ARC, NEEDLE_WIRE_RADIUS
 from surgisim.envs.tasks.endoscope_track import VIEW_DISTANCE

@@ -48,8 +48,7 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
-from surgisim.envs.kinematics import JAW_LIMITS
-from surgisim.envs.robots import ECM, PSM
+from surgisim.envs.controllers import make_controller
 from surgisim.envs.scene import Scene
 from surgisim.envs.sim import RENDERERS
 from surgisim.envs.tasks import TASKS
@@ -66,11 +65,6 @@ REWARD_TYPES = ("sparse", "dense")
 CONTROLS = ("cartesian", "joint")
 ACTION_FRAMES = ("camera", "world")
 RENDER_MODES = (None, "rgb_array")
-
-MAX_TRANSLATION = 0.005  # metres per step
-MAX_ROLL = 0.1  # radians per step
-# Largest joint change per step: 0.05 rad, and 5 mm for the insertion (the third joint).
-JOINT_STEP = np.array([0.05, 0.05, 0.005, 0.05, 0.05, 0.05])
 
 
 def _check_choice(name: str, value: Any, allowed: tuple) -> None:
@@ -118,12 +112,10 @@ class SurgicalEnv(gym.Env):
         self.task.build(self.scene)
         self.arms = [self.scene.arms[name] for name in self.task.arms]
         self._has_reset = False
-        # Per arm: a cartesian motion (3) and a roll (1) or rotation (3), or one change per joint; then the jaw.
-        self._rotation_size = 3 if self.task.wrist == "full" else 1
-        sizes = [
-            (3 + (self._rotation_size if arm.has_jaw else 1) if control == "cartesian" else len(arm.q)) + arm.has_jaw
-            for arm in self.arms
+        self.controllers = [
+            make_controller(arm, control, self.task.wrist, self._action_frame, self.task.workspace) for arm in self.arms
         ]
+        sizes = [controller.size for controller in self.controllers]
         self._action_slices = [slice(end - size, end) for size, end in zip(sizes, np.cumsum(sizes), strict=True)]
         self.action_space = gym.spaces.Box(-1.0, 1.0, (sum(sizes),), np.float32)
         self._reset_arms()
@@ -153,10 +145,12 @@ class SurgicalEnv(gym.Env):
         return observation, self._info(observation, cost=0.0)
 
     def _reset_arms(self) -> None:
-        self.scene.ecm.set_joints(self.scene.ecm_home)
-        for psm in self.scene.psms():
-            psm.set_joints(self.scene.psm_home(np.array([0.0, 0.0, 0.03]), psm))
-            psm.set_jaw(0.0)
+        for arm in self.scene.arms.values():
+            arm.reset()
+
+    def _action_frame(self) -> np.ndarray:
+        """The rotation of the frame cartesian actions are given in, now."""
+        return self.scene.camera_pose()[:3, :3] if self.action_frame == "camera" else np.eye(3)
 
     def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
         if not self._has_reset:
@@ -210,29 +204,8 @@ class SurgicalEnv(gym.Env):
         return np.clip(array, -1.0, 1.0)
 
     def _apply(self, action: np.ndarray) -> None:
-        for arm, part in zip(self.arms, self._action_slices, strict=True):
-            self._apply_to_arm(arm, action[part])
-
-    def _apply_to_arm(self, arm: PSM | ECM, action: np.ndarray) -> None:
-        if self.control == "joint":
-            arm.set_joints(arm.q + JOINT_STEP[: len(arm.q)] * action[: len(arm.q)])
-        else:
-            translation = action[:3] * MAX_TRANSLATION
-            if self.action_frame == "camera":
-                translation = self.scene.camera_pose()[:3, :3] @ translation
-            target = np.clip(arm.tip_pose()[:3, 3] + translation, *self.task.workspace)
-            arm.move_tip(target, self._rotation_vector(arm, action[3 : len(action) - arm.has_jaw]))
-        if arm.has_jaw:
-            low, high = JAW_LIMITS
-            arm.set_jaw(low + (action[-1] + 1.0) / 2.0 * (high - low))
-
-    def _rotation_vector(self, arm: PSM | ECM, rotation: np.ndarray) -> np.ndarray:
-        """World rotation vector of an action's rotation part: a roll about the tip axis, or a
-        rotation vector in the action frame."""
-        if len(rotation) == 1:
-            return rotation[0] * MAX_ROLL * arm.tip_pose()[:3, 2]
-        frame = self.scene.camera_pose()[:3, :3] if self.action_frame == "camera" else np.eye(3)
-        return frame @ (rotation * MAX_ROLL)
+        for controller, part in zip(self.controllers, self._action_slices, strict=True):
+            controller.apply(action[part])
 
     def action_toward(
         self,
@@ -247,26 +220,7 @@ class SurgicalEnv(gym.Env):
         a world ``position`` and turns it by ``roll`` radians about its axis, or by the world
         ``rotation`` vector (at most one step's worth of each), setting its jaw to ``jaw``
         radians. Scripted experts use it."""
-        driven = self.arms[arm]
-        delta = np.asarray(position, dtype=np.float64) - driven.tip_pose()[:3, 3]
-        delta *= min(1.0, MAX_TRANSLATION / max(float(np.linalg.norm(delta)), 1e-12))
-        turn = roll * driven.tip_pose()[:3, 2] if rotation is None else np.asarray(rotation, dtype=np.float64)
-        turn *= min(1.0, MAX_ROLL / max(float(np.linalg.norm(turn)), 1e-12))
-        if self.control == "cartesian":
-            frame = self.scene.camera_pose()[:3, :3] if self.action_frame == "camera" else np.eye(3)
-            if driven.has_jaw and self._rotation_size == 3:
-                turn_part = frame.T @ turn / MAX_ROLL
-            else:
-                turn_part = [float(np.dot(turn, driven.tip_pose()[:3, 2])) / MAX_ROLL]
-            motion = np.concatenate([frame.T @ delta / MAX_TRANSLATION, turn_part])
-        else:
-            q_target = driven.joints_toward(driven.tip_pose()[:3, 3] + delta, turn)
-            motion = (np.clip(q_target, driven.lower, driven.upper) - driven.q) / JOINT_STEP[: len(driven.q)]
-            motion /= max(1.0, float(np.abs(motion).max()))
-        if driven.has_jaw:
-            low, high = JAW_LIMITS
-            motion = np.concatenate([motion, [2.0 * (jaw - low) / (high - low) - 1.0]])
-        return np.clip(motion, -1.0, 1.0).astype(np.float32)
+        return self.controllers[arm].action_toward(position, jaw, roll, rotation)
 
     def compute_reward(self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any) -> np.ndarray:
         """Reward for (batches of) goals; vectorised over the last axis for HER relabelling."""
@@ -312,7 +266,7 @@ class SurgicalEnv(gym.Env):
         """A picklable snapshot of the episode (arms and task), restored with ``set_state``."""
         return {
             "joints": {name: arm.q.copy() for name, arm in self.scene.arms.items()},
-            "jaws": {psm.name: psm.jaw for psm in self.scene.psms()},
+            "jaws": {name: arm.jaw for name, arm in self.scene.arms.items() if arm.has_jaw},
             "task": self.task.get_state(),
             "has_reset": self._has_reset,
         }

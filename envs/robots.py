@@ -27,11 +27,18 @@ from surgisim.envs.transforms import make_pose, matrix_to_quat, quat_to_matrix, 
 
 
 class Arm:
-    """Common parts: a URDF body whose base frame is the RCM, posed in the world by ``base``."""
+    """Common parts: a URDF body whose base frame is the RCM, posed in the world by ``base``.
+
+    What a controller may do with it (``surgisim.envs.controllers``): change each joint by up to
+    ``joint_step`` per step, turn the tip by any rotation (``full_wrist``) or only roll it, and set
+    a jaw (``has_jaw``). ``home`` is where ``reset`` puts it.
+    """
 
     urdf: str
     lower: np.ndarray
     upper: np.ndarray
+    joint_step: np.ndarray
+    full_wrist: bool = False
     has_jaw: bool = False
 
     def __init__(self, sim: Sim, name: str, base: np.ndarray, joint_names: list[str], tip_link: str) -> None:
@@ -42,8 +49,16 @@ class Arm:
         self.joint_ids = [indices[joint] for joint in joint_names]
         self.tip_link = sim.link_indices(name)[tip_link]
         self.q = np.zeros(len(joint_names))
+        self.home = self.q.copy()
         self._tip: np.ndarray | None = None  # tip pose of self.q, computed once per set_joints
         sim.set_collisions(name, False)  # kinematic: no physics contacts (contact queries still see it)
+
+    def reset(self) -> None:
+        """Back to ``home``."""
+        self.set_joints(self.home)
+
+    def set_jaw(self, angle: float) -> None:
+        raise NotImplementedError(f"{type(self).__name__} has no jaw")
 
     def set_joints(self, q: np.ndarray) -> None:
         self.q = np.clip(np.asarray(q, dtype=np.float64), self.lower, self.upper)
@@ -81,7 +96,8 @@ class PSM(Arm):
 
     urdf = "psm.urdf"
     lower, upper = PSM_LOWER, PSM_UPPER
-    has_jaw = True
+    joint_step = np.array([0.05, 0.05, 0.005, 0.05, 0.05, 0.05])  # rad, and m for the insertion
+    full_wrist = has_jaw = True
 
     def __init__(self, sim: Sim, name: str, base: np.ndarray) -> None:
         super().__init__(sim, name, base, [row.name for row in PSM_DH], "tool_tip")
@@ -91,6 +107,11 @@ class PSM(Arm):
 
     def local_tip_pose(self, q: np.ndarray) -> np.ndarray:
         return psm_fk(q)
+
+    def reset(self) -> None:
+        """Back to ``home``, jaws closed."""
+        super().reset()
+        self.set_jaw(0.0)
 
     def set_jaw(self, angle: float) -> None:
         self.jaw = float(np.clip(angle, *JAW_LIMITS))
@@ -118,6 +139,7 @@ class ECM(Arm):
 
     urdf = "ecm.urdf"
     lower, upper = ECM_LOWER, ECM_UPPER
+    joint_step = np.array([0.05, 0.05, 0.005, 0.05])  # rad, and m for the insertion
 
     def __init__(self, sim: Sim, name: str, base: np.ndarray) -> None:
         super().__init__(sim, name, base, [row.name for row in ECM_DH], "camera_link")

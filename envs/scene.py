@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import numpy as np
 
 from surgisim.envs.camera import Camera, SegLabel
 from surgisim.envs.kinematics import PSM_STRAIGHT_TIP_OFFSET, shaft_angles
-from surgisim.envs.robots import ECM, PSM
+from surgisim.envs.robots import ECM, PSM, Arm
 from surgisim.envs.sim import Sim
 from surgisim.envs.transforms import look_at_base
 
@@ -18,6 +20,7 @@ PSM2_RCM = np.array([0.07, 0.05, 0.10])  # the second instrument, mirrored (the 
 ECM_RCM = np.array([0.0, 0.07, 0.16])
 ECM_AIM = np.array([0.0, -0.01, 0.0])
 ECM_HOME_DISTANCE = 0.13  # camera to the aim point
+ArmType = TypeVar("ArmType", bound=Arm)
 
 
 class Scene:
@@ -34,28 +37,29 @@ class Scene:
         )
         self.sim.set_base_pose("tissue", np.array([0.0, 0.0, -TISSUE_HALF_EXTENTS[2]]), np.array([0, 0, 0, 1.0]))
         self.camera.set_label(tissue, SegLabel.TISSUE)
-        self.psm = PSM(self.sim, "psm1", look_at_base(PSM_RCM, PSM_AIM))
-        self.camera.set_label(self.psm.body, SegLabel.INSTRUMENT)
-        self.ecm = ECM(self.sim, "ecm", look_at_base(ECM_RCM, ECM_AIM))
-        self.camera.set_label(self.ecm.body, SegLabel.ENDOSCOPE)
-        self.ecm_home = self._ecm_home()
-        self.arms: dict[str, PSM | ECM] = {"psm1": self.psm, "ecm": self.ecm}
+        self.arms: dict[str, Arm] = {}
+        self.psm = self.add_arm(PSM, "psm1", look_at_base(PSM_RCM, PSM_AIM), SegLabel.INSTRUMENT)
+        self.ecm = self.add_arm(ECM, "ecm", look_at_base(ECM_RCM, ECM_AIM), SegLabel.ENDOSCOPE)
+        direction = (ECM_AIM - ECM_RCM) / np.linalg.norm(ECM_AIM - ECM_RCM)
+        self.ecm.move_tip(ECM_AIM - ECM_HOME_DISTANCE * direction, np.zeros(3))
+        self.ecm.home = self.ecm.q.copy()
+
+    def add_arm(self, kind: type[ArmType], name: str, base: np.ndarray, label: SegLabel) -> ArmType:
+        """Add an arm of ``kind`` with its RCM frame at ``base``; a PSM's home has its tip 3 cm above
+        the tissue centre, wrist straight. Tasks call it from ``build`` (e.g. for PSM2)."""
+        arm = kind(self.sim, name, base)
+        self.camera.set_label(arm.body, label)
+        self.arms[name] = arm
+        if isinstance(arm, PSM):
+            arm.home = self.psm_home(np.array([0.0, 0.0, 0.03]), arm)
+        return arm
 
     def add_second_psm(self) -> PSM:
         """Add PSM2 (for two-handed tasks); call once, from a task's ``build``."""
-        psm2 = PSM(self.sim, "psm2", look_at_base(PSM2_RCM, PSM_AIM))
-        self.camera.set_label(psm2.body, SegLabel.INSTRUMENT)
-        self.arms["psm2"] = psm2
-        return psm2
+        return self.add_arm(PSM, "psm2", look_at_base(PSM2_RCM, PSM_AIM), SegLabel.INSTRUMENT)
 
     def psms(self) -> list[PSM]:
         return [arm for arm in self.arms.values() if isinstance(arm, PSM)]
-
-    def _ecm_home(self) -> np.ndarray:
-        direction = (ECM_AIM - ECM_RCM) / np.linalg.norm(ECM_AIM - ECM_RCM)
-        camera = ECM_AIM - ECM_HOME_DISTANCE * direction
-        self.ecm.move_tip(camera, np.zeros(3))
-        return self.ecm.q.copy()
 
     def psm_home(self, tip: np.ndarray, psm: PSM | None = None) -> np.ndarray:
         """Joints of ``psm`` (PSM1 by default) with the tip at ``tip`` and the wrist straight."""
