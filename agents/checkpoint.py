@@ -25,12 +25,12 @@ from typing import Any
 import yaml
 from stable_baselines3.common.base_class import BaseAlgorithm
 
+from surgisim.agents.config import OFF_POLICY
 from surgisim.agents.files import atomic_write, remove, remove_stale, unprivate
 
 MANIFEST = "checkpoint.json"
 FOLDER = "checkpoints"
 MODEL, REPLAY_BUFFER, NORMALIZATION, CONFIG = "model.zip", "replay_buffer.pkl", "vecnormalize.pkl", "config.yaml"
-OFF_POLICY = ("sac", "td3", "tqc")  # the algorithms with a replay buffer
 
 
 def normalised(settings: dict[str, Any]) -> bool:

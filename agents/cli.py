@@ -9,6 +9,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import surgisim.envs
+from surgisim.agents.config import ALGORITHM_NAMES
 from surgisim.agents.demos import record_demos
 from surgisim.agents.evaluate import evaluate
 from surgisim.agents.files import VIDEO_SUFFIXES, check_writable, free_path, video_writer
@@ -148,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     training = commands.add_parser("train", help="train a policy with Stable-Baselines3 into a run folder")
     training.add_argument("env_id", type=env_id_type)
-    training.add_argument("--algo", choices=("sac", "td3", "tqc", "ppo"), help="default: sac")
+    training.add_argument("--algo", choices=ALGORITHM_NAMES, help="default: sac")
     training.add_argument("--her", action=argparse.BooleanOptionalAction, default=None, help="override the config")
     training.add_argument("--steps", type=_positive, help="total env steps (default: the config's n_timesteps)")
     training.add_argument("--seed", type=seed_type, help="default: 0")

@@ -99,24 +99,24 @@ def _image_size(value: Any) -> bool:
     return _positive_int(value) and 36 <= value <= 256  # NatureCNN needs 36 pixels at least
 
 
-_OFF_POLICY = ("sac", "td3", "tqc")
-_ALL = (*_OFF_POLICY, "ppo")
+OFF_POLICY = ("sac", "td3", "tqc")  # the algorithms with a replay buffer (and HER)
+ALGORITHM_NAMES = (*OFF_POLICY, "ppo")  # surgisim.agents.models.ALGORITHMS gives their classes
 # key: (check, what a valid value is, the algorithms that use it)
 SCHEMA: dict[str, tuple[Callable[[Any], bool], str, tuple[str, ...]]] = {
-    "n_timesteps": (_positive_int, "a positive integer", _ALL),
-    "n_envs": (_positive_int, "a positive integer", _ALL),
-    "her": (lambda v: isinstance(v, bool), "true or false", _OFF_POLICY),
-    "normalize": (lambda v: isinstance(v, bool), "true or false", _ALL),
-    "n_sampled_goal": (_positive_int, "a positive integer", _OFF_POLICY),
-    "goal_selection_strategy": (lambda v: v in ("future", "final", "episode"), "future, final or episode", _OFF_POLICY),
-    "learning_rate": (lambda v: _positive_number(v) and v <= 1, "a number in (0, 1]", _ALL),
-    "buffer_size": (_positive_int, "a positive integer", _OFF_POLICY),
-    "batch_size": (_positive_int, "a positive integer", _ALL),
-    "gamma": (_fraction, "a number in (0, 1]", _ALL),
-    "tau": (_fraction, "a number in (0, 1]", _OFF_POLICY),
-    "learning_starts": (_non_negative_int, "a non-negative integer", _OFF_POLICY),
-    "train_freq": (_positive_int, "a positive integer", _OFF_POLICY),
-    "gradient_steps": (_positive_int, "a positive integer", _OFF_POLICY),
+    "n_timesteps": (_positive_int, "a positive integer", ALGORITHM_NAMES),
+    "n_envs": (_positive_int, "a positive integer", ALGORITHM_NAMES),
+    "her": (lambda v: isinstance(v, bool), "true or false", OFF_POLICY),
+    "normalize": (lambda v: isinstance(v, bool), "true or false", ALGORITHM_NAMES),
+    "n_sampled_goal": (_positive_int, "a positive integer", OFF_POLICY),
+    "goal_selection_strategy": (lambda v: v in ("future", "final", "episode"), "future, final or episode", OFF_POLICY),
+    "learning_rate": (lambda v: _positive_number(v) and v <= 1, "a number in (0, 1]", ALGORITHM_NAMES),
+    "buffer_size": (_positive_int, "a positive integer", OFF_POLICY),
+    "batch_size": (_positive_int, "a positive integer", ALGORITHM_NAMES),
+    "gamma": (_fraction, "a number in (0, 1]", ALGORITHM_NAMES),
+    "tau": (_fraction, "a number in (0, 1]", OFF_POLICY),
+    "learning_starts": (_non_negative_int, "a non-negative integer", OFF_POLICY),
+    "train_freq": (_positive_int, "a positive integer", OFF_POLICY),
+    "gradient_steps": (_positive_int, "a positive integer", OFF_POLICY),
     "n_steps": (_positive_int, "a positive integer", ("ppo",)),
     "n_epochs": (_positive_int, "a positive integer", ("ppo",)),
     "gae_lambda": (_fraction, "a number in (0, 1]", ("ppo",)),
@@ -125,14 +125,14 @@ SCHEMA: dict[str, tuple[Callable[[Any], bool], str, tuple[str, ...]]] = {
     "vf_coef": (_positive_number, "a positive number", ("ppo",)),
     "max_grad_norm": (_positive_number, "a positive number", ("ppo",)),
     "log_std_init": (_log_std, "a number from -5 to 1", ("ppo",)),
-    "net_arch": (_layer_sizes, "a list of layer sizes", _ALL),
-    "image_size": (_image_size, "an integer from 36 to 256", _ALL),
-    "reward_type": (lambda v: v in ("sparse", "dense"), "sparse or dense", _ALL),
-    "bc_steps": (_non_negative_int, "a non-negative integer", _ALL),
-    "bc_weight": (_non_negative_number, "a non-negative number", _OFF_POLICY),
-    "eval_freq": (_positive_int, "a positive integer", _ALL),
-    "eval_episodes": (_positive_int, "a positive integer", _ALL),
-    "checkpoint_freq": (_positive_int, "a positive integer", _ALL),
+    "net_arch": (_layer_sizes, "a list of layer sizes", ALGORITHM_NAMES),
+    "image_size": (_image_size, "an integer from 36 to 256", ALGORITHM_NAMES),
+    "reward_type": (lambda v: v in ("sparse", "dense"), "sparse or dense", ALGORITHM_NAMES),
+    "bc_steps": (_non_negative_int, "a non-negative integer", ALGORITHM_NAMES),
+    "bc_weight": (_non_negative_number, "a non-negative number", OFF_POLICY),
+    "eval_freq": (_positive_int, "a positive integer", ALGORITHM_NAMES),
+    "eval_episodes": (_positive_int, "a positive integer", ALGORITHM_NAMES),
+    "checkpoint_freq": (_positive_int, "a positive integer", ALGORITHM_NAMES),
 }
 DEFAULT_ENTRY = "goal_task"
 

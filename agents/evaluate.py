@@ -9,10 +9,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-import surgisim.envs  # noqa: F401  (registers the environments)
-from surgisim.agents.experts import make_expert
 from surgisim.agents.onnx_policy import OnnxPolicy
 from surgisim.agents.pretrained import load_pretrained
+from surgisim.envs import make_expert  # importing surgisim.envs registers the environments
 
 
 def make_policy(name: str | Any, env: gym.Env) -> Any:

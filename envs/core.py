@@ -4,7 +4,7 @@ The env card of each task (its action and observation tables, rewards, start sta
 end) is the docstring of the task class in ``surgisim/envs/tasks/``. Common to all tasks:
 
 Arguments
-    task: a task name from ``surgisim.envs.tasks.TASKS`` (set by the registered id).
+    task: a task name from ``surgisim.envs.tasks.REGISTRY`` (set by the registered id).
     obs_mode: ``"state"`` (default), ``"rgb"``, ``"rgbd"``, ``"rgb_seg"`` or ``"all"``; image modes
         add endoscope images to the observation dict.
     image_size: side of the square observation images in pixels (default 84).
@@ -51,7 +51,7 @@ import numpy as np
 from surgisim.envs.controllers import make_controller
 from surgisim.envs.scene import Scene
 from surgisim.envs.sim import RENDERERS
-from surgisim.envs.tasks import TASKS
+from surgisim.envs.tasks import REGISTRY
 from surgisim.envs.tasks.base import Task
 
 OBS_MODES = {
@@ -89,7 +89,7 @@ class SurgicalEnv(gym.Env):
         renderer: str = "tiny",
         render_size: int = 256,
     ) -> None:
-        _check_choice("task", task, tuple(TASKS))
+        _check_choice("task", task, tuple(REGISTRY))
         _check_choice("obs_mode", obs_mode, tuple(OBS_MODES))
         _check_choice("reward_type", reward_type, REWARD_TYPES)
         _check_choice("control", control, CONTROLS)
@@ -107,7 +107,7 @@ class SurgicalEnv(gym.Env):
         self.control, self.action_frame, self.render_mode = control, action_frame, render_mode
         self.render_size = int(render_size)
         self.metadata = {**self.metadata}  # per instance, not the shared class dict
-        self.task: Task = TASKS[task]()
+        self.task: Task = REGISTRY[task].task()
         self.scene = Scene(renderer)
         self.task.build(self.scene)
         self.arms = [self.scene.arms[name] for name in self.task.arms]
@@ -174,6 +174,16 @@ class SurgicalEnv(gym.Env):
         self.task.step_world(self.scene)
         observation = self._observation()
         return observation, self._info(observation, self.task.cost(self.scene))
+
+    def set_goal(self, position: Any) -> None:
+        """Put the task's goal at a world position (m), as an operator chooses it on a robot (the
+        ROS 2 bridge takes it from a topic). A ``ValueError`` for a position that is not three
+        finite numbers, or a task whose goal is not a position; nothing changes then."""
+        self._check_open()
+        goal = np.asarray(position, dtype=np.float64)
+        if goal.shape != (3,) or not np.all(np.isfinite(goal)):
+            raise ValueError(f"a goal is a position of 3 finite numbers (m), not {position!r}")
+        self.task.set_goal(self.scene, goal)
 
     def observe(self) -> dict[str, np.ndarray]:
         """The observation of the current state, nothing moved."""

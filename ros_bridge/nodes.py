@@ -26,7 +26,7 @@ import gymnasium as gym
 import numpy as np
 
 from surgisim.agents.evaluate import check_policy, make_policy
-from surgisim.envs import task_name
+from surgisim.envs import REGISTRY, task_name
 from surgisim.envs.core import OBS_MODES
 from surgisim.envs.transforms import make_pose
 from surgisim.ros_bridge import messages as msg
@@ -38,9 +38,9 @@ LOG = logging.getLogger("surgisim.ros")
 GOAL = Topic("/surgisim/goal", msg.POSE_STAMPED, QOS_LATCHED)
 INFO = Topic("/surgisim/info", msg.STRING_STAMPED, QOS_LATCHED)
 CAMERA = Topic("/surgisim/camera/image_raw", msg.IMAGE, QOS_SENSOR)
-# Tasks whose observation the runner can build from robot topics and a goal: the others need the
-# positions of needles, anatomy or lesions, which no robot topic reports.
-DEPLOYABLE = ("NeedleReach",)
+# What the runner supplies to a task's observation besides the arm's own topics (a task's
+# ``robot_inputs`` must all be here): the goal position, from GOAL.
+SUPPLIED_INPUTS = ("goal",)
 SPIN_WAIT = 0.05  # s: the longest a loop waits for messages before it checks its stop flag and deadline
 
 
@@ -174,9 +174,10 @@ class PolicyRunner:
     def __init__(self, transport: Transport, env_id: str, policy: str | Any, profile: DvrkProfile | Ros2ControlProfile,
                  shield: SafetyShield, dry_run: bool = False, period: float = 0.01) -> None:  # fmt: skip
         self.transport, self.profile, self.shield, self.dry_run = transport, profile, shield, dry_run
-        if task_name(env_id) not in DEPLOYABLE:
-            raise ValueError(f"{env_id}: the runner deploys tasks observed from the robot alone, with a tool-tip "
-                             f"position goal: {', '.join(DEPLOYABLE)}")  # fmt: skip
+        missing = [item for item in REGISTRY[task_name(env_id)].robot_inputs if item not in SUPPLIED_INPUTS]
+        if missing:
+            raise ValueError(f"{env_id}: on a robot its observation needs {', '.join(missing)}, which no topic "
+                             f"supplies; the runner has the arm's state and a goal position ({GOAL.name})")  # fmt: skip
         self.period = period  # a ros2_control trajectory point is due one period after it is sent
         self.env = gym.make(env_id)
         self.model = self.env.unwrapped
@@ -242,9 +243,7 @@ class PolicyRunner:
             LOG.warning("runner: goal ignored: %s", error)
             return
         self.goal = (self.arm.base @ np.append(position, 1.0))[:3]
-        state = self.model.get_state()
-        state["task"]["goal"] = self.goal
-        self.model.set_state(state)
+        self.model.set_goal(self.goal)
         self.policy.reset()
 
     def request(self, command: str) -> None:

@@ -411,7 +411,7 @@ def test_dry_run_publishes_to_preview_only_and_goal_is_required():
         runner.tick()
     spy.spin_once()
     assert seen["preview"] == 5 and seen["servo_cp"] == 0
-    with pytest.raises(ValueError, match="tool-tip position"):
+    with pytest.raises(ValueError, match="needs needle pose, whether the needle is held, which no topic supplies"):
         PolicyRunner(InProcessTransport(InProcessBus()), "surgisim/NeedlePick-v0", "expert", DvrkProfile(),
                      SafetyShield())  # fmt: skip
     assert GOAL.name == "/surgisim/goal"

@@ -2,8 +2,7 @@
 
 import numpy as np
 
-from surgisim.agents.experts import make_expert
-from surgisim.envs import SurgicalEnv
+from surgisim.envs import SurgicalEnv, make_expert
 from surgisim.envs.scene import Scene
 from surgisim.envs.thread import LINK_LENGTH, THREAD_LINKS, THREAD_RADIUS, Thread
 

@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from surgisim.agents.experts import make_expert
-from surgisim.envs import SurgicalEnv
+from surgisim.envs import SurgicalEnv, make_expert
 from surgisim.envs.needle import NEEDLE_RADIUS
 from surgisim.envs.tissue import RESISTANCE, Tissue, rot_about_z, tip_position
 from surgisim.envs.transforms import make_pose

@@ -463,3 +463,13 @@ def test_a_run_folder_whose_name_is_not_utf8_is_refused_before_anything_is_writt
                              str(small_config)], capture_output=True, text=True, timeout=300)  # fmt: skip
     assert result.returncode == 2 and "UTF-8" in result.stderr and "Traceback" not in result.stderr
     assert sorted(os.listdir(tmp_path)) == ["small.yaml"]
+
+
+def test_the_algorithm_names_are_the_classes_sb3_gives():
+    from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+
+    from surgisim.agents.config import ALGORITHM_NAMES, OFF_POLICY
+    from surgisim.agents.models import ALGORITHMS
+
+    assert tuple(ALGORITHMS) == ALGORITHM_NAMES
+    assert tuple(name for name, cls in ALGORITHMS.items() if issubclass(cls, OffPolicyAlgorithm)) == OFF_POLICY

@@ -1,20 +1,64 @@
-"""Tasks by name. Adding a task: write one file here with a ``Task`` subclass and list it below."""
+"""Tasks by name. Adding a task: one file here with a ``Task`` subclass (its env card as the
+docstring) and its scripted ``Expert``, and one line in ``REGISTRY``."""
 
-from surgisim.envs.tasks.base import Task
-from surgisim.envs.tasks.endoscope_track import EndoscopeTrack
-from surgisim.envs.tasks.navigate_anatomy import NavigateAnatomy
-from surgisim.envs.tasks.needle_handover import NeedleHandover
-from surgisim.envs.tasks.needle_insert import NeedleInsert
-from surgisim.envs.tasks.needle_pick import NeedlePick
-from surgisim.envs.tasks.needle_reach import NeedleReach
-from surgisim.envs.tasks.suture_throw import SutureThrow
+from __future__ import annotations
 
-TASKS: dict[str, type[Task]] = {
-    "NeedleReach": NeedleReach,
-    "NavigateAnatomy": NavigateAnatomy,
-    "EndoscopeTrack": EndoscopeTrack,
-    "NeedlePick": NeedlePick,
-    "NeedleInsert": NeedleInsert,
-    "NeedleHandover": NeedleHandover,
-    "SutureThrow": SutureThrow,
+from dataclasses import dataclass
+
+import gymnasium as gym
+
+from surgisim.envs.tasks.base import Expert, Task
+from surgisim.envs.tasks.endoscope_track import EndoscopeTrack, EndoscopeTrackExpert
+from surgisim.envs.tasks.navigate_anatomy import NavigateAnatomy, NavigateAnatomyExpert
+from surgisim.envs.tasks.needle_handover import NeedleHandover, NeedleHandoverExpert
+from surgisim.envs.tasks.needle_insert import NeedleInsert, NeedleInsertExpert
+from surgisim.envs.tasks.needle_pick import NeedlePick, NeedlePickExpert
+from surgisim.envs.tasks.needle_reach import NeedleReach, NeedleReachExpert
+from surgisim.envs.tasks.suture_throw import SutureThrow, SutureThrowExpert
+
+
+@dataclass(frozen=True)
+class Registered:
+    """A task as the package offers it: the task class and its scripted expert; its name, episode
+    length, one-line description and what it needs from the world on a robot, from the class."""
+
+    task: type[Task]
+    expert: type[Expert]
+
+    @property
+    def name(self) -> str:
+        return self.task.__name__
+
+    @property
+    def max_episode_steps(self) -> int:
+        return self.task.max_episode_steps
+
+    @property
+    def description(self) -> str:
+        return (self.task.__doc__ or "").strip().splitlines()[0]
+
+    @property
+    def robot_inputs(self) -> tuple[str, ...]:
+        return self.task.robot_inputs
+
+
+REGISTRY: dict[str, Registered] = {
+    entry.name: entry
+    for entry in (
+        Registered(NeedleReach, NeedleReachExpert),
+        Registered(NavigateAnatomy, NavigateAnatomyExpert),
+        Registered(EndoscopeTrack, EndoscopeTrackExpert),
+        Registered(NeedlePick, NeedlePickExpert),
+        Registered(NeedleInsert, NeedleInsertExpert),
+        Registered(NeedleHandover, NeedleHandoverExpert),
+        Registered(SutureThrow, SutureThrowExpert),
+    )
 }
+
+
+def make_expert(env: gym.Env) -> Expert:
+    """The scripted expert for ``env``'s task."""
+    task = type(env.unwrapped.task).__name__
+    if task not in REGISTRY:
+        raise ValueError(f"no scripted expert for task {task!r}; experts exist for {', '.join(REGISTRY)}")
+    return REGISTRY[task].expert(env)

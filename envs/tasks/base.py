@@ -1,11 +1,14 @@
-"""What every task provides. A task is one small file: a subclass of ``Task`` with an env card."""
+"""What every task provides. A task is one small file: a subclass of ``Task`` with an env card,
+and its scripted ``Expert``."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
+import gymnasium as gym
 import numpy as np
 
+from surgisim.envs.robots import Arm
 from surgisim.envs.scene import Scene
 
 
@@ -26,6 +29,9 @@ class Task:
     terminate_on_success: ClassVar[bool] = True
     cost_weight: ClassVar[float] = 0.0
     workspace: ClassVar[tuple[tuple[float, ...], tuple[float, ...]]] = ((-0.05, -0.05, 0.003), (0.05, 0.05, 0.06))
+    # What the task's observation needs from the world besides the driven arms' own state: on a
+    # robot, each must come from somewhere (the ROS 2 bridge supplies a goal position only).
+    robot_inputs: ClassVar[tuple[str, ...]] = ("goal",)
 
     def __init__(self) -> None:
         self.failed = False  # set when the episode can no longer count as a success
@@ -49,6 +55,10 @@ class Task:
 
     def desired_goal(self, scene: Scene) -> np.ndarray:
         raise NotImplementedError
+
+    def set_goal(self, scene: Scene, position: np.ndarray) -> None:
+        """Put the goal at a world position (m), as an operator would choose it on a robot."""
+        raise ValueError(f"{type(self).__name__}'s goal is not a position that can be set")
 
     def cost(self, scene: Scene) -> float:
         """Safety cost of the current step (0 when safe)."""
@@ -86,3 +96,31 @@ def info_values(info: Any, key: str, shape: tuple[int, ...]) -> np.ndarray:
     if isinstance(info, dict):
         return np.full(shape, float(info.get(key, 0.0)))
     return np.array([float(item.get(key, 0.0)) for item in np.ravel(info)]).reshape(shape)
+
+
+class ExpertEnv(Protocol):
+    """What a scripted expert uses of the env: its task (with the privileged state the expert may
+    read), its scene, the driven arms, and the action that moves an arm towards a pose."""
+
+    task: Any
+    scene: Scene
+    arms: list[Arm]
+
+    def action_toward(self, position: np.ndarray, jaw: float = 0.0, roll: float = 0.0, arm: int = 0,
+                      rotation: np.ndarray | None = None) -> np.ndarray: ...  # fmt: skip
+
+
+class Expert:
+    """A task's scripted policy, beside the task in its file: proof that the task is solvable and a
+    source of demonstrations. ``reset()`` at each episode start, then ``expert(observation) ->
+    action`` in the env's control mode."""
+
+    def __init__(self, env: gym.Env) -> None:
+        self.env: ExpertEnv = env.unwrapped  # type: ignore[assignment]
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget anything kept from the previous episode."""
+
+    def __call__(self, observation: dict[str, np.ndarray]) -> np.ndarray:
+        raise NotImplementedError

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from surgisim.envs.scene import Scene
-from surgisim.envs.tasks.base import Task
+from surgisim.envs.tasks.base import Expert, Task
 from surgisim.envs.tasks.markers import add_target_marker
 
 LESION_HALF_AXES = (0.006, 0.006, 0.0015)
@@ -50,6 +50,7 @@ class EndoscopeTrack(Task):
 
     arms = ("ecm",)
     max_episode_steps = 100
+    robot_inputs = ("lesion position and velocity",)
     terminate_on_success = False
     workspace = ((-0.10, -0.10, 0.04), (0.10, 0.10, 0.20))
 
@@ -106,3 +107,14 @@ class EndoscopeTrack(Task):
             setattr(self, key, np.array(state[key]))
         self.time = int(state["time"])
         self._place_lesion(scene)
+
+
+class EndoscopeTrackExpert(Expert):
+    """Put the camera on the line from the RCM through where the lesion will be next step."""
+
+    def __call__(self, observation: dict[str, np.ndarray]) -> np.ndarray:
+        features = observation["observation"][-6:].astype(np.float64)
+        lesion_next = features[:3] + features[3:]
+        rcm = self.env.scene.ecm.rcm()
+        direction = (lesion_next - rcm) / np.linalg.norm(lesion_next - rcm)
+        return self.env.action_toward(lesion_next - VIEW_DISTANCE * direction)

@@ -9,6 +9,7 @@ import numpy as np
 from surgisim.envs.camera import SegLabel
 from surgisim.envs.kinematics import rot_z
 from surgisim.envs.scene import Scene
+from surgisim.envs.tasks.base import Expert
 from surgisim.envs.tasks.needle_reach import NeedleReach
 from surgisim.envs.transforms import matrix_to_quat
 
@@ -58,6 +59,7 @@ class NavigateAnatomy(NeedleReach):
     """
 
     max_episode_steps = 100
+    robot_inputs = ("goal", "anatomy poses and shapes")
     cost_weight = 10.0
     workspace = ((-0.08, -0.08, 0.003), (0.08, 0.08, 0.09))
     goal_box = (np.array([-0.04, -0.04, 0.005]), np.array([0.04, 0.04, 0.02]))
@@ -160,3 +162,24 @@ class NavigateAnatomy(NeedleReach):
         self.anatomy_poses = np.array(state["anatomy_poses"])
         self.touching = bool(state["touching"])
         self._apply_anatomy_poses(scene)
+
+
+class NavigateAnatomyExpert(Expert):
+    """Retract towards the RCM, swing above the anatomy, then insert along the RCM-target line.
+
+    The goal is placed so that this line is clear; near the RCM the instrument is above all
+    anatomy, so the path never touches it.
+    """
+
+    def __call__(self, observation: dict[str, np.ndarray]) -> np.ndarray:
+        rcm = self.env.scene.psm.rcm()
+        tip, goal = observation["achieved_goal"].astype(np.float64), observation["desired_goal"].astype(np.float64)
+        line = (goal - rcm) / np.linalg.norm(goal - rcm)
+        offset = tip - rcm
+        off_line = np.linalg.norm(offset - np.dot(offset, line) * line)
+        if off_line < 0.001:
+            return self.env.action_toward(goal)
+        radius = np.linalg.norm(offset)
+        if radius > SAFE_RADIUS + 0.001:
+            return self.env.action_toward(rcm + SAFE_RADIUS * offset / radius)
+        return self.env.action_toward(rcm + min(radius, SAFE_RADIUS) * line)

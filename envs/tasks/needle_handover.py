@@ -6,11 +6,12 @@ from typing import Any
 
 import numpy as np
 
-from surgisim.envs.kinematics import rot_z
+from surgisim.envs.kinematics import JAW_LIMITS, rot_z
+from surgisim.envs.needle import NEEDLE_ARC
 from surgisim.envs.scene import Scene
+from surgisim.envs.tasks.base import Expert
 from surgisim.envs.tasks.markers import GoalMarker
-from surgisim.envs.tasks.needle_pick import jaws_down_pose
-from surgisim.envs.tasks.needle_task import NeedleTask
+from surgisim.envs.tasks.needle_task import OPEN_JAW, NeedleTask, grasp_from_above, jaws_down_pose
 from surgisim.envs.transforms import make_pose
 
 WRONG_HOLDER = 0.1  # metres added to the goal distance for each hold that is not as asked
@@ -51,6 +52,7 @@ class NeedleHandover(NeedleTask):
     """
 
     max_episode_steps = 100
+    robot_inputs = ("goal", "needle pose", "which arm holds the needle")
     arms = ("psm1", "psm2")
     workspace = ((-0.05, -0.05, 0.0), (0.05, 0.05, 0.07))
     goal_box = (np.array([0.01, -0.02, 0.03]), np.array([0.03, 0.02, 0.05]))
@@ -85,9 +87,33 @@ class NeedleHandover(NeedleTask):
         position = np.linalg.norm(achieved[..., :3] - desired[..., :3], axis=-1)
         return position + WRONG_HOLDER * np.abs(achieved[..., 3:] - desired[..., 3:]).sum(axis=-1)
 
+    def set_goal(self, scene: Scene, position: np.ndarray) -> None:
+        self.target.place(position)
+
     def get_state(self) -> dict[str, Any]:
         return {**super().get_state(), "goal": self.target.position.copy()}
 
     def set_state(self, scene: Scene, state: dict[str, Any]) -> None:
         super().set_state(scene, state)
         self.target.place(state["goal"])
+
+
+class NeedleHandoverExpert(Expert):
+    """PSM1 holds still while PSM2 takes the needle near its tip end; PSM1 then lets go and
+    backs off while PSM2 carries the needle's midpoint to the goal."""
+
+    receive_angle = 0.75 * NEEDLE_ARC
+
+    def __call__(self, observation: dict[str, np.ndarray]) -> np.ndarray:
+        env = self.env
+        psm1, psm2 = env.arms
+        held1, held2 = (grasp.held for grasp in env.task.grasps)
+        if not held2:
+            first = env.action_toward(psm1.tip_pose()[:3, 3], jaw=JAW_LIMITS[0], arm=0)
+            return np.concatenate([first, grasp_from_above(env, 1, self.receive_angle)])
+        second_stays = env.action_toward(psm2.tip_pose()[:3, 3], jaw=JAW_LIMITS[0], arm=1)
+        if held1:
+            return np.concatenate([env.action_toward(psm1.tip_pose()[:3, 3], jaw=OPEN_JAW, arm=0), second_stays])
+        back_off = env.action_toward(psm1.tip_pose()[:3, 3] + np.array([-0.005, 0.0, 0.005]), jaw=OPEN_JAW, arm=0)
+        carry = psm2.tip_pose()[:3, 3] + observation["desired_goal"][:3] - observation["achieved_goal"][:3]
+        return np.concatenate([back_off, env.action_toward(carry, jaw=JAW_LIMITS[0], arm=1)])

@@ -6,10 +6,12 @@ from typing import Any
 
 import numpy as np
 
+from surgisim.envs.kinematics import JAW_LIMITS
 from surgisim.envs.needle import NEEDLE_ARC, NEEDLE_RADIUS
 from surgisim.envs.scene import PSM_AIM, PSM_RCM, Scene
+from surgisim.envs.tasks.base import Expert
 from surgisim.envs.tasks.markers import add_target_marker
-from surgisim.envs.tasks.needle_task import NeedleTask
+from surgisim.envs.tasks.needle_task import NeedleTask, drive_along_arc
 from surgisim.envs.tissue import tip_position
 from surgisim.envs.transforms import make_pose
 
@@ -78,6 +80,7 @@ class NeedleInsert(NeedleTask):
     """
 
     max_episode_steps = 60
+    robot_inputs = ("tissue marks", "needle pose", "holes made in the tissue")
     goal_tolerance = 0.003
     cost_weight = 0.1
     damage_limit_mm = 5.0
@@ -139,3 +142,26 @@ class NeedleInsert(NeedleTask):
     def set_state(self, scene: Scene, state: dict[str, Any]) -> None:
         super().set_state(scene, state)
         self._place_marks(scene, state["marks"])
+
+
+class NeedleInsertExpert(Expert):
+    """Bring the needle to the ideal bite pose (plane through both marks, tip just short of the
+    entry), then drive it along its own arc until the tip comes out."""
+
+    drive_step = 0.08  # radians of arc per step
+
+    def reset(self) -> None:
+        self.driving = False
+
+    def __call__(self, observation: dict[str, np.ndarray]) -> np.ndarray:
+        task = self.env.task
+        needle = task.needle.pose()
+        if not self.driving:
+            ideal = needle_pose_for_bite(*task.marks, entry_angle(*task.marks) - START_BEFORE_ENTRY)
+            cross = np.dot(np.cross(needle[:3, 0], ideal[:3, 0]), needle[:3, 2])
+            turn = float(np.arctan2(cross, np.dot(needle[:3, 0], ideal[:3, 0])))  # about the needle's axis
+            if np.linalg.norm(ideal[:3, 3] - needle[:3, 3]) > 3e-4 or abs(turn) > np.deg2rad(1.0):
+                target = (ideal @ np.linalg.inv(task.grasp.offset))[:3, 3]
+                return self.env.action_toward(target, jaw=JAW_LIMITS[0], rotation=turn * needle[:3, 2])
+            self.driving = True
+        return drive_along_arc(self.env, self.drive_step)

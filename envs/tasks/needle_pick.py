@@ -6,12 +6,12 @@ from typing import Any
 
 import numpy as np
 
+from surgisim.envs.kinematics import JAW_LIMITS
 from surgisim.envs.needle import lying_pose
 from surgisim.envs.scene import Scene
-from surgisim.envs.tasks.base import info_values
+from surgisim.envs.tasks.base import Expert, info_values
 from surgisim.envs.tasks.markers import GoalMarker
-from surgisim.envs.tasks.needle_task import NeedleTask
-from surgisim.envs.transforms import make_pose
+from surgisim.envs.tasks.needle_task import GRASP_ANGLE, NeedleTask, grasp_from_above, jaws_down_pose
 
 
 class NeedlePick(NeedleTask):
@@ -55,6 +55,7 @@ class NeedlePick(NeedleTask):
     """
 
     max_episode_steps = 80
+    robot_inputs = ("goal", "needle pose", "whether the needle is held")
     workspace = ((-0.05, -0.05, 0.0), (0.05, 0.05, 0.07))
     goal_box = (np.array([-0.03, -0.03, 0.03]), np.array([0.03, 0.03, 0.05]))
 
@@ -87,6 +88,9 @@ class NeedlePick(NeedleTask):
             reward = reward - not_held * (0.05 + info_values(info, "reach_m", shape))
         return reward
 
+    def set_goal(self, scene: Scene, position: np.ndarray) -> None:
+        self.target.place(position)
+
     def get_state(self) -> dict[str, Any]:
         return {**super().get_state(), "goal": self.target.position.copy()}
 
@@ -95,8 +99,12 @@ class NeedlePick(NeedleTask):
         self.target.place(state["goal"])
 
 
-def jaws_down_pose(tip: np.ndarray, heading: float) -> np.ndarray:
-    """Tool-tip pose at ``tip`` with the jaws pointing straight down, their x axis at ``heading``."""
-    c, s = np.cos(heading), np.sin(heading)
-    rotation = np.array([[c, s, 0.0], [s, -c, 0.0], [0.0, 0.0, -1.0]])
-    return make_pose(rotation, tip)
+class NeedlePickExpert(Expert):
+    """Take the needle a third of the way from its tail (``grasp_from_above``), then carry its
+    midpoint to the goal."""
+
+    def __call__(self, observation: dict[str, np.ndarray]) -> np.ndarray:
+        if self.env.task.grasp.held:
+            carry = self.env.arms[0].tip_pose()[:3, 3] + observation["desired_goal"] - observation["achieved_goal"]
+            return self.env.action_toward(carry, jaw=JAW_LIMITS[0])
+        return grasp_from_above(self.env, 0, GRASP_ANGLE)

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from surgisim.envs.scene import Scene
-from surgisim.envs.tasks.base import Task
+from surgisim.envs.tasks.base import Expert, Task
 from surgisim.envs.tasks.markers import GoalMarker
 
 
@@ -58,9 +58,19 @@ class NeedleReach(Task):
     def desired_goal(self, scene: Scene) -> np.ndarray:
         return self.target.position.copy()
 
+    def set_goal(self, scene: Scene, position: np.ndarray) -> None:
+        self.target.place(position)
+
     def get_state(self) -> dict[str, Any]:
         return {**super().get_state(), "goal": self.target.position.copy()}
 
     def set_state(self, scene: Scene, state: dict[str, Any]) -> None:
         super().set_state(scene, state)
         self.target.place(state["goal"])
+
+
+class NeedleReachExpert(Expert):
+    """Straight line to the target."""
+
+    def __call__(self, observation: dict[str, np.ndarray]) -> np.ndarray:
+        return self.env.action_toward(observation["desired_goal"])

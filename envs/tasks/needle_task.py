@@ -7,15 +7,18 @@ from typing import Any
 import numpy as np
 
 from surgisim.envs.grasp import Grasp
+from surgisim.envs.kinematics import JAW_LIMITS, rot_z
 from surgisim.envs.needle import NEEDLE_ARC, NEEDLE_RADIUS, NEEDLE_WIRE_RADIUS, Needle
 from surgisim.envs.scene import Scene
-from surgisim.envs.tasks.base import Task
-from surgisim.envs.tissue import Tissue
+from surgisim.envs.tasks.base import ExpertEnv, Task
+from surgisim.envs.tissue import Tissue, rot_about_z
 from surgisim.envs.transforms import make_pose, rot6d
 
 PHYSICS_SUBSTEPS = 24  # one env step is 0.1 s of PyBullet time at 240 Hz
 REST_SPEED = 1e-3  # m/s (and rad/s): below this a dropped needle has come to rest
 GRASP_ANGLE = 0.3 * NEEDLE_ARC  # where the experts hold the needle, measured from the tail
+OPEN_JAW = np.deg2rad(60.0)
+ROLL_MARGIN = 0.25  # radians the experts keep from the tool-roll joint's limits when planning grasps
 
 
 def jaws_across_wire(angle: float = GRASP_ANGLE) -> np.ndarray:
@@ -132,3 +135,49 @@ class NeedleTask(Task):
         self.holders = [int(i) for i in state["holders"]]
         self.previous_jaws = [float(jaw) for jaw in state["previous_jaws"]]
         self.tissue.set_state(state["tissue"])
+
+
+def jaws_down_pose(tip: np.ndarray, heading: float) -> np.ndarray:
+    """Tool-tip pose at ``tip`` with the jaws pointing straight down, their x axis at ``heading``."""
+    c, s = np.cos(heading), np.sin(heading)
+    rotation = np.array([[c, s, 0.0], [s, -c, 0.0], [0.0, 0.0, -1.0]])
+    return make_pose(rotation, tip)
+
+
+def grasp_from_above(
+    env: ExpertEnv, arm: int, angle: float, hover: float = 0.015, way: float | None = None
+) -> np.ndarray:
+    """Action for PSM number ``arm`` (jaws pointing down) to take the needle at arc ``angle``: open
+    and hover above that point with the jaws across the wire, descend until the wire sits near
+    the jaw tips, then close. The jaws' x axis goes along the wire's tangent (``way`` = 1) or
+    against it (-1); by default whichever is nearer."""
+    needle = env.task.needle
+    tip_pose = env.arms[arm].tip_pose()
+    grasp_point = needle.points(np.array([angle]))[0]
+    tangent = needle.pose()[:3, :3] @ np.array([-np.sin(angle), np.cos(angle), 0.0])
+    x_axis = tip_pose[:3, 0]
+    if way is None:
+        way = 1.0 if np.dot(x_axis, tangent) >= 0 else -1.0
+    tangent = way * tangent
+    roll = float(np.arctan2(np.dot(np.cross(x_axis, tangent), tip_pose[:3, 2]), np.dot(x_axis, tangent)))
+    psm = env.arms[arm]
+    rolled = tip_pose.copy()
+    rolled[:3, :3] = tip_pose[:3, :3] @ rot_z(roll)
+    if not psm.lower[3] + ROLL_MARGIN < psm.ik(rolled)[3] < psm.upper[3] - ROLL_MARGIN:
+        roll -= np.sign(roll) * 2 * np.pi  # the short way would run into the tool-roll limit
+    # The tool tip sits 0.5 mm below the wire's centre: the wire lies 9.7 mm along the 10.5 mm jaws.
+    grasp_tip = grasp_point - np.array([0.0, 0.0, NEEDLE_WIRE_RADIUS])
+    offset = tip_pose[:3, 3] - grasp_tip
+    aligned = np.linalg.norm(offset[:2]) < 0.001 and abs(roll) < np.deg2rad(3)
+    if aligned and offset[2] < 0.0003:
+        return env.action_toward(grasp_tip, jaw=JAW_LIMITS[0], arm=arm)
+    target = grasp_tip if aligned else grasp_tip + np.array([0.0, 0.0, hover])
+    return env.action_toward(target, jaw=OPEN_JAW, roll=roll, arm=arm)
+
+
+def drive_along_arc(env: ExpertEnv, angle: float) -> np.ndarray:
+    """Action that turns the needle held by PSM1 by ``angle`` about its own axis, so that it moves
+    along its arc (through the tissue without damage)."""
+    needle = env.task.needle.pose()
+    driven = needle @ rot_about_z(angle) @ np.linalg.inv(env.task.grasp.offset)
+    return env.action_toward(driven[:3, 3], jaw=JAW_LIMITS[0], rotation=angle * needle[:3, 2])
