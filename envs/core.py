@@ -107,6 +107,7 @@ class SurgicalEnv(gym.Env):
         self.control, self.action_frame, self.render_mode = control, action_frame, render_mode
         self.render_size = int(render_size)
         self.metadata = {**self.metadata}  # per instance, not the shared class dict
+        self.task_name = task  # its key in the registry
         self.task: Task = REGISTRY[task].task()
         self.scene = Scene(renderer)
         self.task.build(self.scene)
