@@ -1,4 +1,5 @@
-"""Shared parts of the suturing tasks: one needle, a gated grasp by the PSM, and the tissue."""
+"""Shared parts of the suturing tasks: one needle, a gated grasp by the PSM, and the tissue; and
+what their experts share (jaws-down poses, grasping from above, driving the needle along its arc)."""
 
 from __future__ import annotations
 
