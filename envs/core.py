@@ -16,6 +16,9 @@ Arguments
     render_size: side of the ``rgb_array`` frames in pixels (default 256).
     renderer: ``"tiny"`` (default, CPU TinyRenderer) or ``"egl"`` (used only if available; falls
         back to TinyRenderer with a warning).
+    tool: the PSMs' instrument, a shipped dVRK tool name or a dVRK tool file's path (default
+        ``LARGE_NEEDLE_DRIVER_400006``; see ``surgisim.envs.tools``). The tip the tasks score is
+        the jaw tips, 10.2 mm past the pose a dVRK reports.
 
 Actions, all in [-1, 1], one block per driven arm in the task's order
     PSM, cartesian (5): tip translation (x, y, z) of up to 5 mm per step, a roll of the tool about
@@ -53,6 +56,7 @@ from surgisim.envs.scene import Scene
 from surgisim.envs.sim import RENDERERS
 from surgisim.envs.tasks import REGISTRY
 from surgisim.envs.tasks.base import Task
+from surgisim.envs.tools import DEFAULT_TOOL, load_tool
 
 OBS_MODES = {
     "state": (),
@@ -88,6 +92,7 @@ class SurgicalEnv(gym.Env):
         render_mode: str | None = None,
         renderer: str = "tiny",
         render_size: int = 256,
+        tool: str = DEFAULT_TOOL,
     ) -> None:
         _check_choice("task", task, tuple(REGISTRY))
         _check_choice("obs_mode", obs_mode, tuple(OBS_MODES))
@@ -102,6 +107,7 @@ class SurgicalEnv(gym.Env):
         self._init_kwargs = dict(
             task=task, obs_mode=obs_mode, image_size=int(image_size), reward_type=reward_type, control=control,
             action_frame=action_frame, render_mode=render_mode, renderer=renderer, render_size=int(render_size),
+            tool=str(tool),
         )  # fmt: skip
         self.obs_mode, self.image_size, self.reward_type = obs_mode, int(image_size), reward_type
         self.control, self.action_frame, self.render_mode = control, action_frame, render_mode
@@ -109,7 +115,7 @@ class SurgicalEnv(gym.Env):
         self.metadata = {**self.metadata}  # per instance, not the shared class dict
         self.task_name = task  # its key in the registry
         self.task: Task = REGISTRY[task].task()
-        self.scene = Scene(renderer)
+        self.scene = Scene(renderer, load_tool(str(tool)))
         self.task.build(self.scene)
         self.arms = [self.scene.arms[name] for name in self.task.arms]
         self._has_reset = False

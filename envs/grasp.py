@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from surgisim.envs.kinematics import JAW_HALF_WIDTH, JAW_LENGTH, PSM_TIP_OFFSET
+from surgisim.envs.kinematics import JAW_HALF_WIDTH, JAW_LENGTH
 from surgisim.envs.needle import NEEDLE_WIRE_RADIUS, Needle, arc_angles
 from surgisim.envs.robots import PSM
 
 GRASP_CLOSED = np.deg2rad(10.0)  # jaw angles at or below this count as closed
 CHECK_POINTS = arc_angles(48)  # about 0.8 mm apart along the wire
-TIP_TO_YAW_FRAME = np.linalg.inv(PSM_TIP_OFFSET)
 
 
 class Grasp:
@@ -25,6 +24,7 @@ class Grasp:
 
     def __init__(self, psm: PSM, needle: Needle) -> None:
         self.psm, self.needle = psm, needle
+        self.tip_to_yaw_frame = np.linalg.inv(psm.tool.tip_offset)
         self.held = False
         self.offset = np.eye(4)  # needle pose in the tool-tip frame while held
 
@@ -48,7 +48,7 @@ class Grasp:
 
     def between_jaws(self, opening: float) -> bool:
         """Whether some of the wire lies inside the wedge between fingers opened to ``opening``."""
-        yaw_frame = self.psm.tip_pose() @ TIP_TO_YAW_FRAME
+        yaw_frame = self.psm.tip_pose() @ self.tip_to_yaw_frame
         local = (self.needle.points(CHECK_POINTS) - yaw_frame[:3, 3]) @ yaw_frame[:3, :3]
         x, y, z = local.T
         reach = np.hypot(x, y)

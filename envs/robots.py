@@ -9,21 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from surgisim.envs.kinematics import (
-    ECM_DH,
-    ECM_LOWER,
-    ECM_UPPER,
-    JAW_LIMITS,
-    PSM_DH,
-    PSM_LOWER,
-    PSM_UPPER,
-    ecm_fk,
-    ecm_ik,
-    psm_fk,
-    psm_ik,
-)
+from surgisim.envs.kinematics import ECM_DH, ECM_LOWER, ECM_UPPER, JAW_LIMITS, ecm_fk, ecm_ik
 from surgisim.envs.sim import Sim
+from surgisim.envs.tools import Tool, default_tool
 from surgisim.envs.transforms import make_pose, matrix_to_quat, quat_to_matrix, rot6d, rotation_from_vector
+from surgisim.envs.urdf_builder import psm_urdf
 
 
 class Arm:
@@ -92,21 +82,25 @@ class Arm:
 
 
 class PSM(Arm):
-    """Patient-side manipulator: six joints (yaw, pitch, insertion, roll, wrist pitch, wrist yaw) and a jaw."""
+    """Patient-side manipulator: six joints (yaw, pitch, insertion, roll, wrist pitch, wrist yaw) and a
+    jaw, with a tool (``surgisim.envs.tools``; default the Large Needle Driver 400006). Its tip is the
+    jaw tips; ``tool.cp`` gives the pose a dVRK reports."""
 
-    urdf = "psm.urdf"
-    lower, upper = PSM_LOWER, PSM_UPPER
     joint_step = np.array([0.05, 0.05, 0.005, 0.05, 0.05, 0.05])  # rad, and m for the insertion
     full_wrist = has_jaw = True
 
-    def __init__(self, sim: Sim, name: str, base: np.ndarray) -> None:
-        super().__init__(sim, name, base, [row.name for row in PSM_DH], "tool_tip")
+    def __init__(self, sim: Sim, name: str, base: np.ndarray, tool: Tool | None = None) -> None:
+        self.tool = tool or default_tool()
+        self.urdf, self.lower, self.upper = psm_urdf(self.tool), self.tool.lower, self.tool.upper
+        # The jaw takes the env's range, within what the tool allows.
+        self.jaw_limits = (max(JAW_LIMITS[0], self.tool.jaw_limits[0]), min(JAW_LIMITS[1], self.tool.jaw_limits[1]))
+        super().__init__(sim, name, base, [row.name for row in self.tool.dh], "tool_tip")
         indices = sim.joint_indices(name)
         self.jaw_ids = [indices["jaw_left"], indices["jaw_right"]]
         self.jaw = 0.0
 
     def local_tip_pose(self, q: np.ndarray) -> np.ndarray:
-        return psm_fk(q)
+        return self.tool.tip(q)
 
     def reset(self) -> None:
         """Back to ``home``, jaws closed."""
@@ -114,12 +108,12 @@ class PSM(Arm):
         self.set_jaw(0.0)
 
     def set_jaw(self, angle: float) -> None:
-        self.jaw = float(np.clip(angle, *JAW_LIMITS))
+        self.jaw = float(np.clip(angle, *self.jaw_limits))
         self.sim.set_joint_positions(self.name, self.jaw_ids, np.array([self.jaw / 2, -self.jaw / 2]))
 
     def ik(self, tip_pose_world: np.ndarray, q_ref: np.ndarray | None = None) -> np.ndarray:
         """Joints for a world tool-tip pose; the tool roll is the one nearest ``q_ref`` (default: now)."""
-        return psm_ik(self.base_inv @ tip_pose_world, q_ref=self.q if q_ref is None else q_ref)
+        return self.tool.ik(self.base_inv @ tip_pose_world, q_ref=self.q if q_ref is None else q_ref)
 
     def joints_toward(self, position: np.ndarray, rotation: np.ndarray) -> np.ndarray:
         """Joints with the tip at a world position, turned by a world-frame rotation vector."""

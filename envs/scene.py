@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
 from surgisim.envs.camera import Camera, SegLabel
-from surgisim.envs.kinematics import PSM_STRAIGHT_TIP_OFFSET, shaft_angles
+from surgisim.envs.kinematics import shaft_angles
 from surgisim.envs.robots import ECM, PSM, Arm
 from surgisim.envs.sim import Sim
+from surgisim.envs.tools import Tool, default_tool
 from surgisim.envs.transforms import look_at_base
 
 TISSUE_HALF_EXTENTS = np.array([0.25, 0.25, 0.005])  # a 50 cm x 50 cm tissue bed whose top face is z = 0
@@ -26,8 +27,9 @@ ArmType = TypeVar("ArmType", bound=Arm)
 class Scene:
     """Builds the bodies once; tasks add theirs in ``Task.build`` and move them on reset."""
 
-    def __init__(self, renderer: str = "tiny") -> None:
+    def __init__(self, renderer: str = "tiny", tool: Tool | None = None) -> None:
         self.sim = Sim(renderer)
+        self.tool = tool or default_tool()  # every PSM's instrument
         self.camera = Camera(self.sim)
         tissue = self.sim.create_body(
             "tissue",
@@ -38,16 +40,16 @@ class Scene:
         self.sim.set_base_pose("tissue", np.array([0.0, 0.0, -TISSUE_HALF_EXTENTS[2]]), np.array([0, 0, 0, 1.0]))
         self.camera.set_label(tissue, SegLabel.TISSUE)
         self.arms: dict[str, Arm] = {}
-        self.psm = self.add_arm(PSM, "psm1", look_at_base(PSM_RCM, PSM_AIM), SegLabel.INSTRUMENT)
+        self.psm = self.add_arm(PSM, "psm1", look_at_base(PSM_RCM, PSM_AIM), SegLabel.INSTRUMENT, tool=self.tool)
         self.ecm = self.add_arm(ECM, "ecm", look_at_base(ECM_RCM, ECM_AIM), SegLabel.ENDOSCOPE)
         direction = (ECM_AIM - ECM_RCM) / np.linalg.norm(ECM_AIM - ECM_RCM)
         self.ecm.move_tip(ECM_AIM - ECM_HOME_DISTANCE * direction, np.zeros(3))
         self.ecm.home = self.ecm.q.copy()
 
-    def add_arm(self, kind: type[ArmType], name: str, base: np.ndarray, label: SegLabel) -> ArmType:
-        """Add an arm of ``kind`` with its RCM frame at ``base``; a PSM's home has its tip 3 cm above
-        the tissue centre, wrist straight. Tasks call it from ``build`` (e.g. for PSM2)."""
-        arm = kind(self.sim, name, base)
+    def add_arm(self, kind: type[ArmType], name: str, base: np.ndarray, label: SegLabel, **options: Any) -> ArmType:
+        """Add an arm of ``kind`` (made with ``options``) with its RCM frame at ``base``; a PSM's home
+        has its tip 3 cm above the tissue centre, wrist straight. Tasks call it from ``build``."""
+        arm = kind(self.sim, name, base, **options)
         self.camera.set_label(arm.body, label)
         self.arms[name] = arm
         if isinstance(arm, PSM):
@@ -56,7 +58,7 @@ class Scene:
 
     def add_second_psm(self) -> PSM:
         """Add PSM2 (for two-handed tasks); call once, from a task's ``build``."""
-        return self.add_arm(PSM, "psm2", look_at_base(PSM2_RCM, PSM_AIM), SegLabel.INSTRUMENT)
+        return self.add_arm(PSM, "psm2", look_at_base(PSM2_RCM, PSM_AIM), SegLabel.INSTRUMENT, tool=self.tool)
 
     def psms(self) -> list[PSM]:
         return [arm for arm in self.arms.values() if isinstance(arm, PSM)]
@@ -67,7 +69,7 @@ class Scene:
         direction = tip - psm.rcm()
         local = psm.base_inv[:3, :3] @ direction
         q1, q2 = shaft_angles(local / np.linalg.norm(local))
-        return np.array([q1, q2, np.linalg.norm(direction) - PSM_STRAIGHT_TIP_OFFSET, 0.0, 0.0, 0.0])
+        return np.array([q1, q2, np.linalg.norm(direction) - psm.tool.straight_tip_offset, 0.0, 0.0, 0.0])
 
     def step_physics(self, substeps: int) -> None:
         """Advance free bodies (e.g. a dropped needle) and hold the kinematic arms at their set-points."""

@@ -7,6 +7,8 @@ Meshes are deliberately coarse: TinyRenderer's cost follows the triangle count.
 
 from __future__ import annotations
 
+import tempfile
+from functools import cache
 from importlib.resources import files
 from pathlib import Path
 
@@ -18,12 +20,10 @@ from surgisim.envs.kinematics import (
     JAW_HALF_WIDTH,
     JAW_LENGTH,
     JAW_LIMITS,
-    PSM_DH,
-    PSM_PITCH_TO_YAW,
-    PSM_TIP_OFFSET,
     DHRow,
     dh_transform,
 )
+from surgisim.envs.tools import DEFAULT_TOOL, Tool, load_tool
 from surgisim.envs.transforms import matrix_to_rpy
 
 SHAFT_RADIUS = 0.0042  # 8.4 mm instrument shaft
@@ -53,10 +53,10 @@ def _shape(kind: str, geometry: str, xyz: tuple[float, float, float], rgba: str 
     return f'<{kind}><origin xyz="{_fmt(np.array(xyz))}"/><geometry>{geometry}</geometry>{material}</{kind}>'
 
 
-def _prism_link(name: str, radius: float, length: float, z_start: float, rgba: str) -> str:
+def _prism_link(name: str, radius: float, length: float, z_start: float, rgba: str, meshes: str) -> str:
     """A link carrying an octagonal prism along its z axis (visual) and a cylinder (collision)."""
     centre = (0.0, 0.0, z_start + length / 2)
-    mesh = f'<mesh filename="meshes/prism8.obj" scale="{radius:.6g} {radius:.6g} {length:.6g}"/>'
+    mesh = f'<mesh filename="{meshes}/prism8.obj" scale="{radius:.6g} {radius:.6g} {length:.6g}"/>'
     cylinder = f'<cylinder radius="{radius:.6g}" length="{length:.6g}"/>'
     return (
         f'<link name="{name}">{_inertial()}{_shape("visual", mesh, centre, rgba)}'
@@ -92,27 +92,45 @@ def _fixed(name: str, parent: str, child: str, transform: np.ndarray) -> str:
     )
 
 
-def build_psm_urdf() -> str:
-    """PSM: six DH joints, two jaw fingers about the wrist-yaw axis, and a fixed tool-tip frame."""
+def build_psm_urdf(tool: Tool, meshes: str = "meshes") -> str:
+    """PSM with ``tool``: six DH joints, two jaw fingers about the wrist-yaw axis, and a fixed frame
+    at the jaw tips. ``meshes``: the mesh folder as the URDF refers to it."""
+    pitch_to_yaw = tool.rows[2].a
     links = [
         _empty_link("rcm"),
         _empty_link("yaw_link"),
         _empty_link("pitch_link"),
-        _prism_link("insertion_link", SHAFT_RADIUS, PSM_DH[3].d, 0.0, INSTRUMENT_GREY),
+        _prism_link("insertion_link", SHAFT_RADIUS, tool.rows[0].d, 0.0, INSTRUMENT_GREY, meshes),
         _empty_link("roll_link"),
-        _box_link("wrist_pitch_link", (PSM_PITCH_TO_YAW, 0.004, 0.004), (PSM_PITCH_TO_YAW / 2, 0, 0), INSTRUMENT_GREY),
+        _box_link("wrist_pitch_link", (pitch_to_yaw, 0.004, 0.004), (pitch_to_yaw / 2, 0, 0), INSTRUMENT_GREY),
         _empty_link("wrist_yaw_link"),
         _box_link("jaw_left_link", (0.0012, JAW_LENGTH, 2 * JAW_HALF_WIDTH), (-0.0007, JAW_LENGTH / 2, 0), JAW_GREY),
         _box_link("jaw_right_link", (0.0012, JAW_LENGTH, 2 * JAW_HALF_WIDTH), (0.0007, JAW_LENGTH / 2, 0), JAW_GREY),
         _empty_link("tool_tip"),
     ]
     chain = ["rcm", "yaw_link", "pitch_link", "insertion_link", "roll_link", "wrist_pitch_link", "wrist_yaw_link"]
-    joints = [_joint(row, chain[i], chain[i + 1]) for i, row in enumerate(PSM_DH)]
+    joints = [_joint(row, chain[i], chain[i + 1]) for i, row in enumerate(tool.dh)]
     for side in ("left", "right"):
         jaw = DHRow(f"jaw_{side}", "R", 0.0, 0.0, 0.0, 0.0, -JAW_LIMITS[1] / 2, JAW_LIMITS[1] / 2)
         joints.append(_joint(jaw, "wrist_yaw_link", f"jaw_{side}_link"))
-    joints.append(_fixed("tool_tip_fixed", "wrist_yaw_link", "tool_tip", PSM_TIP_OFFSET))
+    joints.append(_fixed("tool_tip_fixed", "wrist_yaw_link", "tool_tip", tool.tip_offset))
     return _robot("psm", links, joints)
+
+
+@cache
+def psm_urdf(tool: Tool) -> str:
+    """The PSM URDF file for a tool: the committed ``psm.urdf`` for the default tool, otherwise one
+    written for it into a temporary folder (removed when the process ends)."""
+    if tool is load_tool(DEFAULT_TOOL):
+        return "psm.urdf"
+    path = Path(_generated_folder().name) / f"psm-{id(tool)}-{tool.name}.urdf"
+    path.write_text(build_psm_urdf(tool, meshes=str(Path(str(files("surgisim.assets"))) / "meshes")))
+    return str(path)
+
+
+@cache
+def _generated_folder() -> tempfile.TemporaryDirectory:
+    return tempfile.TemporaryDirectory(prefix="surgisim-urdf-")
 
 
 def build_ecm_urdf() -> str:
@@ -122,7 +140,7 @@ def build_ecm_urdf() -> str:
         _empty_link("yaw_link"),
         _empty_link("pitch_link"),
         # The endoscope's shaft stops short of the lens: geometry at the eye point hangs TinyRenderer.
-        _prism_link("insertion_link", ENDOSCOPE_RADIUS, ECM_DH[3].d - 0.01, 0.0, INSTRUMENT_GREY),
+        _prism_link("insertion_link", ENDOSCOPE_RADIUS, ECM_DH[3].d - 0.01, 0.0, INSTRUMENT_GREY, "meshes"),
         _empty_link("roll_link"),
         _empty_link("camera_link"),
     ]
@@ -184,7 +202,7 @@ def icosphere_obj() -> str:
 def generated_assets() -> dict[str, str]:
     """Relative path in ``assets/`` -> file text, for every generated asset."""
     return {
-        "psm.urdf": build_psm_urdf(),
+        "psm.urdf": build_psm_urdf(load_tool(DEFAULT_TOOL)),
         "ecm.urdf": build_ecm_urdf(),
         "meshes/prism8.obj": prism_obj(8),
         "meshes/icosphere.obj": icosphere_obj(),

@@ -20,6 +20,7 @@ from typing import Any
 from surgisim.agents.cli import env_id_type, seed_type
 from surgisim.agents.config import read_yaml
 from surgisim.agents.files import check_writable
+from surgisim.envs.tools import DEFAULT_TOOL, shipped_tools
 
 TRANSPORTS = ("auto", "dds", "rclpy")
 RATE_RANGE = (1.0, 1000.0)  # Hz: CRTK arms take servo commands at 100-1000 Hz; below 1 Hz nothing reacts
@@ -79,7 +80,8 @@ def cmd_twin(args: argparse.Namespace) -> int:
 
     configure_logging(args)
     transport = make_transport(args.transport)
-    twin = SimTwin(transport, args.env_id, DvrkProfile(args.namespace), args.seed, args.camera, args.image_size)
+    twin = SimTwin(transport, args.env_id, DvrkProfile(args.namespace), args.seed, args.camera, args.image_size,
+                   args.tool, args.dvrk_version)  # fmt: skip
     stopped = _stop_on_signals()
     try:
         summary = run_twin(twin, args.rate, args.duration, args.until_success, stop=lambda: stopped[0])
@@ -101,7 +103,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     profile = make_profile(args.profile, args.namespace, args.command)
     transport = make_transport(args.transport)
     shield = SafetyShield(limits, requires_operating_state=profile.has_operating_state)
-    runner = PolicyRunner(transport, args.env_id, args.policy, profile, shield, args.dry_run, 1.0 / args.rate)
+    runner = PolicyRunner(transport, args.env_id, args.policy, profile, shield, args.dry_run, 1.0 / args.rate,
+                          args.tool)  # fmt: skip
     stopped = _stop_on_signals()
     try:
         if args.enable and profile.kind == "dvrk" and not runner.enable(stop=lambda: stopped[0]):
@@ -113,6 +116,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             return stopped[0] or (args.until_success and runner.twin_info.get("is_success", False))
 
         summary = run_policy(runner, args.rate, args.duration, stop=stop)
+        if runner.start_error:
+            raise ValueError(runner.start_error)
     finally:
         runner.close()  # sends hold
         transport.close()
@@ -158,6 +163,11 @@ def add_commands(commands: Any) -> None:
         parser.add_argument("--duration", type=_positive, help="stop after this many seconds (default: until Ctrl-C)")
         parser.add_argument("--verbose", action="store_true", help="log every refusal reason as it changes")
 
+    def tool(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--tool", default=DEFAULT_TOOL,
+                            help=f"the instrument: a shipped dVRK tool ({', '.join(shipped_tools())}) or a dVRK "
+                                 "tool .json file")  # fmt: skip
+
     twin = nodes.add_parser("twin", help="run a surgisim env as a dVRK arm on ROS 2 topics")
     twin.add_argument("env_id", nargs="?", default="surgisim/NeedleReach-v0", type=env_id_type)
     twin.add_argument("--seed", type=seed_type, default=0)
@@ -165,6 +175,9 @@ def add_commands(commands: Any) -> None:
     twin.add_argument("--camera", action="store_true", help="also publish the endoscope image")
     twin.add_argument("--image-size", type=int, default=84, help="side of the published image, pixels")
     twin.add_argument("--until-success", action="store_true", help="stop once the task succeeds")
+    twin.add_argument("--dvrk-version", default="2.3", choices=("2.2", "2.3"),
+                      help="joint names as this dVRK release publishes them: 2.2 outer_yaw..., 2.3 yaw...")  # fmt: skip
+    tool(twin)
     common(twin)
     twin.set_defaults(run=cmd_twin)
 
@@ -182,6 +195,7 @@ def add_commands(commands: Any) -> None:
     run.add_argument("--dry-run", action="store_true", help="publish to preview topics only")
     run.add_argument("--enable", action="store_true", help="send enable and home to the arm first")
     run.add_argument("--until-success", action="store_true", help="stop when the sim twin reports success")
+    tool(run)
     common(run)
     run.set_defaults(run=cmd_run)
 

@@ -10,7 +10,11 @@ latched ``operating_state``, obeys ``state_command``, ``servo_*`` and ``hold``, 
 the task's goal on ``/surgisim/goal`` and its progress on ``/surgisim/info``.
 
 Poses on the wire are in the arm's base frame (its remote centre of motion at the origin), as
-the dVRK reports ``measured_cp`` with an identity base frame.
+the dVRK reports ``measured_cp`` with an identity base frame, and follow the dVRK 2.x tool-file
+convention: ``measured_cp`` and ``servo_cp`` are ``FK(q) @ tooltip_offset`` of the tool
+(``surgisim.envs.tools``), on the jaw pivot; the jaw tips the policy was trained to move lie 10.2
+mm further along the jaws. Joint names are the dVRK's, up to 2.2 (``outer_yaw``...) or from 2.3
+(``yaw``...): the twin publishes the version it is told, the runner answers in the names it hears.
 """
 
 from __future__ import annotations
@@ -28,10 +32,18 @@ import numpy as np
 from surgisim.agents.evaluate import check_policy, make_policy
 from surgisim.envs import REGISTRY, task_name
 from surgisim.envs.core import OBS_MODES
-from surgisim.envs.transforms import make_pose
+from surgisim.envs.tools import DEFAULT_TOOL
+from surgisim.envs.transforms import make_pose, rotation_vector
 from surgisim.ros_bridge import messages as msg
 from surgisim.ros_bridge.endpoints import QOS_LATCHED, QOS_SENSOR, Transport
-from surgisim.ros_bridge.profiles import JAW_JOINT_NAMES, PSM_JOINT_NAMES, DvrkProfile, Ros2ControlProfile, Topic
+from surgisim.ros_bridge.profiles import (
+    DVRK_JOINT_NAMES,
+    JAW_JOINT_NAMES,
+    PSM_JOINT_NAMES,
+    DvrkProfile,
+    Ros2ControlProfile,
+    Topic,
+)
 from surgisim.ros_bridge.shield import SafetyShield
 
 LOG = logging.getLogger("surgisim.ros")
@@ -56,9 +68,13 @@ class SimTwin:
     """A surgisim env playing a dVRK arm (the task's first PSM) on ``profile``'s topics."""
 
     def __init__(self, transport: Transport, env_id: str, profile: DvrkProfile, seed: int = 0,
-                 camera: bool = False, image_size: int = 84) -> None:  # fmt: skip
+                 camera: bool = False, image_size: int = 84, tool: str = DEFAULT_TOOL,
+                 dvrk_version: str = "2.3") -> None:  # fmt: skip
+        if dvrk_version not in DVRK_JOINT_NAMES:
+            raise ValueError(f"dVRK version {dvrk_version!r}: use {' or '.join(DVRK_JOINT_NAMES)}")
         self.transport, self.profile = transport, profile
-        self.env = gym.make(env_id, obs_mode="rgb" if camera else "state", image_size=image_size)
+        self.joint_names = list(DVRK_JOINT_NAMES[dvrk_version])
+        self.env = gym.make(env_id, obs_mode="rgb" if camera else "state", image_size=image_size, tool=tool)
         self.model = self.env.unwrapped
         self.model.reset(seed=seed)
         self.arm = self.model.scene.psm
@@ -108,7 +124,7 @@ class SimTwin:
             LOG.warning("twin: servo_cp ignored: %s", error)
             return
         if self._moving():
-            self.target = self.arm.ik(self.arm.base @ pose)
+            self.target = self.arm.ik(self.arm.base @ self.arm.tool.tip_from_cp(pose))
 
     def _on_servo_jp(self, message: Any) -> None:
         positions = np.asarray(message.position, dtype=np.float64)
@@ -138,8 +154,8 @@ class SimTwin:
             self.jaw_target = None
         observation, info = self.model.advance()
         now = time.time()
-        pose = self.arm.local_tip_pose(self.arm.q)
-        self.publish[self.profile.measured_js.name](msg.joint_state(list(PSM_JOINT_NAMES), self.arm.q, now))
+        pose = self.arm.tool.cp(self.arm.q)
+        self.publish[self.profile.measured_js.name](msg.joint_state(self.joint_names, self.arm.q, now))
         self.publish[self.profile.measured_cp.name](msg.pose_stamped(pose, now, self.profile.base_frame))
         self.publish[self.profile.jaw_measured_js.name](msg.joint_state(list(JAW_JOINT_NAMES), [self.arm.jaw], now))
         if self.camera:
@@ -158,28 +174,30 @@ def _arm_joints(message: Any) -> Any:
     """The arm's joints of a joint state in the dVRK's order (ros2_control's ``/joint_states``
     may list others too, in any order); unchanged when some are missing (the shield refuses it)."""
     names = list(message.name)
-    if names == list(PSM_JOINT_NAMES) or not set(PSM_JOINT_NAMES) <= set(names):
+    scheme = next((list(scheme) for scheme in DVRK_JOINT_NAMES.values() if set(scheme) <= set(names)), None)
+    if scheme is None or names == scheme:
         return message
     positions = np.asarray(message.position, dtype=np.float64)
     if positions.shape != (len(names),):
         return message
-    order = [names.index(name) for name in PSM_JOINT_NAMES]
-    return msg.message_class(msg.JOINT_STATE)(message.header, list(PSM_JOINT_NAMES), positions[order],
-                                              np.zeros(0), np.zeros(0))  # fmt: skip
+    order = [names.index(name) for name in scheme]
+    return msg.message_class(msg.JOINT_STATE)(message.header, scheme, positions[order], np.zeros(0),
+                                              np.zeros(0))  # fmt: skip
 
 
 class PolicyRunner:
     """Runs a policy against a robot on ``profile``'s topics, behind ``shield``."""
 
     def __init__(self, transport: Transport, env_id: str, policy: str | Any, profile: DvrkProfile | Ros2ControlProfile,
-                 shield: SafetyShield, dry_run: bool = False, period: float = 0.01) -> None:  # fmt: skip
+                 shield: SafetyShield, dry_run: bool = False, period: float = 0.01,
+                 tool: str = DEFAULT_TOOL) -> None:  # fmt: skip
         self.transport, self.profile, self.shield, self.dry_run = transport, profile, shield, dry_run
         missing = [item for item in REGISTRY[task_name(env_id)].robot_inputs if item not in SUPPLIED_INPUTS]
         if missing:
             raise ValueError(f"{env_id}: on a robot its observation needs {', '.join(missing)}, which no topic "
                              f"supplies; the runner has the arm's state and a goal position ({GOAL.name})")  # fmt: skip
         self.period = period  # a ros2_control trajectory point is due one period after it is sent
-        self.env = gym.make(env_id)
+        self.env = gym.make(env_id, tool=tool)
         self.model = self.env.unwrapped
         self.model.reset(seed=0)
         self.policy = make_policy(policy, self.env)
@@ -199,7 +217,10 @@ class PolicyRunner:
         self.arm = self.model.scene.psm
         self.goal: np.ndarray | None = None
         self.sent, self.holding = 0, False
-        shield.joint_names = PSM_JOINT_NAMES
+        shield.joint_schemes = tuple(DVRK_JOINT_NAMES.values())
+        self.measured_cp: np.ndarray | None = None  # the arm's own report, for the start-up check
+        self.start_error = ""  # why the runner will not start (FK and measured_cp disagree)
+        self.checked = profile.kind != "dvrk"  # ros2_control reports no pose to check against
         self.state_arrival: float | None = None  # perf_counter of the latest accepted joint state not yet acted on
         self.latencies: deque[float] = deque(maxlen=100_000)  # state arrival to command sent, seconds
         _subscribe(transport, GOAL, self._on_goal)
@@ -212,6 +233,7 @@ class PolicyRunner:
             command = profile.command_topic
         else:
             _subscribe(transport, profile.measured_js, self._on_joint_state)
+            _subscribe(transport, profile.measured_cp, self._on_measured_cp)
             _subscribe(transport, profile.jaw_measured_js, shield.accept_jaw_state)
             _subscribe(transport, profile.operating_state, shield.accept_operating_state)
             command = profile.servo_cp if profile.command == "servo_cp" else profile.servo_jp
@@ -225,6 +247,35 @@ class PolicyRunner:
     def _on_joint_state(self, message: Any) -> None:
         if self.shield.accept_joint_state(_arm_joints(message), time.monotonic()):
             self.state_arrival = time.perf_counter()
+
+    def _on_measured_cp(self, message: Any) -> None:
+        try:
+            self.measured_cp = msg.pose_matrix(message)
+        except ValueError as error:
+            LOG.warning("runner: measured_cp ignored: %s", error)
+
+    def _check_start(self) -> str | None:
+        """Before the first command: forward kinematics of the measured joints with the tool must
+        give the arm's own measured_cp (to 1 mm and 1 degree), else nothing is ever sent."""
+        if self.measured_cp is None:
+            return f"waiting for {self.profile.measured_cp.name}"
+        expected = self.arm.tool.cp(self.shield.joints)
+        offset = self.measured_cp[:3, 3] - expected[:3, 3]
+        angle = float(np.linalg.norm(rotation_vector(expected[:3, :3].T @ self.measured_cp[:3, :3])))
+        if np.linalg.norm(offset) <= 0.001 and angle <= np.deg2rad(1.0):
+            self.checked = True
+            return None
+        along_jaws = float(np.dot(offset, expected[:3, 2]))
+        if abs(along_jaws - self.arm.tool.jaw_tip) < 0.001 and angle <= np.deg2rad(1.0):
+            cause = "the arm reports the jaw tips, not the dVRK 2.x jaw pivot: is it a dVRK 2.x?"
+        else:
+            cause = (f"check --tool (this run assumes {self.arm.tool.name}: an S/Si tool has a longer shaft), "
+                     "the dVRK version, and that measured_cp is in the arm's base frame (the RCM)")  # fmt: skip
+        self.start_error = (
+            f"forward kinematics of {self.profile.measured_js.name} is {np.linalg.norm(offset) * 1000:.1f} mm and "
+            f"{np.rad2deg(angle):.1f} degrees from {self.profile.measured_cp.name}: {cause}; nothing was sent"
+        )
+        return self.start_error
 
     def _on_image(self, message: Any) -> None:
         try:
@@ -275,6 +326,10 @@ class PolicyRunner:
             return self._refused(refusal)
         if self.goal is None:
             return "waiting for a goal"
+        if not self.checked:
+            problem = self._check_start()
+            if problem is not None:
+                return problem
         self.arm.set_joints(self.shield.joints)
         if self.shield.jaw is not None:
             self.arm.set_jaw(self.shield.jaw)
@@ -285,9 +340,9 @@ class PolicyRunner:
                 got = "no camera image yet" if self.image is None else f"camera image {self.image.shape}"
                 return f"{got}; the policy needs {wanted}"
             observation["rgb"] = self.image
-        measured = self.arm.local_tip_pose(self.arm.q)
+        measured = self.arm.tool.cp(self.arm.q)
         self.model.apply_action(self.policy(observation))
-        target = self.arm.local_tip_pose(self.arm.q)
+        target = self.arm.tool.cp(self.arm.q)
         decision = self.shield.limit(measured, target, self.arm.jaw)
         if decision.pose is None:
             return self._refused(decision)
@@ -303,18 +358,20 @@ class PolicyRunner:
         return decision.reason
 
     def _send(self, pose: np.ndarray, jaw: float) -> None:
-        """Publish a set-point (a base-frame tool-tip pose) on the profile's command topic."""
+        """Publish a set-point (a base-frame ``servo_cp`` pose, the dVRK's convention) on the
+        profile's command topic."""
         stamp = time.time()
         if self.profile.kind == "dvrk" and self.profile.command == "servo_cp":
             self.publish_command(msg.pose_stamped(pose, stamp, self.profile.base_frame))
         else:
-            self._send_joints(self.arm.ik(self.arm.base @ pose, q_ref=self.shield.joints), stamp)
+            tip = self.arm.base @ self.arm.tool.tip_from_cp(pose)
+            self._send_joints(self.arm.ik(tip, q_ref=self.shield.joints), stamp)
         if self.profile.kind == "dvrk":
             self.publish_jaw(msg.joint_state(list(JAW_JOINT_NAMES), [jaw], stamp))
 
     def _send_joints(self, joints: np.ndarray, stamp: float) -> None:
-        if self.profile.kind == "dvrk":
-            self.publish_command(msg.joint_state(list(PSM_JOINT_NAMES), joints, stamp))
+        if self.profile.kind == "dvrk":  # in the names the arm uses
+            self.publish_command(msg.joint_state(list(self.shield.names or PSM_JOINT_NAMES), joints, stamp))
         elif self.profile.command == "joint_trajectory":
             self.publish_command(msg.joint_trajectory(list(PSM_JOINT_NAMES), joints, stamp, self.period))
         else:
@@ -359,7 +416,7 @@ def run_policy(runner: PolicyRunner, rate: float, duration: float | None = None,
     without one (then the watchdog judges the state's age)."""
     period, started = 1.0 / rate, time.monotonic()
     due, ticks = started, 0
-    while (duration is None or time.monotonic() - started < duration) and not stop():
+    while (duration is None or time.monotonic() - started < duration) and not stop() and not runner.start_error:
         now = time.monotonic()
         if now < due:
             runner.transport.spin_once(min(due - now, SPIN_WAIT))

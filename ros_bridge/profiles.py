@@ -15,11 +15,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from surgisim.envs.kinematics import PSM_DH
+from surgisim.envs.kinematics import PSM_ARM_DH
+from surgisim.envs.tools import TOOL_JOINTS
 from surgisim.ros_bridge import messages as msg
 from surgisim.ros_bridge.endpoints import QOS_COMMAND, QOS_DEFAULT, QOS_LATCHED, QOS_SENSOR, QoS
 
-PSM_JOINT_NAMES = tuple(row.name for row in PSM_DH)  # outer_yaw ... outer_wrist_yaw, as the dVRK names them
+PSM_JOINT_NAMES = (*(row.name for row in PSM_ARM_DH), *TOOL_JOINTS)  # outer_yaw ... outer_wrist_yaw
+# The PSM's joint names as a dVRK publishes them: up to release 2.2 with "outer_", from 2.3 without.
+DVRK_JOINT_NAMES = {"2.2": PSM_JOINT_NAMES, "2.3": tuple(name.removeprefix("outer_") for name in PSM_JOINT_NAMES)}
 JAW_JOINT_NAMES = ("jaw",)
 
 

@@ -97,7 +97,8 @@ class Decision:
 @dataclass
 class SafetyShield:
     limits: ShieldLimits = field(default_factory=ShieldLimits)
-    joint_names: tuple[str, ...] = ()
+    joint_schemes: tuple[tuple[str, ...], ...] = ()  # the joint-name lists accepted (e.g. dVRK 2.2 and 2.3)
+    names: tuple[str, ...] | None = None  # the joint names the robot uses, once it has sent them
     requires_operating_state: bool = True
     counts: Counter = field(default_factory=Counter)
     state: str = "DISABLED"
@@ -124,18 +125,20 @@ class SafetyShield:
     def accept_joint_state(self, message: object, now: float) -> bool:
         """Take a measured joint state (``sensor_msgs/JointState``) if it is sound."""
         positions = np.asarray(message.position, dtype=np.float64)
-        if positions.shape != (len(self.joint_names),):
-            return self._refuse("joint state: wrong joint count", f"{positions.size}, expected {len(self.joint_names)}")
-        if list(message.name) and tuple(message.name) != self.joint_names:
-            return self._refuse(
-                "joint state: wrong joint names", f"{list(message.name)}, expected {list(self.joint_names)}"
-            )
+        count = len(self.joint_schemes[0]) if self.joint_schemes else 0
+        if positions.shape != (count,):
+            return self._refuse("joint state: wrong joint count", f"{positions.size}, expected {count}")
+        names = tuple(message.name)
+        if names and names not in self.joint_schemes:
+            expected = " or ".join(str(list(scheme)) for scheme in self.joint_schemes)
+            return self._refuse("joint state: wrong joint names", f"{list(names)}, expected {expected}")
         if not np.all(np.isfinite(positions)):
             return self._refuse("joint state: NaN or inf")
         stamp = stamp_seconds(message)
         if stamp < self.last_stamp:
             return self._refuse("joint state: out of order", f"stamped {stamp:.6f}, after {self.last_stamp:.6f}")
         self.joints, self.last_stamp, self.last_state_time = positions, stamp, now
+        self.names = names or self.names
         return True
 
     def accept_jaw_state(self, message: object) -> bool:

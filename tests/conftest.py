@@ -1,8 +1,12 @@
+import json
+import math
+
 import gymnasium as gym
 import numpy as np
 import pytest
 
 import surgisim.envs
+from surgisim.envs.tools import strip_comments, tools_folder
 
 ENV_IDS = surgisim.envs.env_ids()
 
@@ -49,3 +53,27 @@ def assert_same(a, b, atol: float = 0.0) -> None:
         np.testing.assert_allclose(a, b, rtol=0.0, atol=atol)
     else:
         np.testing.assert_array_equal(a, b)
+
+
+# The PSM's first three rows, as the dVRK's arm file gives them (alpha, A, theta offset, D, prismatic).
+DVRK_ARM = [(1.5708, 0.0, 1.5708, 0.0, False), (-1.5708, 0.0, -1.5708, 0.0, False), (1.5708, 0.0, 0.0, -0.4318, True)]
+
+
+def dvrk_tool_file(name: str) -> dict:
+    """A shipped tool file's raw content, as the dVRK's JSON reader sees it."""
+    return json.loads(strip_comments((tools_folder() / f"{name}.json").read_text()))
+
+
+def dvrk_measured_cp(tool_json: dict, q: np.ndarray) -> np.ndarray:
+    """measured_cp as the dVRK computes it: modified DH with the files' own numbers, then the
+    tooltip offset (written here from the dVRK's conventions, not from surgisim's code)."""
+    rows = list(DVRK_ARM) + [(j["alpha"], j["A"], j["theta"] + j["offset"], j["D"], False)
+                             for j in tool_json["DH"]["joints"]]  # fmt: skip
+    pose = np.eye(4)
+    for (alpha, a, theta, d, prismatic), value in zip(rows, q, strict=True):
+        theta, d = (theta, d + value) if prismatic else (theta + value, d)
+        ca, sa, ct, st = math.cos(alpha), math.sin(alpha), math.cos(theta), math.sin(theta)
+        pose = pose @ np.array([[ct, -st, 0, a], [st * ca, ct * ca, -sa, -sa * d], [st * sa, ct * sa, ca, ca * d],
+                                [0, 0, 0, 1]])  # fmt: skip
+    key = "tooltip_offset" if "tooltip_offset" in tool_json else "tooltip-offset"
+    return pose @ np.array(tool_json[key])

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import yourdfpy
 
-from surgisim.envs.kinematics import ECM_DH, PSM_DH
+from surgisim.envs.kinematics import ECM_DH
+from surgisim.envs.tools import default_tool
 from surgisim.envs.urdf_builder import generated_assets
 
 ASSETS = Path(str(files("surgisim.assets")))
@@ -15,7 +16,7 @@ ASSETS = Path(str(files("surgisim.assets")))
 
 @pytest.mark.parametrize(
     ("filename", "rows", "extra"),
-    [("psm.urdf", PSM_DH, ["jaw_left", "jaw_right"]), ("ecm.urdf", ECM_DH, [])],
+    [("psm.urdf", default_tool().dh, ["jaw_left", "jaw_right"]), ("ecm.urdf", ECM_DH, [])],
 )
 def test_urdf_parses_with_expected_joints(filename, rows, extra):
     robot = yourdfpy.URDF.load(str(ASSETS / filename), build_scene_graph=False, load_meshes=False)

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from surgisim.envs.kinematics import ECM_DH, PSM_DH, ecm_fk, ecm_ik, psm_fk, psm_ik
+from surgisim.envs.kinematics import ECM_DH, ecm_fk, ecm_ik
 from surgisim.envs.scene import Scene
+from surgisim.envs.tools import default_tool
 from surgisim.envs.transforms import quat_to_matrix
 
 
@@ -34,7 +35,7 @@ def test_sim_forward_kinematics_matches_dh(scene, arm_name):
 
 
 def test_psm_fk_at_zero_points_down_the_shaft():
-    tip = psm_fk(np.array([0.0, 0.0, 0.1, 0.0, 0.0, 0.0]))
+    tip = default_tool().tip(np.array([0.0, 0.0, 0.1, 0.0, 0.0, 0.0]))
     # q3 - 0.4318 + 0.4162 to the wrist, then 9.1 mm and 10.2 mm along the straight wrist.
     np.testing.assert_allclose(tip[:3, 3], [0.0, 0.0, -(0.1 - 0.0156 + 0.0091 + 0.0102)], atol=1e-12)
     np.testing.assert_allclose(tip[:3, 2], [0.0, 0.0, -1.0], atol=1e-12)
@@ -42,14 +43,14 @@ def test_psm_fk_at_zero_points_down_the_shaft():
 
 def test_psm_ik_round_trip():
     rng = np.random.default_rng(2)
-    lower = np.array([row.lower for row in PSM_DH])
-    upper = np.array([row.upper for row in PSM_DH])
+    tool = default_tool()
+    lower, upper = tool.lower, tool.upper
     for _ in range(2000):
         q = rng.uniform(lower, upper)
         q[2] = rng.uniform(0.03, upper[2])
-        pose = psm_fk(q)
-        solution = psm_ik(pose, q_ref=q)
-        reached = psm_fk(solution)
+        pose = tool.tip(q)
+        solution = tool.ik(pose, q_ref=q)
+        reached = tool.tip(solution)
         assert np.linalg.norm(reached[:3, 3] - pose[:3, 3]) <= 1e-4  # 0.1 mm
         angle = np.arccos(np.clip((np.trace(reached[:3, :3].T @ pose[:3, :3]) - 1) / 2, -1, 1))
         assert np.rad2deg(angle) <= 0.1

@@ -18,7 +18,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from surgisim.envs.transforms import make_pose, rotation_from_vector
+from conftest import dvrk_measured_cp, dvrk_tool_file
+from surgisim.envs.transforms import make_pose, rotation_from_vector, rotation_vector
 from surgisim.ros_bridge import messages as msg
 from surgisim.ros_bridge import wire
 from surgisim.ros_bridge.cli import load_limits
@@ -260,7 +261,7 @@ def _joint_state(positions, stamp, names=PSM_JOINT_NAMES):
 
 
 def _ready_shield(**limits):
-    shield = SafetyShield(ShieldLimits(**limits), joint_names=PSM_JOINT_NAMES)
+    shield = SafetyShield(ShieldLimits(**limits), joint_schemes=(PSM_JOINT_NAMES,))
     shield.accept_operating_state(msg.operating_state("ENABLED", True, 0.0))
     assert shield.accept_joint_state(_joint_state(np.zeros(6), 1.0), now=0.0)
     return shield
@@ -318,8 +319,8 @@ messages = st.one_of(
 @given(st.lists(messages, max_size=30))
 def test_fuzzed_messages_never_produce_a_command_outside_the_limits(events):
     limits = ShieldLimits()
-    shield = SafetyShield(limits, joint_names=PSM_JOINT_NAMES)
-    from surgisim.envs.kinematics import psm_fk
+    shield = SafetyShield(limits, joint_schemes=(PSM_JOINT_NAMES,))
+    from surgisim.envs.tools import default_tool
 
     for event in events:
         if event[0] == "js":
@@ -333,7 +334,7 @@ def test_fuzzed_messages_never_produce_a_command_outside_the_limits(events):
             shield.accept_jaw_state(message)
         else:
             values, now = np.asarray(event[1]), event[2]
-            measured = psm_fk(shield.joints) if shield.joints is not None else np.eye(4)
+            measured = default_tool().tip(shield.joints) if shield.joints is not None else np.eye(4)
             target = make_pose(rotation_from_vector(np.nan_to_num(values[3:6]) % 7), values[:3])
             decision = decide(shield, measured, target, values[6], now)
             if decision.pose is None:
@@ -656,3 +657,105 @@ def test_record_refuses_a_bag_path_it_cannot_write(tmp_path):
     result = subprocess.run([sys.executable, "-m", "surgisim.agents.cli", "ros", "record", "notes.txt/bag",
                              "--duration", "1"], capture_output=True, text=True, timeout=120, cwd=tmp_path)  # fmt: skip
     assert result.returncode == 2 and "cannot write the bag" in result.stderr and "Traceback" not in result.stderr
+
+
+# -- against a dVRK-like CRTK arm written for the test -------------------------------------------
+
+
+# The PSM's joint names as dVRK releases publish them.
+DVRK_NAMES = {"2.2": ("outer_yaw", "outer_pitch", "outer_insertion", "outer_roll", "outer_wrist_pitch",
+                      "outer_wrist_yaw"),
+              "2.3": ("yaw", "pitch", "insertion", "roll", "wrist_pitch", "wrist_yaw")}  # fmt: skip
+
+
+class CrtkArm:
+    """A PSM as a dVRK 2.x presents itself on CRTK topics, written from the dVRK's conventions
+    (topic names, joint names per release, measured_cp = FK(q) @ tooltip_offset from its tool
+    file, reliable depth-1 command readers, latched operating_state), not from surgisim's profile
+    or twin code. It follows servo_cp by a numerical IK of its own FK."""
+
+    def __init__(self, bus, q, version="2.3", tool="LARGE_NEEDLE_DRIVER_400006", reports_jaw_tips=False):
+        self.transport = InProcessTransport(bus)
+        self.tool, self.names, self.q = dvrk_tool_file(tool), list(DVRK_NAMES[version]), np.array(q, dtype=float)
+        self.reports_jaw_tips, self.commands, self.clock = reports_jaw_tips, [], 100.0
+        reliable_one = QoS(reliable=True, depth=1)
+        self.measured_js = self.transport.publisher("/PSM1/measured_js", msg.JOINT_STATE)
+        self.measured_cp = self.transport.publisher("/PSM1/measured_cp", msg.POSE_STAMPED)
+        self.jaw_js = self.transport.publisher("/PSM1/jaw/measured_js", msg.JOINT_STATE)
+        latched = self.transport.publisher("/PSM1/operating_state", msg.OPERATING_STATE,
+                                           QoS(reliable=True, depth=1, transient_local=True))  # fmt: skip
+        latched(msg.operating_state("ENABLED", True, self.clock))
+        self.transport.subscribe("/PSM1/servo_cp", msg.POSE_STAMPED, self._servo_cp, reliable_one)
+        self.transport.subscribe("/PSM1/hold", msg.EMPTY, lambda m: self.commands.append("hold"), reliable_one)
+
+    def cp(self, q=None):
+        pose = dvrk_measured_cp(self.tool, self.q if q is None else q)
+        if self.reports_jaw_tips:  # a wrong convention: the jaw tips 10.2 mm along the jaws
+            pose[:3, 3] += 0.0102 * pose[:3, 2]
+        return pose
+
+    def jaw_tips(self):
+        pose = dvrk_measured_cp(self.tool, self.q)
+        return pose[:3, 3] + 0.0102 * pose[:3, 2]
+
+    def _servo_cp(self, message):
+        target = msg.pose_matrix(message)
+        self.commands.append("servo_cp")
+        q = self.q.copy()
+        for _ in range(20):  # Gauss-Newton on position and rotation vector
+            error = self._error(q, target)
+            if np.linalg.norm(error) < 1e-10:
+                break
+            jacobian = np.column_stack([(self._error(q + step, target) - error) / 1e-7
+                                        for step in np.eye(6) * 1e-7])  # fmt: skip
+            q = q - np.linalg.lstsq(jacobian, error, rcond=None)[0]
+        self.q = q
+
+    def _error(self, q, target):
+        pose = dvrk_measured_cp(self.tool, q)
+        return np.concatenate([pose[:3, 3] - target[:3, 3], rotation_vector(target[:3, :3].T @ pose[:3, :3])])
+
+    def tick(self):
+        self.transport.spin_once()
+        self.clock += 0.01
+        self.measured_js(msg.joint_state(self.names, self.q, self.clock))
+        self.measured_cp(msg.pose_stamped(self.cp(), self.clock, "PSM1_base"))
+        self.jaw_js(msg.joint_state(["jaw"], [0.0], self.clock))
+
+
+def _runner_against(arm_options, tool="LARGE_NEEDLE_DRIVER_400006"):
+    bus = InProcessBus()
+    runner = PolicyRunner(InProcessTransport(bus), REACH, "pretrained", DvrkProfile(), SafetyShield(), tool=tool)
+    psm = runner.model.scene.psm
+    arm = CrtkArm(bus, psm.home, **arm_options)
+    goal_world = np.array([0.02, -0.015, 0.035])
+    goal = InProcessTransport(bus).publisher("/surgisim/goal", msg.POSE_STAMPED, QOS_LATCHED)
+    goal(msg.pose_stamped(make_pose(np.eye(3), (psm.base_inv @ np.append(goal_world, 1))[:3]), 0.0, "PSM1_base"))
+    return runner, arm, psm.base_inv @ np.append(goal_world, 1)
+
+
+@pytest.mark.parametrize("version", ["2.2", "2.3"])
+def test_the_shipped_policy_reaches_the_goal_on_a_dvrk_through_servo_cp(version):
+    runner, arm, goal = _runner_against({"version": version})
+    for _ in range(60):
+        arm.tick()
+        runner.tick()
+    arm.tick()
+    assert runner.sent > 0 and runner.shield.names == DVRK_NAMES[version]
+    assert np.linalg.norm(arm.jaw_tips() - goal[:3]) < 0.005  # the jaw tips, as trained, within 5 mm
+    runner.close()
+
+
+@pytest.mark.parametrize(
+    ("arm_options", "runner_tool", "cause"),
+    [({"tool": "LARGE_NEEDLE_DRIVER_420006"}, "LARGE_NEEDLE_DRIVER_400006", "check --tool"),
+     ({"reports_jaw_tips": True}, "LARGE_NEEDLE_DRIVER_400006", "reports the jaw tips")],
+)  # fmt: skip
+def test_a_mismatch_of_joints_and_measured_cp_stops_the_runner_before_any_command(arm_options, runner_tool, cause):
+    runner, arm, _ = _runner_against(arm_options, runner_tool)
+    for _ in range(5):
+        arm.tick()
+        runner.tick()
+    assert cause in runner.start_error and "nothing was sent" in runner.start_error
+    assert runner.sent == 0 and "servo_cp" not in arm.commands
+    runner.close()

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from surgisim.envs.controllers import MAX_ROLL
-from surgisim.envs.kinematics import JAW_LIMITS, PSM_DH, forward_kinematics
+from surgisim.envs.kinematics import JAW_LIMITS, PSM_ARM_DH, forward_kinematics
 from surgisim.envs.needle import NEEDLE_ARC, lying_pose
 from surgisim.envs.scene import Scene
 from surgisim.envs.tasks.base import Expert
@@ -257,7 +257,7 @@ class SutureThrowExpert(Expert):
         psm = self.env.arms[0]
         tip = psm.tip_pose()
         if abs(roll_joint - psm.q[3]) > 0.5 * np.pi:
-            shaft = psm.base[:3, :3] @ forward_kinematics(PSM_DH[:3], psm.q[:3])[-1][:3, 2]  # the roll joint's axis
+            shaft = psm.base[:3, :3] @ forward_kinematics(PSM_ARM_DH, psm.q[:3])[-1][:3, 2]  # the roll joint's axis
             turn = np.sign(roll_joint - psm.q[3]) * MAX_ROLL * shaft
         else:
             turn = rotation_vector(target[:3, :3] @ tip[:3, :3].T)
