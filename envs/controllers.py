@@ -17,6 +17,7 @@ import numpy as np
 from surgisim.envs.kinematics import JAW_LIMITS
 from surgisim.envs.robots import Arm
 
+CONTROL_PERIOD = 0.1  # s of the world's time per env step: a 5 mm step is 0.05 m/s
 MAX_TRANSLATION = 0.005  # metres per step
 MAX_ROLL = 0.1  # radians per step
 Frame = Callable[[], np.ndarray]  # the rotation of the action frame now (camera or world)

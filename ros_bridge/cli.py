@@ -104,7 +104,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     transport = make_transport(args.transport)
     shield = SafetyShield(limits, requires_operating_state=profile.has_operating_state)
     runner = PolicyRunner(transport, args.env_id, args.policy, profile, shield, args.dry_run, 1.0 / args.rate,
-                          args.tool)  # fmt: skip
+                          args.tool, args.stall_seconds)  # fmt: skip
     stopped = _stop_on_signals()
     try:
         if args.enable and profile.kind == "dvrk" and not runner.enable(stop=lambda: stopped[0]):
@@ -113,7 +113,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise ValueError(f"{profile.namespace} did not report ENABLED and homed within 30 s of enable and home")
 
         def stop() -> bool:
-            return stopped[0] or (args.until_success and runner.twin_info.get("is_success", False))
+            return stopped[0] or (args.until_success and (runner.progress["is_success"] or bool(runner.stall)))
 
         summary = run_policy(runner, args.rate, args.duration, stop=stop)
         if runner.start_error:
@@ -122,6 +122,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         runner.close()  # sends hold
         transport.close()
     print(json.dumps(summary))
+    if args.until_success and not summary["is_success"]:
+        why = runner.stall or ("stopped" if stopped[0] else "--duration ran out")
+        print(f"surgisim: the task did not succeed: {why}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -194,7 +198,10 @@ def add_commands(commands: Any) -> None:
     run.add_argument("--limits", type=Path, help="YAML file of shield limits (see surgisim.ros_bridge.shield)")
     run.add_argument("--dry-run", action="store_true", help="publish to preview topics only")
     run.add_argument("--enable", action="store_true", help="send enable and home to the arm first")
-    run.add_argument("--until-success", action="store_true", help="stop when the sim twin reports success")
+    run.add_argument("--until-success", action="store_true",
+                     help="stop at success (exit 0), a stall or the end of --duration (exit 1)")  # fmt: skip
+    run.add_argument("--stall-seconds", type=_positive, default=5.0,
+                     help="report a stall when the goal has come no closer by 1 mm for this long (s)")  # fmt: skip
     tool(run)
     common(run)
     run.set_defaults(run=cmd_run)

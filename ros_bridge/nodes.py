@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
 
@@ -31,9 +31,10 @@ import numpy as np
 
 from surgisim.agents.evaluate import check_policy, make_policy
 from surgisim.envs import REGISTRY, task_name
+from surgisim.envs.controllers import CONTROL_PERIOD
 from surgisim.envs.core import OBS_MODES
 from surgisim.envs.tools import DEFAULT_TOOL
-from surgisim.envs.transforms import make_pose, rotation_vector
+from surgisim.envs.transforms import make_pose, rotation_from_vector, rotation_vector
 from surgisim.ros_bridge import messages as msg
 from surgisim.ros_bridge.endpoints import QOS_LATCHED, QOS_SENSOR, Transport
 from surgisim.ros_bridge.profiles import (
@@ -186,17 +187,24 @@ def _arm_joints(message: Any) -> Any:
 
 
 class PolicyRunner:
-    """Runs a policy against a robot on ``profile``'s topics, behind ``shield``."""
+    """Runs a policy against a robot on ``profile``'s topics, behind ``shield``.
+
+    Each tick the policy proposes one env step from the measured state; the runner sends the part
+    of it that one tick of ``period`` takes at the speed the policy was trained at (a step stands
+    for the env's ``CONTROL_PERIOD``), so the arm moves as in training whatever the rate. It tracks
+    the goal distance from the measured state, and reports a stall when that has not shrunk by 1
+    mm for ``stall_seconds``, with what the shield did meanwhile."""
 
     def __init__(self, transport: Transport, env_id: str, policy: str | Any, profile: DvrkProfile | Ros2ControlProfile,
                  shield: SafetyShield, dry_run: bool = False, period: float = 0.01,
-                 tool: str = DEFAULT_TOOL) -> None:  # fmt: skip
+                 tool: str = DEFAULT_TOOL, stall_seconds: float = 5.0) -> None:  # fmt: skip
         self.transport, self.profile, self.shield, self.dry_run = transport, profile, shield, dry_run
         missing = [item for item in REGISTRY[task_name(env_id)].robot_inputs if item not in SUPPLIED_INPUTS]
         if missing:
             raise ValueError(f"{env_id}: on a robot its observation needs {', '.join(missing)}, which no topic "
                              f"supplies; the runner has the arm's state and a goal position ({GOAL.name})")  # fmt: skip
-        self.period = period  # a ros2_control trajectory point is due one period after it is sent
+        self.period = period  # a tick; a ros2_control trajectory point is due one period after it is sent
+        self.fraction = min(1.0, period / CONTROL_PERIOD)  # of a policy step sent per tick
         self.env = gym.make(env_id, tool=tool)
         self.model = self.env.unwrapped
         self.model.reset(seed=0)
@@ -217,15 +225,20 @@ class PolicyRunner:
         self.arm = self.model.scene.psm
         self.goal: np.ndarray | None = None
         self.sent, self.holding = 0, False
-        shield.joint_schemes = tuple(DVRK_JOINT_NAMES.values())
+        shield.joint_schemes, shield.period = tuple(DVRK_JOINT_NAMES.values()), period
+        shield.source = profile.joint_states.name if profile.kind == "ros2_control" else profile.measured_js.name
+        self.progress: dict[str, Any] = {"distance_mm": float("nan"), "is_success": False}
+        self.stall, self.stall_seconds = "", stall_seconds
+        self.best: tuple[float, float] = (np.inf, time.monotonic())  # goal distance, and when it was reached
+        self.since_best: Counter = Counter()  # what the shield clipped or refused since
+        self.peak_commanded_speed = self.peak_measured_speed = 0.0  # m/s
+        self.last_measured: tuple[np.ndarray, float] | None = None  # position and robot stamp
         self.measured_cp: np.ndarray | None = None  # the arm's own report, for the start-up check
         self.start_error = ""  # why the runner will not start (FK and measured_cp disagree)
         self.checked = profile.kind != "dvrk"  # ros2_control reports no pose to check against
         self.state_arrival: float | None = None  # perf_counter of the latest accepted joint state not yet acted on
         self.latencies: deque[float] = deque(maxlen=100_000)  # state arrival to command sent, seconds
         _subscribe(transport, GOAL, self._on_goal)
-        self.twin_info: dict[str, Any] = {}  # the sim twin's task progress, where a twin is the robot
-        _subscribe(transport, INFO, lambda message: self.twin_info.update(json.loads(message.string)))
         if self.image_keys:
             _subscribe(transport, CAMERA, self._on_image)
         if profile.kind == "ros2_control":
@@ -334,6 +347,7 @@ class PolicyRunner:
         if self.shield.jaw is not None:
             self.arm.set_jaw(self.shield.jaw)
         observation = self.model.observe()
+        self._track_progress(observation, now)
         if self.image_keys:
             wanted = (self.image_size, self.image_size, 3)
             if self.image is None or self.image.shape != wanted:
@@ -341,13 +355,17 @@ class PolicyRunner:
                 return f"{got}; the policy needs {wanted}"
             observation["rgb"] = self.image
         measured = self.arm.tool.cp(self.arm.q)
+        self._track_speed(measured[:3, 3])
         self.model.apply_action(self.policy(observation))
-        target = self.arm.tool.cp(self.arm.q)
-        decision = self.shield.limit(measured, target, self.arm.jaw)
+        target, jaw = self._paced(measured, self.arm.tool.cp(self.arm.q), self.arm.jaw)
+        decision = self.shield.limit(measured, target, jaw)
+        self.since_best.update(decision.clipped)
         if decision.pose is None:
             return self._refused(decision)
         self._send(decision.pose, decision.jaw)
         self.sent, self.holding = self.sent + 1, False
+        speed = float(np.linalg.norm(decision.pose[:3, 3] - measured[:3, 3])) / self.period
+        self.peak_commanded_speed = max(self.peak_commanded_speed, speed)
         if arrival is not None:
             self.latencies.append(time.perf_counter() - arrival)
         return "sent"
@@ -355,7 +373,42 @@ class PolicyRunner:
     def _refused(self, decision: Any) -> str:
         if decision.hold and not self.holding:  # once per stop, not every tick
             self.hold()
+        self.since_best[decision.reason] += 1
         return decision.reason
+
+    def _paced(self, measured: np.ndarray, target: np.ndarray, jaw: float) -> tuple[np.ndarray, float]:
+        """The part of a policy step (``measured`` to ``target``, and the jaw) one tick takes."""
+        if self.fraction >= 1.0:
+            return target, jaw
+        pose = target.copy()
+        pose[:3, 3] = measured[:3, 3] + self.fraction * (target[:3, 3] - measured[:3, 3])
+        turn = rotation_vector(measured[:3, :3].T @ target[:3, :3])
+        pose[:3, :3] = measured[:3, :3] @ rotation_from_vector(self.fraction * turn)
+        if self.shield.jaw is not None:
+            jaw = self.shield.jaw + self.fraction * (jaw - self.shield.jaw)
+        return pose, jaw
+
+    def _track_progress(self, observation: dict[str, np.ndarray], now: float) -> None:
+        """The goal distance from the measured state, and a stall when it no longer shrinks."""
+        task, achieved, desired = self.model.task, observation["achieved_goal"], observation["desired_goal"]
+        distance = float(task.distance(achieved, desired))
+        self.progress = {"distance_mm": distance * 1000, "is_success": bool(task.is_success(achieved, desired))}
+        if distance < self.best[0] - 0.001 or self.progress["is_success"]:
+            self.best, self.stall = (distance, now), ""
+            self.since_best.clear()
+        elif now - self.best[1] > self.stall_seconds and not self.stall:
+            doing = ", ".join(f"{reason} ({count} ticks)" for reason, count in self.since_best.most_common(2))
+            self.stall = (f"no progress for {now - self.best[1]:.0f} s, {distance * 1000:.1f} mm from the goal; "
+                          f"meanwhile: {doing or 'commands sent unchanged'}")  # fmt: skip
+            LOG.warning("runner: stalled: %s", self.stall)
+
+    def _track_speed(self, position: np.ndarray) -> None:
+        """The arm's peak speed (m/s), from successive measured states and their stamps."""
+        stamp = self.shield.last_stamp
+        if self.last_measured is not None and stamp > self.last_measured[1]:
+            speed = float(np.linalg.norm(position - self.last_measured[0])) / (stamp - self.last_measured[1])
+            self.peak_measured_speed = max(self.peak_measured_speed, speed)
+        self.last_measured = (position, stamp)
 
     def _send(self, pose: np.ndarray, jaw: float) -> None:
         """Publish a set-point (a base-frame ``servo_cp`` pose, the dVRK's convention) on the
@@ -432,9 +485,14 @@ def run_policy(runner: PolicyRunner, rate: float, duration: float | None = None,
     latencies = np.array(runner.latencies) * 1000.0
     return {
         "ticks": ticks,
-        "sent": runner.sent,
+        "previewed" if runner.dry_run else "sent": runner.sent,
         "rate_hz": ticks / elapsed if elapsed > 0 else 0.0,
         "latency_ms_median": float(np.median(latencies)) if latencies.size else None,
         "latency_ms_p99": float(np.percentile(latencies, 99)) if latencies.size else None,
+        "peak_commanded_speed_m_s": runner.peak_commanded_speed,
+        "peak_measured_speed_m_s": runner.peak_measured_speed,
+        **runner.progress,
+        "stalled": runner.stall or None,
         "refused": dict(runner.shield.counts),
+        "clipped": dict(runner.shield.clips),
     }

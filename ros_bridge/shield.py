@@ -10,14 +10,16 @@ set-point may leave, and in what form:
   ``hold``;
 - incoming joint states with NaN or inf, the wrong joint count or names, or a stamp older than
   the last accepted one are rejected and counted (and do not refresh the watchdog);
-- the set-point is moved at most ``max_translation`` and turned at most ``max_rotation`` from the
-  measured pose per tick, and the jaw at most ``max_jaw_step``;
+- the set-point is moved from the measured pose at most ``max_speed`` (m/s) and turned at most
+  ``max_angular_speed`` (rad/s), the jaw at most ``max_jaw_speed`` (rad/s), each times the tick
+  ``period`` (s);
 - it must lie in the workspace box and insertion range around the RCM (the arm's base frame),
   else nothing leaves;
 - a policy output with NaN is refused with a ``hold``.
 
-Every refusal and every clipped command is counted by reason in ``counts`` and logged (a
-refusal when its reason changes, so that a disabled arm does not flood the log at 100 Hz).
+Every refusal is counted by reason in ``counts``, every clip in ``clips``, and each is logged
+when its reason changes (refusals as warnings, clips as info), so that a disabled arm does not
+flood the log at 100 Hz.
 Poses are 4x4 matrices in the arm's base frame (its RCM at the origin), as in ``measured_cp``.
 """
 
@@ -39,14 +41,14 @@ LOG = logging.getLogger("surgisim.ros.shield")
 
 # Each limit's range, its unit, and how many numbers it holds (0: one number). The upper bounds
 # keep a real arm safe whatever a limits file says: the PSM reaches about 0.24 m from its RCM, and
-# 10 mm per tick is 1 m/s at 100 Hz.
+# the policies were trained at up to 0.05 m/s and 1 rad/s.
 LIMIT_RANGES: dict[str, tuple[float, float, str, int]] = {
     "box_low": (-0.3, 0.3, "m", 3),
     "box_high": (-0.3, 0.3, "m", 3),
     "insertion": (0.0, 0.25, "m", 2),
-    "max_translation": (0.0, 0.01, "m per tick", 0),
-    "max_rotation": (0.0, 0.5, "rad per tick", 0),
-    "max_jaw_step": (0.0, 0.5, "rad per tick", 0),
+    "max_speed": (0.0, 0.2, "m/s", 0),
+    "max_angular_speed": (0.0, 3.0, "rad/s", 0),
+    "max_jaw_speed": (0.0, 5.0, "rad/s", 0),
     "state_timeout": (0.0, 1.0, "s", 0),
 }
 
@@ -59,9 +61,9 @@ class ShieldLimits:
     box_low: tuple[float, float, float] = (-0.10, -0.10, -0.20)
     box_high: tuple[float, float, float] = (0.10, 0.10, -0.02)
     insertion: tuple[float, float] = (0.03, 0.20)  # tip distance from the RCM
-    max_translation: float = 0.006  # per tick
-    max_rotation: float = 0.15  # per tick
-    max_jaw_step: float = 0.35  # per tick
+    max_speed: float = 0.05  # m/s of the set-point's position: the policies' trained top speed
+    max_angular_speed: float = 1.0  # rad/s
+    max_jaw_speed: float = 2.0  # rad/s
     state_timeout: float = 0.1  # watchdog on the latest joint state
 
     def __post_init__(self) -> None:
@@ -79,8 +81,8 @@ class ShieldLimits:
             raise ValueError(f"box_low {self.box_low} must lie below box_high {self.box_high} on every axis")
         if not self.insertion[0] < self.insertion[1]:
             raise ValueError(f"insertion range {self.insertion} must be increasing")
-        if min(self.max_translation, self.max_rotation, self.max_jaw_step, self.state_timeout) <= 0:
-            raise ValueError("max_translation, max_rotation, max_jaw_step and state_timeout must be positive")
+        if min(self.max_speed, self.max_angular_speed, self.max_jaw_speed, self.state_timeout) <= 0:
+            raise ValueError("max_speed, max_angular_speed, max_jaw_speed and state_timeout must be positive")
 
 
 @dataclass
@@ -92,15 +94,19 @@ class Decision:
     jaw: float | None = None
     hold: bool = False
     reason: str = ""
+    clipped: list[str] = field(default_factory=list)  # what was clipped to let it leave
 
 
 @dataclass
 class SafetyShield:
     limits: ShieldLimits = field(default_factory=ShieldLimits)
+    period: float = 0.01  # s per tick: the per-tick limits are the speeds times this
+    source: str = "the joint-state topic"  # where joint states come from, for messages
     joint_schemes: tuple[tuple[str, ...], ...] = ()  # the joint-name lists accepted (e.g. dVRK 2.2 and 2.3)
     names: tuple[str, ...] | None = None  # the joint names the robot uses, once it has sent them
     requires_operating_state: bool = True
-    counts: Counter = field(default_factory=Counter)
+    counts: Counter = field(default_factory=Counter)  # refusals by reason
+    clips: Counter = field(default_factory=Counter)  # clipped set-points by what was clipped
     state: str = "DISABLED"
     homed: bool = False
     joints: np.ndarray | None = None
@@ -108,6 +114,7 @@ class SafetyShield:
     last_stamp: float = -np.inf
     last_state_time: float = -np.inf  # local clock of the latest accepted joint state
     last_reason: str = ""
+    last_clip: str = ""
 
     def _refuse(self, kind: str, detail: str = "") -> bool:
         """Count a refusal under ``kind``; log it (with ``detail``) when the kind changes."""
@@ -156,12 +163,13 @@ class SafetyShield:
 
     def ready(self, now: float) -> Decision | None:
         """``None`` when commands may leave now, else the refusal (with ``hold`` when state is stale)."""
+        if self.joints is None:
+            return self._refusal("no joint states received", f"nothing accepted on {self.source}", hold=True)
         if self.requires_operating_state and (self.state != "ENABLED" or not self.homed):
             detail = f"{self.state}, {'homed' if self.homed else 'not homed'}"
             return self._refusal("robot not enabled and homed", detail, hold=self.state == "FAULT")  # FAULT: hold
-        if self.joints is None or now - self.last_state_time > self.limits.state_timeout:
-            kind = "no joint state yet" if self.joints is None else "stale joint state"
-            return self._refusal(kind, f"{(now - self.last_state_time) * 1000:.0f} ms old", hold=True)
+        if now - self.last_state_time > self.limits.state_timeout:
+            return self._refusal("stale joint state", f"{(now - self.last_state_time) * 1000:.0f} ms old", hold=True)
         return None
 
     def limit(self, measured: np.ndarray, target: np.ndarray, jaw: float | None) -> Decision:
@@ -169,31 +177,37 @@ class SafetyShield:
         ``ready`` first, as the runner does each tick)."""
         if not np.all(np.isfinite(target)) or (jaw is not None and not np.isfinite(jaw)):
             return self._refusal("set-point: NaN or inf", hold=True)
-        limits = self.limits
+        limits, period, clipped = self.limits, self.period, []
         pose = target.copy()
         step = pose[:3, 3] - measured[:3, 3]
-        distance = float(np.linalg.norm(step))
-        if distance > limits.max_translation:
-            pose[:3, 3] = measured[:3, 3] + step * (limits.max_translation / distance)
-            self._clipped(f"translation {distance * 1000:.1f} mm clipped to {limits.max_translation * 1000:.1f} mm")
+        distance, most = float(np.linalg.norm(step)), limits.max_speed * period
+        if distance > most:
+            pose[:3, 3] = measured[:3, 3] + step * (most / distance)
+            clipped.append(self._clipped("speed", f"{distance / period:.3f} m/s to {limits.max_speed:.3f} m/s"))
         turn = rotation_vector(measured[:3, :3].T @ pose[:3, :3])
-        angle = float(np.linalg.norm(turn))
-        if angle > limits.max_rotation:
-            pose[:3, :3] = measured[:3, :3] @ rotation_from_vector(turn * (limits.max_rotation / angle))
-            self._clipped(f"rotation {angle:.3f} rad clipped to {limits.max_rotation:.3f} rad")
+        angle, most = float(np.linalg.norm(turn)), limits.max_angular_speed * period
+        if angle > most:
+            pose[:3, :3] = measured[:3, :3] @ rotation_from_vector(turn * (most / angle))
+            detail = f"{angle / period:.2f} rad/s to {limits.max_angular_speed:.2f} rad/s"
+            clipped.append(self._clipped("angular speed", detail))
         if jaw is not None:
-            jaw = float(np.clip(jaw, *JAW_LIMITS))
-            if self.jaw is not None and abs(jaw - self.jaw) > limits.max_jaw_step:
-                jaw = self.jaw + float(np.sign(jaw - self.jaw)) * limits.max_jaw_step
-                self._clipped("jaw step clipped")
+            jaw, most = float(np.clip(jaw, *JAW_LIMITS)), limits.max_jaw_speed * period
+            if self.jaw is not None and abs(jaw - self.jaw) > most:
+                speed = abs(jaw - self.jaw) / period
+                clipped.append(self._clipped("jaw speed", f"{speed:.2f} rad/s to {limits.max_jaw_speed:.2f} rad/s"))
+                jaw = self.jaw + float(np.sign(jaw - self.jaw)) * most
         position = pose[:3, 3]
         if np.any(position < limits.box_low) or np.any(position > limits.box_high):
             return self._refusal("set-point: outside the workspace box", f"{np.round(position * 1000, 1).tolist()} mm")
         radius = float(np.linalg.norm(position))
         if not limits.insertion[0] <= radius <= limits.insertion[1]:
             return self._refusal("set-point: outside the insertion range", f"{radius * 1000:.1f} mm from the RCM")
-        return Decision(pose=pose, jaw=jaw)
+        return Decision(pose=pose, jaw=jaw, clipped=clipped)
 
-    def _clipped(self, reason: str) -> None:
-        self.counts["clipped"] += 1
-        LOG.info("clipped: %s", reason)
+    def _clipped(self, kind: str, detail: str) -> str:
+        """Count a clip under ``kind``; log it (with ``detail``) when the kind changes."""
+        self.clips[kind] += 1
+        if kind != self.last_clip:
+            LOG.info("clipped: %s (%s)", kind, detail)
+            self.last_clip = kind
+        return kind

@@ -284,12 +284,13 @@ def decide(shield, measured, target, jaw, now):
 
 
 def test_shield_clips_steps_and_refuses_outside_the_workspace():
-    shield = _ready_shield(max_translation=0.002, max_rotation=0.05)
+    shield = _ready_shield(max_speed=0.2, max_angular_speed=2.5)  # at the default 100 Hz: 2 mm, 0.025 rad a tick
     measured = make_pose(np.eye(3), [0.0, 0.0, -0.1])
     far = make_pose(rotation_from_vector(np.array([0.0, 0.0, 1.0])), [0.0, 0.03, -0.1])
     decision = decide(shield, measured, far, 0.5, now=0.05)
     assert np.linalg.norm(decision.pose[:3, 3] - measured[:3, 3]) == pytest.approx(0.002)
-    assert np.linalg.norm(msg_rotation(measured, decision.pose)) == pytest.approx(0.05)
+    assert np.linalg.norm(msg_rotation(measured, decision.pose)) == pytest.approx(0.025)
+    assert decision.clipped == ["speed", "angular speed"] and shield.counts.total() == 0
     outside = _ready_shield(box_high=(0.1, 0.1, -0.15))
     assert decide(outside, measured, measured, 0.0, now=0.05).pose is None
     assert outside.counts["set-point: outside the workspace box"] == 1
@@ -345,8 +346,10 @@ def test_fuzzed_messages_never_produce_a_command_outside_the_limits(events):
             assert np.all(np.isfinite(decision.pose)) and np.isfinite(decision.jaw)
             assert np.all(position >= limits.box_low) and np.all(position <= limits.box_high)
             assert limits.insertion[0] <= np.linalg.norm(position) <= limits.insertion[1]
-            assert np.linalg.norm(position - measured[:3, 3]) <= limits.max_translation + 1e-9
-            assert np.linalg.norm(msg_rotation(measured, decision.pose)) <= limits.max_rotation + 1e-6
+            assert np.linalg.norm(position - measured[:3, 3]) <= limits.max_speed * shield.period + 1e-9
+            assert (
+                np.linalg.norm(msg_rotation(measured, decision.pose)) <= limits.max_angular_speed * shield.period + 1e-6
+            )
 
 
 # -- twin and runner -----------------------------------------------------------------------------
@@ -377,13 +380,17 @@ def test_runner_completes_needle_reach_on_the_twin_and_nothing_moves_while_disab
     assert seen[command] == 0 and runner.shield.counts["robot not enabled and homed"] == 10
     runner.request("enable")
     runner.request("home")
-    for step in range(60):  # noqa: B007  (the step count is checked after the loop)
+    positions = []
+    for step in range(600):  # noqa: B007  (the step count is checked after the loop)
         info = twin.tick()
+        positions.append(twin.arm.tool.cp(twin.arm.q)[:3, 3])
         if info["is_success"]:
             break
         runner.tick()
-    spy.spin_once()
+        spy.spin_once()  # each command as it comes (the spy keeps the ROS 2 default depth of 10)
     assert info["is_success"] and seen[command] == runner.sent == step
+    # A tick (10 ms) sends a tenth of a policy step (the env's 0.1 s): at most 0.05 m/s, as trained.
+    assert np.max(np.linalg.norm(np.diff(positions, axis=0), axis=1)) <= 0.05 * 0.01 + 1e-9
     twin.close()
     runner.close()
 
@@ -525,10 +532,10 @@ def test_twin_and_runner_in_separate_processes_complete_needle_reach_over_dds(tm
 
 def test_bad_shield_limits_file_is_named(tmp_path):
     limits = tmp_path / "limits.yaml"
-    limits.write_text("max_translation: 0.004\nmax_speed: 3\n")
+    limits.write_text("max_speed: 0.004\nmax_translation: 3\n")
     result = subprocess.run([sys.executable, "-m", "surgisim.agents.cli", "ros", "run", "--limits", str(limits),
                              "--duration", "1"], capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert result.returncode == 2 and str(limits) in result.stderr and "max_speed" in result.stderr
+    assert result.returncode == 2 and str(limits) in result.stderr and "max_translation" in result.stderr
 
 
 @pytest.mark.parametrize("rate", ["0", "1e-9", "1e6", "nan"])
@@ -559,7 +566,7 @@ def test_the_runner_stops_at_its_deadline_and_on_signals_and_sends_hold(loopback
         runner.kill()
     assert runner.returncode == 0, err
     summary = json.loads(out.strip().splitlines()[-1])
-    assert summary["refused"]["robot not enabled and homed"] == summary["ticks"] >= 1  # no arm: nothing sent
+    assert summary["refused"]["no joint states received"] == summary["ticks"] >= 1  # no arm: nothing sent
     deadline = time.monotonic() + 5
     while not holds and time.monotonic() < deadline:
         listener.spin_once(0.05)
@@ -574,24 +581,24 @@ def test_the_runner_refuses_another_tasks_policy():
 
 
 # The limits that keep a real PSM safe whatever a file asks for, as docs/deployment.md states them:
-# the box within 0.3 m of the RCM, insertion within 0.25 m, at most 10 mm, 0.5 rad and 0.5 rad of jaw
-# per tick, a watchdog of at most 1 s.
-SAFE = {"box_low": 0.3, "box_high": 0.3, "insertion": 0.25, "max_translation": 0.01, "max_rotation": 0.5,
-        "max_jaw_step": 0.5, "state_timeout": 1.0}  # fmt: skip
+# the box within 0.3 m of the RCM, insertion within 0.25 m, at most 0.2 m/s, 3 rad/s and 5 rad/s of
+# jaw, a watchdog of at most 1 s.
+SAFE = {"box_low": 0.3, "box_high": 0.3, "insertion": 0.25, "max_speed": 0.2, "max_angular_speed": 3.0,
+        "max_jaw_speed": 5.0, "state_timeout": 1.0}  # fmt: skip
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("max_translation: true\n", "max_translation must hold finite numbers"),
-     ("max_translation: 0.004\nmax_translation: 0.002\n", "'max_translation' appears twice"),
-     ("max_translation: 1.0e6\n", "max_translation = 1000000.0 lies outside 0.0 to 0.01 m per tick"),
+    [("max_speed: true\n", "max_speed must hold finite numbers"),
+     ("max_speed: 0.04\nmax_speed: 0.02\n", "'max_speed' appears twice"),
+     ("max_speed: 1.0e6\n", "max_speed = 1000000.0 lies outside 0.0 to 0.2 m/s"),
      ("insertion: [0.03, 0.1, 0.2]\n", "insertion must be a list of 2 numbers"),
      ("box_low: [-0.1, -0.1]\n", "box_low must be a list of 3 numbers"),
      ("state_timeout: .nan\n", "state_timeout must hold finite numbers"),
-     ("max_rotation: '0.1'\n", "max_rotation must hold finite numbers"),
+     ("max_angular_speed: '0.1'\n", "max_angular_speed must hold finite numbers"),
      ("box_low: [0.1, 0.1, -0.02]\nbox_high: [0.1, 0.2, -0.01]\n", "must lie below box_high"),
-     ("- max_translation\n", "expected a mapping"),
-     ("max_translation: [0.003\n", "not valid shield limits")],
+     ("- max_speed\n", "expected a mapping"),
+     ("max_speed: [0.003\n", "not valid shield limits")],
 )  # fmt: skip
 def test_bad_limits_files_are_refused_naming_the_file_and_the_limit(tmp_path, text, message):
     path = tmp_path / "limits.yaml"
@@ -603,9 +610,9 @@ def test_bad_limits_files_are_refused_naming_the_file_and_the_limit(tmp_path, te
 
 def test_limits_files_take_numbers_in_any_yaml_notation(tmp_path):
     path = tmp_path / "limits.yaml"
-    path.write_text("max_translation: 3e-3\nmax_rotation: 1E-1\nbox_low: [-5e-2, -0.05, -1.6e-1]\n")
+    path.write_text("max_speed: 3e-2\nmax_angular_speed: 1E-1\nbox_low: [-5e-2, -0.05, -1.6e-1]\n")
     limits = load_limits(path)
-    assert limits.max_translation == 0.003 and limits.max_rotation == 0.1 and limits.box_low == (-0.05, -0.05, -0.16)
+    assert limits.max_speed == 0.03 and limits.max_angular_speed == 0.1 and limits.box_low == (-0.05, -0.05, -0.16)
 
 
 LIMIT_VALUES = st.one_of(
@@ -637,7 +644,7 @@ def test_fuzzed_limits_files_give_safe_limits_or_an_error_naming_the_file(values
     assert all(type(number) is float for number in [*limits.box_low, *limits.box_high, *limits.insertion])
     assert np.all(np.array(limits.box_low) < np.array(limits.box_high))
     assert 0 <= limits.insertion[0] < limits.insertion[1]
-    assert min(limits.max_translation, limits.max_rotation, limits.max_jaw_step, limits.state_timeout) > 0
+    assert min(limits.max_speed, limits.max_angular_speed, limits.max_jaw_speed, limits.state_timeout) > 0
 
 
 def test_what_a_killed_recorder_left_is_removed_by_the_next(tmp_path):
@@ -723,9 +730,10 @@ class CrtkArm:
         self.jaw_js(msg.joint_state(["jaw"], [0.0], self.clock))
 
 
-def _runner_against(arm_options, tool="LARGE_NEEDLE_DRIVER_400006"):
+def _runner_against(arm_options, tool="LARGE_NEEDLE_DRIVER_400006", shield=None, stall_seconds=5.0):
     bus = InProcessBus()
-    runner = PolicyRunner(InProcessTransport(bus), REACH, "pretrained", DvrkProfile(), SafetyShield(), tool=tool)
+    runner = PolicyRunner(InProcessTransport(bus), REACH, "pretrained", DvrkProfile(), shield or SafetyShield(),
+                          tool=tool, stall_seconds=stall_seconds)  # fmt: skip
     psm = runner.model.scene.psm
     arm = CrtkArm(bus, psm.home, **arm_options)
     goal_world = np.array([0.02, -0.015, 0.035])
@@ -737,12 +745,33 @@ def _runner_against(arm_options, tool="LARGE_NEEDLE_DRIVER_400006"):
 @pytest.mark.parametrize("version", ["2.2", "2.3"])
 def test_the_shipped_policy_reaches_the_goal_on_a_dvrk_through_servo_cp(version):
     runner, arm, goal = _runner_against({"version": version})
-    for _ in range(60):
+    positions = []
+    for _ in range(400):
         arm.tick()
-        runner.tick()
+        positions.append(arm.cp()[:3, 3])
+        if runner.tick() != "sent" and runner.progress["is_success"]:
+            break
     arm.tick()
     assert runner.sent > 0 and runner.shield.names == DVRK_NAMES[version]
     assert np.linalg.norm(arm.jaw_tips() - goal[:3]) < 0.005  # the jaw tips, as trained, within 5 mm
+    # Never faster than the default limit and the trained speed: 0.05 m/s, 0.5 mm a 10 ms tick.
+    assert np.max(np.linalg.norm(np.diff(positions, axis=0), axis=1)) <= 0.0005 + 1e-6
+    runner.close()
+
+
+def test_a_stall_is_reported_with_what_the_shield_did(caplog):
+    # A box whose top lies below the arm's start: every set-point is refused, nothing gets closer.
+    shield = SafetyShield(ShieldLimits(box_high=(0.1, 0.1, -0.19)))
+    runner, arm, _ = _runner_against({}, shield=shield, stall_seconds=0.2)
+    caplog.set_level("INFO", logger="surgisim.ros")
+    deadline = time.monotonic() + 5
+    while not runner.stall and time.monotonic() < deadline:
+        arm.tick()
+        runner.tick()
+        time.sleep(0.005)
+    assert "no progress for" in runner.stall and "outside the workspace box" in runner.stall
+    refusals = [record for record in caplog.records if record.getMessage().startswith("refused: set-point: outside")]
+    assert len(refusals) == 1  # logged when the reason changed, not every tick
     runner.close()
 
 
@@ -759,3 +788,22 @@ def test_a_mismatch_of_joints_and_measured_cp_stops_the_runner_before_any_comman
     assert cause in runner.start_error and "nothing was sent" in runner.start_error
     assert runner.sent == 0 and "servo_cp" not in arm.commands
     runner.close()
+
+
+def test_until_success_exits_1_on_a_stall_with_its_reason(tmp_path):
+    env = _ros_env(67)
+    cli = [sys.executable, "-m", "surgisim.agents.cli", "ros"]
+    limits = tmp_path / "limits.yaml"
+    limits.write_text("box_high: [0.1, 0.1, -0.19]\n")  # below where the arm starts: nothing may leave
+    twin = subprocess.Popen([*cli, "twin", "NeedleReach", "--duration", "30", "--transport", "dds"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        runner = subprocess.run([*cli, "run", "NeedleReach", "--enable", "--until-success", "--duration", "20",
+                                 "--stall-seconds", "1", "--limits", str(limits), "--transport", "dds"], env=env,
+                                capture_output=True, text=True, timeout=120)  # fmt: skip
+    finally:
+        twin.kill()
+    assert runner.returncode == 1, runner.stderr
+    summary = json.loads(runner.stdout.strip().splitlines()[-1])
+    assert "outside the workspace box" in summary["stalled"] and not summary["is_success"]
+    assert "did not succeed: no progress for" in runner.stderr

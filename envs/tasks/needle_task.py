@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from surgisim.envs.controllers import CONTROL_PERIOD
 from surgisim.envs.grasp import Grasp
 from surgisim.envs.kinematics import JAW_LIMITS, rot_z
 from surgisim.envs.needle import NEEDLE_ARC, NEEDLE_RADIUS, NEEDLE_WIRE_RADIUS, Needle
@@ -15,7 +16,7 @@ from surgisim.envs.tasks.base import ExpertEnv, Task
 from surgisim.envs.tissue import Tissue, rot_about_z
 from surgisim.envs.transforms import make_pose, rot6d
 
-PHYSICS_SUBSTEPS = 24  # one env step is 0.1 s of PyBullet time at 240 Hz
+PHYSICS_SUBSTEPS = round(CONTROL_PERIOD * 240)  # PyBullet steps at 240 Hz in one env step
 REST_SPEED = 1e-3  # m/s (and rad/s): below this a dropped needle has come to rest
 GRASP_ANGLE = 0.3 * NEEDLE_ARC  # where the experts hold the needle, measured from the tail
 OPEN_JAW = np.deg2rad(60.0)
