@@ -15,7 +15,7 @@ import warnings
 from collections import defaultdict
 from typing import Any
 
-from cyclonedds.core import InstanceState, ReadCondition, SampleState, ViewState, WaitSet
+from cyclonedds.core import DDSException, InstanceState, ReadCondition, SampleState, ViewState, WaitSet
 from cyclonedds.domain import Domain, DomainParticipant
 from cyclonedds.pub import DataWriter
 from cyclonedds.qos import Policy, Qos
@@ -147,6 +147,16 @@ class DdsTransport:
                 return False
             time.sleep(0.01)
 
+    def wait_for_acks(self, topic: str, timeout: float) -> bool:
+        """Wait until every reliable reader has acknowledged what this transport's writers on
+        ``topic`` wrote (or ``timeout`` seconds); whether they all did."""
+        deadline = time.monotonic() + timeout
+        acknowledged = True
+        for writer in self.writers[topic]:
+            left = max(0.0, deadline - time.monotonic())
+            acknowledged = _acknowledged(writer, int(left * 1e9)) and acknowledged
+        return acknowledged
+
     def close(self) -> None:
         self.readers.clear()
         self.writers.clear()
@@ -155,3 +165,12 @@ class DdsTransport:
         self.topics.clear()
         self.participant = None
         self.waitset = None
+
+
+def _acknowledged(writer: DataWriter, nanoseconds: int) -> bool:
+    """``DataWriter.wait_for_acks``: cyclonedds-python's own wrapper fails on its timeout (it looks
+    for the return code on ``Exception`` instead of ``DDSException``), so the binding is called."""
+    code = writer._wait_for_acks(writer._ref, nanoseconds)
+    if code not in (0, DDSException.DDS_RETCODE_TIMEOUT):
+        raise DDSException(code, f"waiting for acknowledgements on {writer!r}")
+    return code == 0

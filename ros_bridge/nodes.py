@@ -55,6 +55,7 @@ CAMERA = Topic("/surgisim/camera/image_raw", msg.IMAGE, QOS_SENSOR)
 # ``robot_inputs`` must all be here): the goal position, from GOAL.
 SUPPLIED_INPUTS = ("goal",)
 SPIN_WAIT = 0.05  # s: the longest a loop waits for messages before it checks its stop flag and deadline
+ACK_WAIT = 0.1  # s: the longest a hold waits for the commands before it to be acknowledged
 
 
 def _publisher(transport: Transport, topic: Topic) -> Callable[[Any], None]:
@@ -250,8 +251,8 @@ class PolicyRunner:
             _subscribe(transport, profile.jaw_measured_js, shield.accept_jaw_state)
             _subscribe(transport, profile.operating_state, shield.accept_operating_state)
             command = profile.servo_cp if profile.command == "servo_cp" else profile.servo_jp
-            jaw_topic = profile.preview(profile.jaw_servo_jp) if dry_run else profile.jaw_servo_jp
-            self.publish_jaw = _publisher(transport, jaw_topic)
+            self.jaw_topic = profile.preview(profile.jaw_servo_jp) if dry_run else profile.jaw_servo_jp
+            self.publish_jaw = _publisher(transport, self.jaw_topic)
             self.publish_hold = _publisher(transport, profile.hold)
             self.publish_state_command = _publisher(transport, profile.state_command)
         self.command_topic = profile.preview(command) if dry_run else command
@@ -431,8 +432,13 @@ class PolicyRunner:
             self.publish_command(msg.float64_multi_array(joints))
 
     def hold(self) -> None:
-        """Stop the arm: CRTK ``hold``; for ros2_control, the measured joints as the set-point."""
+        """Stop the arm: CRTK ``hold``; for ros2_control, the measured joints as the set-point.
+        DDS orders messages per writer only, so the hold waits (up to ``ACK_WAIT``) until the
+        arm has every command sent before it: none can arrive after it."""
         if self.profile.kind == "dvrk":
+            for topic in (self.command_topic.name, self.jaw_topic.name):
+                if not self.transport.wait_for_acks(topic, ACK_WAIT):
+                    LOG.warning("runner: %s not acknowledged within %.1f s before the hold", topic, ACK_WAIT)
             self.publish_hold(msg.empty())
         elif self.shield.joints is not None:
             self._send_joints(self.shield.joints, time.time())

@@ -9,6 +9,7 @@ from collections import defaultdict
 from typing import Any
 
 import rclpy
+from rclpy.duration import Duration
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosidl_runtime_py.utilities import get_message
 
@@ -71,6 +72,16 @@ class RclpyTransport:
                 return True
             rclpy.spin_once(self.node, timeout_sec=0.01)
         return False
+
+    def wait_for_acks(self, topic: str, timeout: float) -> bool:
+        """Wait until every reliable subscription has acknowledged this node's messages on
+        ``topic`` (or ``timeout`` seconds); whether they all did."""
+        deadline = time.monotonic() + timeout
+        acknowledged = True
+        for publisher in self.publishers[topic]:
+            left = Duration(nanoseconds=int(max(0.0, deadline - time.monotonic()) * 1e9))
+            acknowledged = publisher.wait_for_all_acked(left) and acknowledged
+        return acknowledged
 
     def close(self) -> None:
         self.node.destroy_node()

@@ -4,7 +4,8 @@
 ``subscribe(topic, type, callback, qos)`` registers a callback; ``spin_once(timeout)`` delivers
 what has arrived, calling callbacks in the caller's thread (as rclpy's executor does, so nodes
 need no locks); ``wait_for_match`` waits until one of this transport's endpoints on a topic
-sees ``count`` peers; ``close``.
+sees ``count`` peers; ``wait_for_acks`` until reliable readers have acknowledged what its writers
+on a topic wrote; ``close``.
 
 - ``RclpyTransport`` (``surgisim.ros_bridge.rclpy_transport``): through a ROS 2 installation
   (Humble, Jazzy), chosen automatically when ``rclpy`` imports. Messages cross it as serialized
@@ -99,6 +100,10 @@ class InProcessTransport:
         counts = [sum(w.qos.serves(r.qos) for r in self.bus.readers[topic]) for w in self.writers if w.topic == topic]
         counts += [sum(w.qos.serves(r.qos) for w in self.bus.writers[topic]) for r in self.readers if r.topic == topic]
         return bool(counts) and max(counts) >= count
+
+    def wait_for_acks(self, topic: str, timeout: float) -> bool:
+        """Delivery to the bus is immediate: what was written is with every reader already."""
+        return True
 
     def close(self) -> None:
         for reader in self.readers:

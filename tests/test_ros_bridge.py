@@ -24,7 +24,7 @@ from surgisim.ros_bridge import messages as msg
 from surgisim.ros_bridge import wire
 from surgisim.ros_bridge.cli import load_limits
 from surgisim.ros_bridge.dds import DdsTransport, discovery_config, ros_domain_id
-from surgisim.ros_bridge.endpoints import QOS_COMMAND, QOS_LATCHED, QoS
+from surgisim.ros_bridge.endpoints import QOS_COMMAND, QOS_DEFAULT, QOS_LATCHED, QoS
 from surgisim.ros_bridge.nodes import GOAL, PolicyRunner, SimTwin
 from surgisim.ros_bridge.profiles import PSM_JOINT_NAMES, DvrkProfile, Ros2ControlProfile
 from surgisim.ros_bridge.shield import SafetyShield, ShieldLimits
@@ -807,3 +807,63 @@ def test_until_success_exits_1_on_a_stall_with_its_reason(tmp_path):
     summary = json.loads(runner.stdout.strip().splitlines()[-1])
     assert "outside the workspace box" in summary["stalled"] and not summary["is_success"]
     assert "did not succeed: no progress for" in runner.stderr
+
+
+class RecordingTransport(InProcessTransport):
+    """The in-process transport, noting the order of publications and acknowledgement waits."""
+
+    def __init__(self, bus, log):
+        super().__init__(bus)
+        self.log = log
+
+    def publisher(self, topic, type_name, qos=QOS_DEFAULT):
+        publish = super().publisher(topic, type_name, qos)
+        return lambda message: (self.log.append(("publish", topic)), publish(message))
+
+    def wait_for_acks(self, topic, timeout):
+        self.log.append(("acknowledged", topic))
+        return True
+
+
+def test_the_hold_waits_until_every_command_before_it_is_acknowledged():
+    log = []
+    runner = PolicyRunner(RecordingTransport(InProcessBus(), log), REACH, "pretrained", DvrkProfile(), SafetyShield())
+    runner._send(make_pose(np.eye(3), [0.0, 0.0, -0.1]), 0.0)
+    runner.hold()
+    assert log == [("publish", "/PSM1/servo_cp"), ("publish", "/PSM1/jaw/servo_jp"),
+                   ("acknowledged", "/PSM1/servo_cp"), ("acknowledged", "/PSM1/jaw/servo_jp"),
+                   ("publish", "/PSM1/hold")]  # fmt: skip
+    runner.close()
+
+
+LISTENER = """
+import sys, time
+from surgisim.ros_bridge import messages as msg
+from surgisim.ros_bridge.dds import DdsTransport
+from surgisim.ros_bridge.endpoints import QOS_COMMAND
+arm = DdsTransport()
+arm.subscribe("/PSM1/servo_cp", msg.POSE_STAMPED, lambda m: None, QOS_COMMAND)
+print("ready", flush=True)
+while True:
+    arm.spin_once(0.05)
+"""
+
+
+def test_dds_acknowledgements_wait_for_the_reader(loopback, monkeypatch):
+    monkeypatch.setenv("ROS_DOMAIN_ID", "68")
+    listener = subprocess.Popen([sys.executable, "-c", LISTENER], env=_ros_env(68), stdout=subprocess.PIPE, text=True)
+    try:
+        assert listener.stdout.readline().strip() == "ready"
+        runner = DdsTransport()
+        publish = runner.publisher("/PSM1/servo_cp", msg.POSE_STAMPED, QOS_COMMAND)
+        assert runner.wait_for_match("/PSM1/servo_cp", timeout=30)
+        publish(SAMPLES[msg.POSE_STAMPED])
+        assert runner.wait_for_acks("/PSM1/servo_cp", 5.0)
+        listener.send_signal(signal.SIGSTOP)  # a reader that cannot answer
+        publish(SAMPLES[msg.POSE_STAMPED])
+        assert not runner.wait_for_acks("/PSM1/servo_cp", 0.3)
+        listener.send_signal(signal.SIGCONT)
+        assert runner.wait_for_acks("/PSM1/servo_cp", 5.0)
+        runner.close()
+    finally:
+        listener.kill()
