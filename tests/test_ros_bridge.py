@@ -202,11 +202,15 @@ def test_transports_refuse_a_second_type_on_a_topic():
 
 
 def test_rclpy_transport_sends_and_receives_cdr(monkeypatch, request):
-    published, subscriptions, arrived = [], [], []
+    published, subscriptions, arrived, acknowledged = [], [], [], []
 
     class Node:
         def create_publisher(self, ros_type, topic, qos):
-            return types.SimpleNamespace(publish=published.append, get_subscription_count=lambda: 1)
+            return types.SimpleNamespace(
+                publish=published.append,
+                get_subscription_count=lambda: 1,
+                wait_for_all_acked=lambda timeout: acknowledged.append(timeout) or True,
+            )
 
         def create_subscription(self, ros_type, topic, callback, qos, raw=False):
             assert raw  # the bridge takes serialized messages
@@ -232,6 +236,7 @@ def test_rclpy_transport_sends_and_receives_cdr(monkeypatch, request):
     utilities = types.SimpleNamespace(get_message=lambda name: name)
     monkeypatch.setitem(sys.modules, "rclpy", rclpy)
     monkeypatch.setitem(sys.modules, "rclpy.qos", qos_module)
+    monkeypatch.setitem(sys.modules, "rclpy.duration", types.SimpleNamespace(Duration=lambda nanoseconds: nanoseconds))
     monkeypatch.setitem(sys.modules, "rosidl_runtime_py", types.SimpleNamespace(utilities=utilities))
     monkeypatch.setitem(sys.modules, "rosidl_runtime_py.utilities", utilities)
     module = "surgisim.ros_bridge.rclpy_transport"  # imported afresh on the stand-in rclpy, forgotten after
@@ -249,6 +254,7 @@ def test_rclpy_transport_sends_and_receives_cdr(monkeypatch, request):
     assert transport.spin_once() == 2  # what it delivered, as the other transports say
     np.testing.assert_array_equal(received[0].position, SAMPLES[msg.JOINT_STATE].position)
     assert transport.wait_for_match("/PSM1/servo_cp", timeout=0.1)
+    assert transport.wait_for_acks("/PSM1/servo_cp", 0.1) and 0 < acknowledged[0] <= 100_000_000  # ns
 
 
 # -- shield ---------------------------------------------------------------------------------------
