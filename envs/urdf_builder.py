@@ -22,6 +22,7 @@ from surgisim.envs.kinematics import (
     JAW_LIMITS,
     DHRow,
     dh_transform,
+    rot_z,
 )
 from surgisim.envs.tools import DEFAULT_TOOL, Tool, load_tool
 from surgisim.envs.transforms import matrix_to_rpy
@@ -92,6 +93,22 @@ def _fixed(name: str, parent: str, child: str, transform: np.ndarray) -> str:
     )
 
 
+PSM_CHAIN = ("rcm", "yaw_link", "pitch_link", "insertion_link", "roll_link", "wrist_pitch_link", "wrist_yaw_link")
+
+
+def psm_link_transforms(tool: Tool, q: np.ndarray, jaw: float) -> list[tuple[str, str, np.ndarray]]:
+    """Each link of the PSM URDF in its parent link, for joints ``q`` and jaw angle ``jaw``: (parent,
+    child, 4x4 pose), as ``robot_state_publisher`` would put them on ``/tf``."""
+    transforms = [(PSM_CHAIN[i], PSM_CHAIN[i + 1], dh_transform(row, float(value)))
+                  for i, (row, value) in enumerate(zip(tool.dh, q, strict=True))]  # fmt: skip
+    for side, sign in (("left", 1.0), ("right", -1.0)):
+        finger = np.eye(4)
+        finger[:3, :3] = rot_z(sign * jaw / 2)  # as PSM.set_jaw turns the two fingers
+        transforms.append(("wrist_yaw_link", f"jaw_{side}_link", finger))
+    transforms.append(("wrist_yaw_link", "tool_tip", tool.tip_offset))
+    return transforms
+
+
 def build_psm_urdf(tool: Tool, meshes: str = "meshes") -> str:
     """PSM with ``tool``: six DH joints, two jaw fingers about the wrist-yaw axis, and a fixed frame
     at the jaw tips. ``meshes``: the mesh folder as the URDF refers to it."""
@@ -108,8 +125,7 @@ def build_psm_urdf(tool: Tool, meshes: str = "meshes") -> str:
         _box_link("jaw_right_link", (0.0012, JAW_LENGTH, 2 * JAW_HALF_WIDTH), (0.0007, JAW_LENGTH / 2, 0), JAW_GREY),
         _empty_link("tool_tip"),
     ]
-    chain = ["rcm", "yaw_link", "pitch_link", "insertion_link", "roll_link", "wrist_pitch_link", "wrist_yaw_link"]
-    joints = [_joint(row, chain[i], chain[i + 1]) for i, row in enumerate(tool.dh)]
+    joints = [_joint(row, PSM_CHAIN[i], PSM_CHAIN[i + 1]) for i, row in enumerate(tool.dh)]
     for side in ("left", "right"):
         jaw = DHRow(f"jaw_{side}", "R", 0.0, 0.0, 0.0, 0.0, -JAW_LIMITS[1] / 2, JAW_LIMITS[1] / 2)
         joints.append(_joint(jaw, "wrist_yaw_link", f"jaw_{side}_link"))

@@ -17,10 +17,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from surgisim.agents.cli import env_id_type, seed_type
 from surgisim.agents.config import read_yaml
 from surgisim.agents.files import check_writable
 from surgisim.envs.tools import DEFAULT_TOOL, shipped_tools
+from surgisim.envs.transforms import make_pose
 
 TRANSPORTS = ("auto", "dds", "rclpy")
 RATE_RANGE = (1.0, 1000.0)  # Hz: CRTK arms take servo commands at 100-1000 Hz; below 1 Hz nothing reacts
@@ -138,9 +141,14 @@ def cmd_record(args: argparse.Namespace) -> int:
     configure_logging(args)
     out = check_writable(args.out, "bag")
     profile = DvrkProfile(args.namespace)
-    topics = [profile.measured_js, profile.measured_cp, profile.jaw_measured_js, profile.operating_state,
-              profile.state_command, profile.servo_cp, profile.servo_jp, profile.jaw_servo_jp, profile.hold, GOAL,
-              INFO]  # fmt: skip
+    known = [profile.measured_js, profile.measured_cp, profile.jaw_measured_js, profile.operating_state,
+             profile.state_command, profile.servo_cp, profile.servo_jp, profile.jaw_servo_jp, profile.hold, GOAL,
+             INFO]  # fmt: skip
+    by_name = {topic.name: topic for topic in known}
+    unknown = [name for name in args.topics or [] if name not in by_name]
+    if unknown:
+        raise ValueError(f"cannot record {', '.join(unknown)}; the topics it knows: {', '.join(by_name)}")
+    topics = [by_name[name] for name in args.topics] if args.topics else known
     transport = make_transport(args.transport)
     recorder = Recorder(transport, topics, out)
     stopped = _stop_on_signals()
@@ -152,6 +160,48 @@ def cmd_record(args: argparse.Namespace) -> int:
         path = recorder.close()
         transport.close()
     print(json.dumps({"bag": str(path), "messages": recorder.counts}))
+    return 0
+
+
+def _publish_and_wait(args: argparse.Namespace, topic: Any, message: Any) -> dict[str, Any]:
+    """Publish one message, wait for a reader, and keep a latched one alive for ``--duration``."""
+    from surgisim.ros_bridge.nodes import SPIN_WAIT  # the ros extra
+    from surgisim.ros_bridge.transport import make_transport
+
+    configure_logging(args)
+    transport = make_transport(args.transport)
+    stopped = _stop_on_signals()
+    try:
+        publish = transport.publisher(topic.name, topic.type_name, topic.qos)
+        matched = transport.wait_for_match(topic.name, timeout=args.wait)
+        publish(message)
+        transport.wait_for_acks(topic.name, 1.0)
+        started = time.monotonic()
+        while topic.qos.transient_local and not stopped[0] and time.monotonic() - started < (args.duration or 0.0):
+            transport.spin_once(SPIN_WAIT)
+    finally:
+        transport.close()
+    return {"topic": topic.name, "readers": "matched" if matched else "none yet"}
+
+
+def cmd_goal(args: argparse.Namespace) -> int:
+    from surgisim.ros_bridge import messages as msg  # the ros extra
+    from surgisim.ros_bridge.nodes import GOAL
+
+    position = np.array(args.position, dtype=np.float64)
+    if not np.all(np.isfinite(position)):
+        raise ValueError(f"a goal is three finite numbers (m), not {args.position}")
+    message = msg.pose_stamped(make_pose(np.eye(3), position), time.time(), f"{args.namespace[1:]}_base")
+    print(json.dumps({**_publish_and_wait(args, GOAL, message), "goal_m": position.tolist()}))
+    return 0
+
+
+def cmd_reset(args: argparse.Namespace) -> int:
+    from surgisim.ros_bridge import messages as msg  # the ros extra
+    from surgisim.ros_bridge.nodes import RESET
+
+    message = msg.string_stamped("" if args.seed is None else str(args.seed), time.time())
+    print(json.dumps(_publish_and_wait(args, RESET, message)))
     return 0
 
 
@@ -208,8 +258,21 @@ def add_commands(commands: Any) -> None:
 
     record = nodes.add_parser("record", help="record the arm's topics to a rosbag2 MCAP bag")
     record.add_argument("out", type=Path, help="bag directory to create")
+    record.add_argument("--topics", nargs="+", metavar="TOPIC", help="only these (default: every topic it knows)")
     common(record)
     record.set_defaults(run=cmd_record)
+
+    goal = nodes.add_parser("goal", help="publish a goal position for the runner and the twin (no ROS 2 needed)")
+    goal.add_argument("position", nargs=3, type=float, metavar=("X", "Y", "Z"), help="in the arm's base frame, m")
+    goal.add_argument("--wait", type=_positive, default=5.0, help="seconds to wait for a reader first")
+    common(goal)
+    goal.set_defaults(run=cmd_goal)
+
+    reset = nodes.add_parser("reset", help="start a new episode on the sim twin")
+    reset.add_argument("--seed", type=seed_type, help="its seed (default: the twin's next)")
+    reset.add_argument("--wait", type=_positive, default=5.0, help="seconds to wait for the twin first")
+    common(reset)
+    reset.set_defaults(run=cmd_reset)
 
 
 def configure_logging(args: argparse.Namespace) -> None:

@@ -30,6 +30,8 @@ EMPTY = "std_msgs/msg/Empty"
 IMAGE = "sensor_msgs/msg/Image"
 FLOAT64_MULTI_ARRAY = "std_msgs/msg/Float64MultiArray"
 JOINT_TRAJECTORY = "trajectory_msgs/msg/JointTrajectory"
+TF_MESSAGE = "tf2_msgs/msg/TFMessage"
+STRING = "std_msgs/msg/String"
 
 
 def _typestore() -> Any:
@@ -80,6 +82,22 @@ def pose_stamped(pose: np.ndarray, stamp: float, frame_id: str = "") -> Any:
     return message_class(POSE_STAMPED)(
         header(stamp, frame_id), message_class("geometry_msgs/msg/Pose")(position, orientation)
     )
+
+
+def tf_message(transforms: list[tuple[str, str, np.ndarray]], stamp: float) -> Any:
+    """A ``TFMessage`` of (parent frame, child frame, 4x4 pose of the child in the parent)."""
+    stamped = []
+    for parent, child, pose in transforms:
+        x, y, z, w = matrix_to_quat(pose[:3, :3])
+        translation = message_class("geometry_msgs/msg/Vector3")(*(float(v) for v in pose[:3, 3]))
+        rotation = message_class("geometry_msgs/msg/Quaternion")(x=float(x), y=float(y), z=float(z), w=float(w))
+        transform = message_class("geometry_msgs/msg/Transform")(translation, rotation)
+        stamped.append(message_class("geometry_msgs/msg/TransformStamped")(header(stamp, parent), child, transform))
+    return message_class(TF_MESSAGE)(stamped)
+
+
+def string(text: str) -> Any:
+    return message_class(STRING)(text)
 
 
 def pose_matrix(message: Any) -> np.ndarray:

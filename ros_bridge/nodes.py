@@ -24,6 +24,8 @@ import logging
 import time
 from collections import Counter, deque
 from collections.abc import Callable
+from importlib.resources import files
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -35,8 +37,9 @@ from surgisim.envs.controllers import CONTROL_PERIOD
 from surgisim.envs.core import OBS_MODES
 from surgisim.envs.tools import DEFAULT_TOOL
 from surgisim.envs.transforms import make_pose, rotation_from_vector, rotation_vector
+from surgisim.envs.urdf_builder import build_psm_urdf, psm_link_transforms
 from surgisim.ros_bridge import messages as msg
-from surgisim.ros_bridge.endpoints import QOS_LATCHED, QOS_SENSOR, Transport
+from surgisim.ros_bridge.endpoints import QOS_DEFAULT, QOS_LATCHED, QOS_SENSOR, QoS, Transport
 from surgisim.ros_bridge.profiles import (
     DVRK_JOINT_NAMES,
     JAW_JOINT_NAMES,
@@ -49,6 +52,10 @@ from surgisim.ros_bridge.shield import SafetyShield
 
 LOG = logging.getLogger("surgisim.ros")
 GOAL = Topic("/surgisim/goal", msg.POSE_STAMPED, QOS_LATCHED)
+RESET = Topic("/surgisim/reset", msg.STRING_STAMPED, QOS_DEFAULT)  # a new episode: the seed, or "" for the next
+# What RViz needs to show the arm: its links on /tf (tf2's broadcaster QoS) and the URDF, latched.
+TF = Topic("/tf", msg.TF_MESSAGE, QoS(reliable=True, depth=100))
+ROBOT_DESCRIPTION = Topic("/robot_description", msg.STRING, QOS_LATCHED)
 INFO = Topic("/surgisim/info", msg.STRING_STAMPED, QOS_LATCHED)
 CAMERA = Topic("/surgisim/camera/image_raw", msg.IMAGE, QOS_SENSOR)
 # What the runner supplies to a task's observation besides the arm's own topics (a task's
@@ -86,16 +93,51 @@ class SimTwin:
         self.jaw_target: float | None = None
         self.info: dict[str, Any] = {}
         published = (profile.measured_js, profile.measured_cp, profile.jaw_measured_js, profile.operating_state, GOAL,
-                     INFO, CAMERA)  # fmt: skip
+                     INFO, CAMERA, TF, ROBOT_DESCRIPTION)  # fmt: skip
         self.publish = {topic.name: _publisher(transport, topic) for topic in published}
         _subscribe(transport, profile.state_command, self._on_state_command)
         _subscribe(transport, profile.servo_cp, self._on_servo_cp)
         _subscribe(transport, profile.servo_jp, self._on_servo_jp)
         _subscribe(transport, profile.jaw_servo_jp, self._on_jaw_servo_jp)
         _subscribe(transport, profile.hold, self._on_hold)
-        goal = self.arm.base_inv @ np.append(self.model.observe()["desired_goal"][:3], 1.0)
-        self.publish[GOAL.name](msg.pose_stamped(make_pose(np.eye(3), goal[:3]), time.time(), profile.base_frame))
+        _subscribe(transport, GOAL, self._on_goal)
+        _subscribe(transport, RESET, self._on_reset)
+        self.seed = seed
+        meshes = (Path(str(files("surgisim.assets"))) / "meshes").as_uri()
+        self.publish[ROBOT_DESCRIPTION.name](msg.string(build_psm_urdf(self.arm.tool, meshes=meshes)))
+        self._publish_goal()
         self._publish_operating_state()
+
+    def _publish_goal(self) -> None:
+        """The task's goal, latched: a runner that starts later gets it too."""
+        self.goal = (self.arm.base_inv @ np.append(self.model.observe()["desired_goal"][:3], 1.0))[:3]
+        pose = msg.pose_stamped(make_pose(np.eye(3), self.goal), time.time(), self.profile.base_frame)
+        self.publish[GOAL.name](pose)
+
+    def _on_goal(self, message: Any) -> None:
+        """A goal from someone else (``surgisim ros goal``): the task takes it, and the twin publishes
+        it as its own, so that every latched copy agrees."""
+        try:
+            goal = msg.pose_matrix(message)[:3, 3]
+            if np.allclose(goal, self.goal):
+                return  # our own
+            self.model.set_goal((self.arm.base @ np.append(goal, 1.0))[:3])
+        except ValueError as error:
+            LOG.warning("twin: goal ignored: %s", error)
+            return
+        self._publish_goal()
+
+    def _on_reset(self, message: Any) -> None:
+        """A new episode of the task: with the seed sent, or the next one."""
+        text = message.string.strip()
+        if text and not text.isdigit():
+            LOG.warning("twin: reset ignored: %r is not a seed (an integer from 0)", text)
+            return
+        self.seed = int(text) if text else self.seed + 1
+        self.model.reset(seed=self.seed)
+        self.target = self.jaw_target = None
+        self.info = {}
+        self._publish_goal()
 
     def _publish_operating_state(self) -> None:
         self.publish[self.profile.operating_state.name](msg.operating_state(self.state, self.homed, time.time()))
@@ -160,6 +202,11 @@ class SimTwin:
         self.publish[self.profile.measured_js.name](msg.joint_state(self.joint_names, self.arm.q, now))
         self.publish[self.profile.measured_cp.name](msg.pose_stamped(pose, now, self.profile.base_frame))
         self.publish[self.profile.jaw_measured_js.name](msg.joint_state(list(JAW_JOINT_NAMES), [self.arm.jaw], now))
+        links = [
+            (self.profile.base_frame, "rcm", np.eye(4)),
+            *psm_link_transforms(self.arm.tool, self.arm.q, self.arm.jaw),
+        ]
+        self.publish[TF.name](msg.tf_message(links, now))
         if self.camera:
             self.publish[CAMERA.name](msg.image(observation["rgb"], now))
         summary = {"is_success": bool(info["is_success"]), "distance_mm": float(info["distance_mm"])}

@@ -19,7 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import dvrk_measured_cp, dvrk_tool_file
-from surgisim.envs.transforms import make_pose, rotation_from_vector, rotation_vector
+from surgisim.envs import SurgicalEnv
+from surgisim.envs.transforms import make_pose, quat_to_matrix, rotation_from_vector, rotation_vector
 from surgisim.ros_bridge import messages as msg
 from surgisim.ros_bridge import wire
 from surgisim.ros_bridge.cli import load_limits
@@ -873,3 +874,99 @@ def test_dds_acknowledgements_wait_for_the_reader(loopback, monkeypatch):
         runner.close()
     finally:
         listener.kill()
+
+
+def test_the_twin_takes_a_goal_from_outside_and_starts_new_episodes_on_request():
+    bus = InProcessBus()
+    twin = SimTwin(InProcessTransport(bus), REACH, DvrkProfile(), seed=3)
+    operator = InProcessTransport(bus)
+    publish_goal = operator.publisher(GOAL.name, msg.POSE_STAMPED, QOS_LATCHED)
+    reset = operator.publisher("/surgisim/reset", msg.STRING_STAMPED)
+    goal_base = np.array([0.01, -0.02, -0.11])
+    publish_goal(msg.pose_stamped(make_pose(np.eye(3), goal_base), 1.0, "PSM1_base"))
+    twin.tick()
+    world = (twin.arm.base @ np.append(goal_base, 1.0))[:3]
+    np.testing.assert_allclose(twin.model.observe()["desired_goal"], world, atol=1e-6)
+    runner = PolicyRunner(InProcessTransport(bus), REACH, "pretrained", DvrkProfile(), SafetyShield())
+    runner.transport.spin_once()  # a runner that starts later gets the operator's goal, whoever latched it
+    np.testing.assert_allclose(runner.goal, world, atol=1e-6)
+    reset(msg.string_stamped("5", 2.0))
+    twin.tick()
+    fresh = SurgicalEnv(task="NeedleReach")
+    expected, _ = fresh.reset(seed=5)
+    np.testing.assert_allclose(twin.model.observe()["desired_goal"], expected["desired_goal"], atol=1e-7)
+    runner.transport.spin_once()
+    np.testing.assert_allclose(runner.goal, expected["desired_goal"], atol=1e-6)
+    fresh.close()
+    runner.close()
+    twin.close()
+
+
+def test_ros_goal_and_reset_commands_publish_without_ros2():
+    env = _ros_env(69)
+    cli = [sys.executable, "-m", "surgisim.agents.cli", "ros"]
+    goal = subprocess.run([*cli, "goal", "0.01", "0.02", "-0.1", "--wait", "0.5", "--transport", "dds"], env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert goal.returncode == 0, goal.stderr
+    assert json.loads(goal.stdout.strip().splitlines()[-1]) == {"topic": "/surgisim/goal", "readers": "none yet",
+                                                                 "goal_m": [0.01, 0.02, -0.1]}  # fmt: skip
+    bad = subprocess.run([*cli, "goal", "0.01", "nan", "-0.1", "--transport", "dds"], env=env, capture_output=True,
+                         text=True, timeout=120)  # fmt: skip
+    assert bad.returncode == 2 and "three finite numbers" in bad.stderr
+    reset = subprocess.run([*cli, "reset", "--seed", "-2"], env=env, capture_output=True, text=True, timeout=120)
+    assert reset.returncode == 2 and "a seed is an integer from 0" in reset.stderr
+
+
+def test_record_takes_the_topics_asked_for(tmp_path):
+    env = _ros_env(70)
+    cli = [sys.executable, "-m", "surgisim.agents.cli", "ros", "record"]
+    unknown = subprocess.run([*cli, str(tmp_path / "a"), "--topics", "/PSM9/nothing", "--duration", "0.5"], env=env,
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert unknown.returncode == 2 and "cannot record /PSM9/nothing" in unknown.stderr
+    topics = ["--topics", "/PSM1/servo_cp", "/PSM1/hold"]
+    chosen = subprocess.run([*cli, str(tmp_path / "b"), *topics, "--duration", "0.5", "--transport", "dds"], env=env,
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert chosen.returncode == 0, chosen.stderr
+    from rosbags.highlevel import AnyReader
+
+    with AnyReader([tmp_path / "b"]) as reader:
+        assert {connection.topic for connection in reader.connections} == {"/PSM1/servo_cp", "/PSM1/hold"}
+
+
+def test_the_twin_shows_its_arm_in_rviz_terms(tmp_path):
+    import yourdfpy
+
+    bus = InProcessBus()
+    twin = SimTwin(InProcessTransport(bus), REACH, DvrkProfile(), seed=2, tool="LARGE_NEEDLE_DRIVER_420006")
+    viewer, frames, description = InProcessTransport(bus), {}, []
+    viewer.subscribe(
+        "/tf",
+        msg.TF_MESSAGE,
+        lambda m: frames.update({t.child_frame_id: (t.header.frame_id, t.transform) for t in m.transforms}),
+        QoS(reliable=True, depth=100),
+    )
+    viewer.subscribe("/robot_description", msg.STRING, lambda m: description.append(m.data), QOS_LATCHED)
+    twin.arm.set_joints(np.array([0.2, -0.1, 0.12, 0.5, 0.3, -0.4]))
+    twin.arm.set_jaw(0.6)
+    twin.tick()
+    viewer.spin_once()
+    (tmp_path / "psm.urdf").write_text(description[-1])
+    robot = yourdfpy.URDF.load(str(tmp_path / "psm.urdf"), build_scene_graph=False, load_meshes=False)
+    assert set(robot.link_map) | {"PSM1_base"} == set(frames) | {"rcm", "PSM1_base"}
+
+    def in_base(frame):  # chain the published transforms up to the arm's base frame
+        pose = np.eye(4)
+        while frame != "PSM1_base":
+            parent, transform = frames[frame]
+            t, r = transform.translation, transform.rotation
+            step = make_pose(quat_to_matrix(np.array([r.x, r.y, r.z, r.w])), np.array([t.x, t.y, t.z]))
+            pose, frame = step @ pose, parent
+        return pose
+
+    # Every link where PyBullet, loading the same URDF, puts it; the tip where the tool's FK does.
+    for link in ("insertion_link", "wrist_yaw_link", "jaw_left_link", "tool_tip"):
+        position, orientation = twin.model.scene.sim.link_pose("psm1", twin.model.scene.sim.link_indices("psm1")[link])
+        simulated = twin.arm.base_inv @ make_pose(quat_to_matrix(orientation), position)
+        np.testing.assert_allclose(in_base(link), simulated, atol=1e-5)
+    np.testing.assert_allclose(in_base("tool_tip"), twin.arm.tool.tip(twin.arm.q), atol=1e-9)
+    twin.close()
