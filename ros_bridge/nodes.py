@@ -6,8 +6,10 @@ observation with the env's own code, asks the policy, moves the model by the act
 would, and offers the resulting tool-tip set-point to the safety shield; what the shield lets
 through is published (``servo_cp`` or ``servo_jp``, and ``jaw/servo_jp``), or to preview
 topics in a dry run. The twin runs the env as a robot: it publishes ``measured_*`` and a
-latched ``operating_state``, obeys ``state_command``, ``servo_*`` and ``hold``, and publishes
-the task's goal on ``/surgisim/goal`` and its progress on ``/surgisim/info``.
+latched ``operating_state``, obeys ``state_command``, ``servo_*`` and ``hold``, publishes the
+task's goal on ``/surgisim/goal`` (taking one that someone else publishes there) and its progress
+on ``/surgisim/info``, starts a new episode on ``/surgisim/reset``, and publishes ``/tf`` and a
+latched ``/robot_description`` for RViz.
 
 Poses on the wire are in the arm's base frame (its remote centre of motion at the origin), as
 the dVRK reports ``measured_cp`` with an identity base frame, and follow the dVRK 2.x tool-file
