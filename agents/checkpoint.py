@@ -72,7 +72,7 @@ def save(model: BaseAlgorithm, run_dir: Path, settings: dict[str, Any]) -> Check
     normalizer = model.get_vec_normalize_env()
     if normalizer is not None:
         normalizer.save(str(folder / NORMALIZATION))
-    (folder / CONFIG).write_text(yaml.safe_dump(settings, sort_keys=False))
+    write_settings(folder / CONFIG, settings)
     files = {}
     for path in sorted(folder.iterdir()):
         with path.open("rb") as handle:
@@ -80,10 +80,14 @@ def save(model: BaseAlgorithm, run_dir: Path, settings: dict[str, Any]) -> Check
         files[path.name] = path.stat().st_size
     manifest = {"timesteps": int(model.num_timesteps), "folder": f"{FOLDER}/{folder.name}", "files": files}
     atomic_write(run_dir / MANIFEST, lambda path: _write_synced(path, json.dumps(manifest, indent=1)))
-    for other in sets.iterdir():
-        if other != folder:
-            remove(other)
-    return Checkpoint(folder, int(model.num_timesteps), files)
+    saved = Checkpoint(folder, int(model.num_timesteps), files)
+    clean(run_dir, saved)  # the older sets, now that the manifest names this one
+    return saved
+
+
+def write_settings(path: Path, settings: dict[str, Any]) -> None:
+    """A run's settings as its ``config.yaml`` (keys in the order they were resolved)."""
+    path.write_text(yaml.safe_dump(settings, sort_keys=False))
 
 
 def _write_synced(path: Path, text: str) -> None:

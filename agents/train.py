@@ -34,7 +34,6 @@ from typing import Any
 
 import gymnasium as gym
 import torch
-import yaml
 from stable_baselines3 import HerReplayBuffer
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
@@ -227,7 +226,7 @@ def train(
             stack.enter_context(checkpoint.locked(run_dir))
         checkpoint.clean(run_dir, latest)
         _keep_evaluations_until(run_dir / "eval.csv", latest.timesteps if latest is not None else None)
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+        checkpoint.write_settings(run_dir / checkpoint.CONFIG, settings)
         with (run_dir / "command.txt").open("a", errors="surrogateescape") as handle:  # argv as the shell gave it
             handle.write(shlex.join(sys.argv) + "\n")
         callbacks: list[BaseCallback] = [RunCallback(run_dir, settings, started)]

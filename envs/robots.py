@@ -102,6 +102,10 @@ class PSM(Arm):
     def local_tip_pose(self, q: np.ndarray) -> np.ndarray:
         return self.tool.tip(q)
 
+    def cp(self) -> np.ndarray:
+        """The pose a dVRK reports as ``measured_cp`` (its base frame), from the cached tip pose."""
+        return self.tool.cp_from_tip(self.base_inv @ self.tip_pose())
+
     def reset(self) -> None:
         """Back to ``home``, jaws closed."""
         super().reset()

@@ -200,7 +200,7 @@ class SimTwin:
             self.jaw_target = None
         observation, info = self.model.advance()
         now = time.time()
-        pose = self.arm.tool.cp(self.arm.q)
+        pose = self.arm.cp()
         self.publish[self.profile.measured_js.name](msg.joint_state(self.joint_names, self.arm.q, now))
         self.publish[self.profile.measured_cp.name](msg.pose_stamped(pose, now, self.profile.base_frame))
         self.publish[self.profile.jaw_measured_js.name](msg.joint_state(list(JAW_JOINT_NAMES), [self.arm.jaw], now))
@@ -404,10 +404,10 @@ class PolicyRunner:
                 got = "no camera image yet" if self.image is None else f"camera image {self.image.shape}"
                 return f"{got}; the policy needs {wanted}"
             observation["rgb"] = self.image
-        measured = self.arm.tool.cp(self.arm.q)
+        measured = self.arm.cp()
         self._track_speed(measured[:3, 3])
         self.model.apply_action(self.policy(observation))
-        target, jaw = self._paced(measured, self.arm.tool.cp(self.arm.q), self.arm.jaw)
+        target, jaw = self._paced(measured, self.arm.cp(), self.arm.jaw)
         decision = self.shield.limit(measured, target, jaw)
         self.since_best.update(decision.clipped)
         if decision.pose is None:
