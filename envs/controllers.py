@@ -16,6 +16,7 @@ import numpy as np
 
 from surgisim.envs.kinematics import JAW_LIMITS
 from surgisim.envs.robots import Arm
+from surgisim.envs.transforms import make_pose, rotation_from_vector
 
 CONTROL_PERIOD = 0.1  # s of the world's time per env step: a 5 mm step is 0.05 m/s
 MAX_TRANSLATION = 0.005  # metres per step
@@ -33,13 +34,22 @@ class CartesianMotion:
         self.size = 3 + rotation_size
 
     def apply(self, action: np.ndarray) -> None:
+        self.arm.move_tip(*self._motion(action))
+
+    def _motion(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The world tip position and the world rotation vector (to turn the tip by) of an action."""
         translation = self.frame() @ (action[:3] * MAX_TRANSLATION)
         target = np.clip(self.arm.tip_pose()[:3, 3] + translation, *self.workspace)
         if self.rotation_size == 1:
             rotation = action[3] * MAX_ROLL * self.arm.tip_pose()[:3, 2]
         else:
             rotation = self.frame() @ (action[3:6] * MAX_ROLL)
-        self.arm.move_tip(target, rotation)
+        return target, rotation
+
+    def set_point(self, action: np.ndarray) -> np.ndarray:
+        """The world tip pose the action asks for (no inverse kinematics: joint limits are the arm's)."""
+        position, rotation = self._motion(action)
+        return make_pose(rotation_from_vector(rotation) @ self.arm.tip_pose()[:3, :3], position)
 
     def toward(self, delta: np.ndarray, turn: np.ndarray) -> np.ndarray:
         """The motion part of the action for a world translation and rotation vector of one step."""
@@ -61,6 +71,11 @@ class JointMotion:
     def apply(self, action: np.ndarray) -> None:
         self.arm.set_joints(self.arm.q + self.arm.joint_step * action)
 
+    def set_point(self, action: np.ndarray) -> np.ndarray:
+        """The world tip pose of the joints the action asks for (within the joint limits)."""
+        q = np.clip(self.arm.q + self.arm.joint_step * action, self.arm.lower, self.arm.upper)
+        return self.arm.base @ self.arm.local_tip_pose(q)
+
     def toward(self, delta: np.ndarray, turn: np.ndarray) -> np.ndarray:
         arm = self.arm
         target = arm.joints_toward(arm.tip_pose()[:3, 3] + delta, turn)
@@ -77,8 +92,12 @@ class Jaw:
         self.arm = arm
 
     def apply(self, value: float) -> None:
+        self.arm.set_jaw(self.set_point(value))
+
+    @staticmethod
+    def set_point(value: float) -> float:
         low, high = JAW_LIMITS
-        self.arm.set_jaw(low + (value + 1.0) / 2.0 * (high - low))
+        return float(low + (value + 1.0) / 2.0 * (high - low))
 
     @staticmethod
     def toward(angle: float) -> list[float]:
@@ -98,6 +117,12 @@ class Controller:
         self.motion.apply(action[: self.motion.size])
         if self.jaw:
             self.jaw.apply(action[-1])
+
+    def set_point(self, action: np.ndarray) -> tuple[np.ndarray, float | None]:
+        """The world tip pose and the jaw angle (None without a jaw) that ``apply`` would move the
+        arm to, without moving it: the ROS 2 bridge turns a policy's action into a set-point so."""
+        pose = self.motion.set_point(action[: self.motion.size])
+        return pose, self.jaw.set_point(action[-1]) if self.jaw else None
 
     def action_toward(
         self, position: np.ndarray, jaw: float = 0.0, roll: float = 0.0, rotation: np.ndarray | None = None

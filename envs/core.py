@@ -174,6 +174,15 @@ class SurgicalEnv(gym.Env):
         self._check_open()
         self._apply(self._validated(action))
 
+    def set_points(self, action: Any) -> list[tuple[np.ndarray, float | None]]:
+        """What ``apply_action`` would move each driven arm to, without moving it: its world tip
+        pose (4x4) and jaw angle (None without a jaw). The ROS 2 bridge turns a policy's action into
+        set-points for a robot so, with no inverse kinematics (the robot applies its joint limits)."""
+        self._check_open()
+        action = self._validated(action)
+        return [controller.set_point(action[part]) for controller, part in zip(self.controllers, self._action_slices,
+                                                                               strict=True)]  # fmt: skip
+
     def advance(self) -> tuple[dict, dict]:
         """Advance the task's world by one step from the arms as they are (set by ``step``, or by
         a robot's commands in the ROS 2 sim twin); returns the observation and info."""
@@ -191,6 +200,17 @@ class SurgicalEnv(gym.Env):
         if goal.shape != (3,) or not np.all(np.isfinite(goal)):
             raise ValueError(f"a goal is a position of 3 finite numbers (m), not {position!r}")
         self.task.set_goal(self.scene, goal)
+
+    def layout(self) -> dict[str, Any]:
+        """The episode's fixed scenery (anatomy, tissue marks; ``Task.layout_keys``), world frame."""
+        self._check_open()
+        return self.task.layout()
+
+    def set_layout(self, layout: dict[str, Any]) -> None:
+        """Put the scenery where ``layout`` (as ``layout()`` gives it) says, as a robot's scene file
+        does; a ``ValueError`` names what is wrong, and nothing changes then."""
+        self._check_open()
+        self.task.set_layout(self.scene, layout)
 
     def observe(self) -> dict[str, np.ndarray]:
         """The observation of the current state, nothing moved."""

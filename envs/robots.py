@@ -41,6 +41,9 @@ class Arm:
         self.q = np.zeros(len(joint_names))
         self.home = self.q.copy()
         self._tip: np.ndarray | None = None  # tip pose of self.q, computed once per set_joints
+        # Whether the PyBullet body follows the joints; a kinematic model of a real arm (the ROS 2
+        # runner's) turns it off: it needs the poses, not the body, and saves the calls.
+        self.in_sim = True
         sim.set_collisions(name, False)  # kinematic: no physics contacts (contact queries still see it)
 
     def reset(self) -> None:
@@ -53,7 +56,8 @@ class Arm:
     def set_joints(self, q: np.ndarray) -> None:
         self.q = np.clip(np.asarray(q, dtype=np.float64), self.lower, self.upper)
         self._tip = None
-        self.sim.set_joint_positions(self.name, self.joint_ids, self.q)
+        if self.in_sim:
+            self.sim.set_joint_positions(self.name, self.joint_ids, self.q)
 
     def tip_pose(self) -> np.ndarray:
         """World pose (4x4) of the tool tip or camera, from the DH model."""
@@ -113,7 +117,8 @@ class PSM(Arm):
 
     def set_jaw(self, angle: float) -> None:
         self.jaw = float(np.clip(angle, *self.jaw_limits))
-        self.sim.set_joint_positions(self.name, self.jaw_ids, np.array([self.jaw / 2, -self.jaw / 2]))
+        if self.in_sim:
+            self.sim.set_joint_positions(self.name, self.jaw_ids, np.array([self.jaw / 2, -self.jaw / 2]))
 
     def ik(self, tip_pose_world: np.ndarray, q_ref: np.ndarray | None = None) -> np.ndarray:
         """Joints for a world tool-tip pose; the tool roll is the one nearest ``q_ref`` (default: now)."""

@@ -107,7 +107,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     transport = make_transport(args.transport)
     shield = SafetyShield(limits, requires_operating_state=profile.has_operating_state)
     runner = PolicyRunner(transport, args.env_id, args.policy, profile, shield, args.dry_run, 1.0 / args.rate,
-                          args.tool, args.stall_seconds)  # fmt: skip
+                          args.tool, args.stall_seconds, args.scene)  # fmt: skip
     stopped = _stop_on_signals()
     try:
         if args.enable and profile.kind == "dvrk" and not runner.enable(stop=lambda: stopped[0]):
@@ -133,7 +133,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    from surgisim.ros_bridge.nodes import GOAL, INFO, SPIN_WAIT  # the ros extra
+    from surgisim.ros_bridge.nodes import GOAL, INFO, NEEDLE, SCENE, SPIN_WAIT  # the ros extra
     from surgisim.ros_bridge.profiles import DvrkProfile
     from surgisim.ros_bridge.recorder import Recorder
     from surgisim.ros_bridge.transport import make_transport
@@ -143,7 +143,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     profile = DvrkProfile(args.namespace)
     known = [profile.measured_js, profile.measured_cp, profile.jaw_measured_js, profile.operating_state,
              profile.state_command, profile.servo_cp, profile.servo_jp, profile.jaw_servo_jp, profile.hold, GOAL,
-             INFO]  # fmt: skip
+             INFO, NEEDLE, SCENE]  # fmt: skip
     by_name = {topic.name: topic for topic in known}
     unknown = [name for name in args.topics or [] if name not in by_name]
     if unknown:
@@ -252,6 +252,9 @@ def add_commands(commands: Any) -> None:
                      help="stop at success (exit 0), a stall or the end of --duration (exit 1)")  # fmt: skip
     run.add_argument("--stall-seconds", type=_positive, default=5.0,
                      help="report a stall when the goal has come no closer by 1 mm for this long (s)")  # fmt: skip
+    run.add_argument("--scene", type=Path,
+                     help="a scene file (YAML or JSON: task, frame, layout) for tasks with scenery, instead of the "
+                          "/surgisim/scene topic")  # fmt: skip
     tool(run)
     common(run)
     run.set_defaults(run=cmd_run)

@@ -33,6 +33,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from surgisim.agents.config import read_yaml
 from surgisim.agents.evaluate import check_policy, make_policy
 from surgisim.envs import REGISTRY, task_name
 from surgisim.envs.controllers import CONTROL_PERIOD
@@ -60,9 +61,11 @@ TF = Topic("/tf", msg.TF_MESSAGE, QoS(reliable=True, depth=100))
 ROBOT_DESCRIPTION = Topic("/robot_description", msg.STRING, QOS_LATCHED)
 INFO = Topic("/surgisim/info", msg.STRING_STAMPED, QOS_LATCHED)
 CAMERA = Topic("/surgisim/camera/image_raw", msg.IMAGE, QOS_SENSOR)
-# What the runner supplies to a task's observation besides the arm's own topics (a task's
-# ``robot_inputs`` must all be here): the goal position, from GOAL.
-SUPPLIED_INPUTS = ("goal",)
+# A tracker's needle pose in the arm's base frame; best effort, so that either kind of writer matches.
+NEEDLE = Topic("/surgisim/needle/measured_cp", msg.POSE_STAMPED, QOS_SENSOR)
+SCENE = Topic("/surgisim/scene", msg.STRING, QOS_LATCHED)  # the episode's layout, as a scene file holds it
+# Where the runner takes each of a task's ``robot_inputs`` from (``surgisim.envs.tasks.base.ROBOT_INPUTS``).
+SUPPLIED_INPUTS = {"goal": GOAL.name, "needle": NEEDLE.name, "layout": f"{SCENE.name} or --scene FILE"}
 SPIN_WAIT = 0.05  # s: the longest a loop waits for messages before it checks its stop flag and deadline
 ACK_WAIT = 0.1  # s: the longest a hold waits for the commands before it to be acknowledged
 
@@ -73,6 +76,21 @@ def _publisher(transport: Transport, topic: Topic) -> Callable[[Any], None]:
 
 def _subscribe(transport: Transport, topic: Topic, callback: Callable[[Any], None]) -> None:
     transport.subscribe(topic.name, topic.type_name, callback, topic.qos)
+
+
+def scene_document(task: str, layout: dict[str, Any]) -> dict[str, Any]:
+    """A scene file's content: the task, and its layout in the task's world frame (m, rad)."""
+    return {"task": task, "frame": "world", "layout": layout}
+
+
+def scene_layout(document: Any, task: str, source: str) -> dict[str, Any]:
+    """The layout in a scene document, checked to be for ``task``; a ``ValueError`` naming ``source``."""
+    if not isinstance(document, dict) or not isinstance(document.get("layout"), dict):
+        raise ValueError(f"{source}: a scene is a mapping with 'task', 'frame' and a 'layout' mapping")
+    if document.get("task") != task or document.get("frame") != "world":
+        raise ValueError(f"{source}: the scene is for task {document.get('task')!r} in frame "
+                         f"{document.get('frame')!r}; this run needs task {task!r}, frame 'world'")  # fmt: skip
+    return document["layout"]
 
 
 class SimTwin:
@@ -94,8 +112,9 @@ class SimTwin:
         self.target: np.ndarray | None = None  # joints to servo to
         self.jaw_target: float | None = None
         self.info: dict[str, Any] = {}
+        self.inputs = REGISTRY[self.model.task_name].robot_inputs
         published = (profile.measured_js, profile.measured_cp, profile.jaw_measured_js, profile.operating_state, GOAL,
-                     INFO, CAMERA, TF, ROBOT_DESCRIPTION)  # fmt: skip
+                     INFO, CAMERA, TF, ROBOT_DESCRIPTION, NEEDLE, SCENE)  # fmt: skip
         self.publish = {topic.name: _publisher(transport, topic) for topic in published}
         _subscribe(transport, profile.state_command, self._on_state_command)
         _subscribe(transport, profile.servo_cp, self._on_servo_cp)
@@ -107,14 +126,19 @@ class SimTwin:
         self.seed = seed
         meshes = (Path(str(files("surgisim.assets"))) / "meshes").as_uri()
         self.publish[ROBOT_DESCRIPTION.name](msg.string(build_psm_urdf(self.arm.tool, meshes=meshes)))
-        self._publish_goal()
+        self._publish_episode()
         self._publish_operating_state()
 
-    def _publish_goal(self) -> None:
-        """The task's goal, latched: a runner that starts later gets it too."""
+    def _publish_episode(self) -> None:
+        """What a runner needs of the episode, latched (a runner that starts later gets it too):
+        the goal and the scene file's layout, as the task has them."""
         self.goal = (self.arm.base_inv @ np.append(self.model.observe()["desired_goal"][:3], 1.0))[:3]
-        pose = msg.pose_stamped(make_pose(np.eye(3), self.goal), time.time(), self.profile.base_frame)
-        self.publish[GOAL.name](pose)
+        if "goal" in self.inputs:
+            pose = msg.pose_stamped(make_pose(np.eye(3), self.goal), time.time(), self.profile.base_frame)
+            self.publish[GOAL.name](pose)
+        if "layout" in self.inputs:
+            document = scene_document(self.model.task_name, self.model.layout())
+            self.publish[SCENE.name](msg.string(json.dumps(document)))
 
     def _on_goal(self, message: Any) -> None:
         """A goal from someone else (``surgisim ros goal``): the task takes it, and the twin publishes
@@ -127,7 +151,7 @@ class SimTwin:
         except ValueError as error:
             LOG.warning("twin: goal ignored: %s", error)
             return
-        self._publish_goal()
+        self._publish_episode()
 
     def _on_reset(self, message: Any) -> None:
         """A new episode of the task: with the seed sent, or the next one."""
@@ -139,7 +163,7 @@ class SimTwin:
         self.model.reset(seed=self.seed)
         self.target = self.jaw_target = None
         self.info = {}
-        self._publish_goal()
+        self._publish_episode()
 
     def _publish_operating_state(self) -> None:
         self.publish[self.profile.operating_state.name](msg.operating_state(self.state, self.homed, time.time()))
@@ -209,6 +233,9 @@ class SimTwin:
             *psm_link_transforms(self.arm.tool, self.arm.q, self.arm.jaw),
         ]
         self.publish[TF.name](msg.tf_message(links, now))
+        if "needle" in self.inputs:  # as a tracker would see it
+            needle = self.arm.base_inv @ self.model.task.needle.pose()
+            self.publish[NEEDLE.name](msg.pose_stamped(needle, now, self.profile.base_frame))
         if self.camera:
             self.publish[CAMERA.name](msg.image(observation["rgb"], now))
         summary = {"is_success": bool(info["is_success"]), "distance_mm": float(info["distance_mm"])}
@@ -247,12 +274,17 @@ class PolicyRunner:
 
     def __init__(self, transport: Transport, env_id: str, policy: str | Any, profile: DvrkProfile | Ros2ControlProfile,
                  shield: SafetyShield, dry_run: bool = False, period: float = 0.01,
-                 tool: str = DEFAULT_TOOL, stall_seconds: float = 5.0) -> None:  # fmt: skip
+                 tool: str = DEFAULT_TOOL, stall_seconds: float = 5.0,
+                 scene_file: Path | None = None) -> None:  # fmt: skip
         self.transport, self.profile, self.shield, self.dry_run = transport, profile, shield, dry_run
-        missing = [item for item in REGISTRY[task_name(env_id)].robot_inputs if item not in SUPPLIED_INPUTS]
+        task = REGISTRY[task_name(env_id)].task
+        if task.arms != ("psm1",):
+            raise ValueError(f"{env_id} drives {', '.join(task.arms)}; the runner drives one PSM (PSM1)")
+        missing = [item for item in task.robot_inputs if item not in SUPPLIED_INPUTS]
         if missing:
             raise ValueError(f"{env_id}: on a robot its observation needs {', '.join(missing)}, which no topic "
-                             f"supplies; the runner has the arm's state and a goal position ({GOAL.name})")  # fmt: skip
+                             f"supplies; the runner takes {', '.join(SUPPLIED_INPUTS)}")  # fmt: skip
+        self.inputs = task.robot_inputs
         self.period = period  # a tick; a ros2_control trajectory point is due one period after it is sent
         self.fraction = min(1.0, period / CONTROL_PERIOD)  # of a policy step sent per tick
         self.env = gym.make(env_id, tool=tool)
@@ -273,7 +305,11 @@ class PolicyRunner:
         check_policy(self.policy, env_id, gym.spaces.Dict(spaces), self.env.action_space)
         self.image: np.ndarray | None = None
         self.arm = self.model.scene.psm
+        self.arm.in_sim = False  # a kinematic model of the robot: no PyBullet call per tick
         self.goal: np.ndarray | None = None
+        self.layout: dict[str, Any] | None = None
+        self.needle: np.ndarray | None = None  # the tracked needle pose (world) not yet taken
+        self.needle_seen = False
         self.sent, self.holding = 0, False
         shield.joint_schemes, shield.period = tuple(DVRK_JOINT_NAMES.values()), period
         shield.source = profile.joint_states.name if profile.kind == "ros2_control" else profile.measured_js.name
@@ -288,7 +324,17 @@ class PolicyRunner:
         self.checked = profile.kind != "dvrk"  # ros2_control reports no pose to check against
         self.state_arrival: float | None = None  # perf_counter of the latest accepted joint state not yet acted on
         self.latencies: deque[float] = deque(maxlen=100_000)  # state arrival to command sent, seconds
-        _subscribe(transport, GOAL, self._on_goal)
+        if "goal" in self.inputs:
+            _subscribe(transport, GOAL, self._on_goal)
+        if "needle" in self.inputs:
+            _subscribe(transport, NEEDLE, self._on_needle)
+        if scene_file is not None:
+            try:
+                self._new_episode(scene_layout(read_yaml(scene_file, "scene"), self.model.task_name, str(scene_file)))
+            except ValueError as error:
+                raise ValueError(f"{scene_file}: {error}" if str(scene_file) not in str(error) else error) from None
+        elif "layout" in self.inputs:
+            _subscribe(transport, SCENE, self._on_scene)
         if self.image_keys:
             _subscribe(transport, CAMERA, self._on_image)
         if profile.kind == "ros2_control":
@@ -360,6 +406,51 @@ class PolicyRunner:
         self.model.set_goal(self.goal)
         self.policy.reset()
 
+    def _on_scene(self, message: Any) -> None:
+        try:
+            self._new_episode(scene_layout(json.loads(message.data), self.model.task_name, SCENE.name))
+        except ValueError as error:  # json's errors are ValueErrors too
+            LOG.warning("runner: scene ignored: %s", error)
+
+    def _new_episode(self, layout: dict[str, Any]) -> None:
+        """A new scene is a new episode: the model starts as the task's card says (e.g. the needle
+        in the jaws for NeedleInsert), with this layout and the goal it has."""
+        self.model.reset(seed=0)
+        self.model.set_layout(layout)
+        if self.goal is not None:
+            self.model.set_goal(self.goal)
+        self.layout = layout
+        self.policy.reset()
+
+    def _on_needle(self, message: Any) -> None:
+        try:
+            self.needle = self.arm.base @ msg.pose_matrix(message)
+            self.needle_seen = True
+        except ValueError as error:
+            LOG.warning("runner: needle pose ignored: %s", error)
+
+    def _follow_needle(self) -> None:
+        """The model's world follows the arm by the task's rules (grasps, tissue, thread), and the
+        tracked pose corrects its needle; a held needle is held where the tracker sees it."""
+        task = self.model.task
+        task.step_world(self.model.scene)
+        if self.needle is not None:
+            task.needle.set_pose(self.needle)
+            self.needle = None
+            for grasp in task.grasps:
+                if grasp.held:
+                    grasp.attach()
+
+    def _waiting(self) -> str | None:
+        """What the task still needs from the world before the first command."""
+        if "goal" in self.inputs and self.goal is None:
+            return f"waiting for a goal on {GOAL.name}"
+        if "layout" in self.inputs and self.layout is None:
+            return f"waiting for the scene on {SCENE.name} (or --scene FILE)"
+        if "needle" in self.inputs and not self.needle_seen:
+            return f"waiting for the needle's pose on {NEEDLE.name}"
+        return None
+
     def request(self, command: str) -> None:
         """Send a CRTK state command (enable, home, ...); dVRK profile only."""
         self.publish_state_command(msg.string_stamped(command, time.time()))
@@ -387,8 +478,9 @@ class PolicyRunner:
         refusal = self.shield.ready(now)
         if refusal is not None:
             return self._refused(refusal)
-        if self.goal is None:
-            return "waiting for a goal"
+        waiting = self._waiting()
+        if waiting is not None:
+            return waiting
         if not self.checked:
             problem = self._check_start()
             if problem is not None:
@@ -396,6 +488,8 @@ class PolicyRunner:
         self.arm.set_joints(self.shield.joints)
         if self.shield.jaw is not None:
             self.arm.set_jaw(self.shield.jaw)
+        if "needle" in self.inputs:
+            self._follow_needle()
         observation = self.model.observe()
         self._track_progress(observation, now)
         if self.image_keys:
@@ -406,8 +500,9 @@ class PolicyRunner:
             observation["rgb"] = self.image
         measured = self.arm.cp()
         self._track_speed(measured[:3, 3])
-        self.model.apply_action(self.policy(observation))
-        target, jaw = self._paced(measured, self.arm.cp(), self.arm.jaw)
+        [(tip, jaw)] = self.model.set_points(self.policy(observation))
+        target = self.arm.tool.cp_from_tip(self.arm.base_inv @ tip)
+        target, jaw = self._paced(measured, target, self.arm.jaw if jaw is None else jaw)
         decision = self.shield.limit(measured, target, jaw)
         self.since_best.update(decision.clipped)
         if decision.pose is None:
@@ -467,8 +562,7 @@ class PolicyRunner:
         if self.profile.kind == "dvrk" and self.profile.command == "servo_cp":
             self.publish_command(msg.pose_stamped(pose, stamp, self.profile.base_frame))
         else:
-            tip = self.arm.base @ self.arm.tool.tip_from_cp(pose)
-            self._send_joints(self.arm.ik(tip, q_ref=self.shield.joints), stamp)
+            self._send_joints(self.arm.tool.ik(self.arm.tool.tip_from_cp(pose), q_ref=self.shield.joints), stamp)
         if self.profile.kind == "dvrk":
             self.publish_jaw(msg.joint_state(list(JAW_JOINT_NAMES), [jaw], stamp))
 

@@ -9,7 +9,7 @@ from surgisim.envs.camera import SegLabel
 from surgisim.envs.robots import PSM
 from surgisim.envs.scene import PSM2_RCM, PSM_AIM
 from surgisim.envs.tasks import REGISTRY, Registered
-from surgisim.envs.tasks.base import Expert, Task
+from surgisim.envs.tasks.base import ROBOT_INPUTS, Expert, Task
 from surgisim.envs.tasks.markers import GoalMarker
 from surgisim.envs.transforms import look_at_base
 
@@ -88,3 +88,29 @@ def test_a_goal_position_is_set_through_the_task():
     with pytest.raises(ValueError, match="goal is not a position"):
         tracking.set_goal([0.0, 0.0, 0.05])
     tracking.close()
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_a_layout_carries_an_episodes_scenery_to_another_episode(name):
+    """What a robot's scene file holds: ``layout()`` of one episode, put into an env on another
+    seed, gives the same task features; a wrong layout changes nothing."""
+    entry = REGISTRY[name]
+    assert set(entry.robot_inputs) <= set(ROBOT_INPUTS)
+    assert ("layout" in entry.robot_inputs) == bool(entry.task.layout_keys)
+    source, target = SurgicalEnv(task=name), SurgicalEnv(task=name)
+    source.reset(seed=1)
+    target.reset(seed=2)
+    layout = source.layout()
+    assert set(layout) == set(entry.task.layout_keys)
+    before = target.layout()
+    with pytest.raises(ValueError, match="layout"):
+        target.set_layout({**layout, "unknown": 1.0})
+    assert target.layout() == before
+    target.set_layout(layout)
+    assert target.layout() == layout
+    if name == "NavigateAnatomy":  # the anatomy is its observation's task part
+        np.testing.assert_array_equal(source.observe()["observation"][10:], target.observe()["observation"][10:])
+    elif layout:  # the marks are the goal
+        np.testing.assert_array_equal(source.observe()["desired_goal"], target.observe()["desired_goal"])
+    source.close()
+    target.close()

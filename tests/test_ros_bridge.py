@@ -426,10 +426,59 @@ def test_dry_run_publishes_to_preview_only_and_goal_is_required():
         runner.tick()
     spy.spin_once()
     assert seen["preview"] == 5 and seen["servo_cp"] == 0
-    with pytest.raises(ValueError, match="needs needle pose, whether the needle is held, which no topic supplies"):
-        PolicyRunner(InProcessTransport(InProcessBus()), "surgisim/NeedlePick-v0", "expert", DvrkProfile(),
-                     SafetyShield())  # fmt: skip
+    for task, why in (("NeedleHandover", "drives psm1, psm2; the runner drives one PSM"),
+                      ("EndoscopeTrack", "drives ecm; the runner drives one PSM")):  # fmt: skip
+        with pytest.raises(ValueError, match=why):
+            PolicyRunner(InProcessTransport(InProcessBus()), f"surgisim/{task}-v0", "expert", DvrkProfile(),
+                         SafetyShield())  # fmt: skip
     assert GOAL.name == "/surgisim/goal"
+
+
+# NavigateAnatomy's expert swings with the jaw tips 4 cm from the RCM (measured_cp 29.8 mm), inside
+# the default shield's 30 mm: a lab would allow it in a limits file, as here.
+DEPLOYED = {"NeedlePick": {}, "NeedleInsert": {}, "SutureThrow": {}, "NavigateAnatomy": {"insertion": (0.025, 0.2)}}
+
+
+@pytest.mark.parametrize("task", list(DEPLOYED))
+def test_every_one_arm_task_is_deployable_against_the_twin_from_its_topics(task):
+    """The twin publishes what a lab's tracker and scene file would give (needle pose, scene); the
+    runner's model takes nothing else from the twin, and the scripted expert on it succeeds."""
+    env_id, bus = f"surgisim/{task}-v0", InProcessBus()
+    twin = SimTwin(InProcessTransport(bus), env_id, DvrkProfile(), seed=5)
+    runner = PolicyRunner(InProcessTransport(bus), env_id, "expert", DvrkProfile(),
+                          SafetyShield(ShieldLimits(**DEPLOYED[task])), period=0.1)  # fmt: skip
+    runner.request("enable")
+    twin.tick()
+    runner.request("home")
+    for _ in range(twin.model.task.max_episode_steps):
+        info = twin.tick()
+        if info["is_success"]:
+            break
+        runner.tick()
+    assert info["is_success"], (task, info["distance_mm"], dict(runner.shield.counts))
+    assert runner.sent > 0 and not runner.shield.counts
+    runner.close()
+    twin.close()
+
+
+def test_a_scene_file_gives_the_runner_the_layout_and_a_wrong_one_is_named(tmp_path):
+    twin_env = SurgicalEnv("NeedleInsert")
+    twin_env.reset(seed=2)
+    scene = tmp_path / "scene.yaml"
+    scene.write_text(yaml.safe_dump({"task": "NeedleInsert", "frame": "world", "layout": twin_env.layout()}))
+    runner = PolicyRunner(InProcessTransport(InProcessBus()), "surgisim/NeedleInsert-v0", "expert", DvrkProfile(),
+                          SafetyShield(), scene_file=scene)  # fmt: skip
+    assert np.array_equal(runner.model.task.marks, twin_env.task.marks)
+    runner.close()
+    bad = {"marks": [[0.0, 0.0, float("nan")], [0.01, 0.0, 0.0]]}
+    for task, layout, problem in (("NeedlePick", {}, "is for task 'NeedlePick'"),
+                                  ("NeedleInsert", bad, "not (2, 3) finite numbers"),
+                                  ("NeedleInsert", {}, "missing: marks")):  # fmt: skip
+        scene.write_text(yaml.safe_dump({"task": task, "frame": "world", "layout": layout}))
+        with pytest.raises(ValueError, match=re.escape(f"{scene}: ") + ".*" + re.escape(problem)):
+            PolicyRunner(InProcessTransport(InProcessBus()), "surgisim/NeedleInsert-v0", "expert", DvrkProfile(),
+                         SafetyShield(), scene_file=scene)  # fmt: skip
+    twin_env.close()
 
 
 def test_runner_drives_a_ros2_control_arm_with_joint_trajectories():
@@ -737,9 +786,11 @@ class CrtkArm:
         self.jaw_js(msg.joint_state(["jaw"], [0.0], self.clock))
 
 
-def _runner_against(arm_options, tool="LARGE_NEEDLE_DRIVER_400006", shield=None, stall_seconds=5.0):
+def _runner_against(arm_options, tool="LARGE_NEEDLE_DRIVER_400006", shield=None, stall_seconds=5.0,
+                    command="servo_cp"):  # fmt: skip
     bus = InProcessBus()
-    runner = PolicyRunner(InProcessTransport(bus), REACH, "pretrained", DvrkProfile(), shield or SafetyShield(),
+    runner = PolicyRunner(InProcessTransport(bus), REACH, "pretrained", DvrkProfile(command=command),
+                          shield or SafetyShield(),
                           tool=tool, stall_seconds=stall_seconds)  # fmt: skip
     psm = runner.model.scene.psm
     arm = CrtkArm(bus, psm.home, **arm_options)
@@ -763,6 +814,38 @@ def test_the_shipped_policy_reaches_the_goal_on_a_dvrk_through_servo_cp(version)
     assert np.linalg.norm(arm.jaw_tips() - goal[:3]) < 0.005  # the jaw tips, as trained, within 5 mm
     # Never faster than the default limit and the trained speed: 0.05 m/s, 0.5 mm a 10 ms tick.
     assert np.max(np.linalg.norm(np.diff(positions, axis=0), axis=1)) <= 0.0005 + 1e-6
+    runner.close()
+
+
+@pytest.mark.parametrize("command", ["servo_cp", "servo_jp"])
+def test_a_tick_is_one_forward_kinematics_at_most_one_inverse_and_no_pybullet(monkeypatch, command):
+    from surgisim.envs import kinematics, sim, tools
+
+    runner, arm, _ = _runner_against({}, command=command)
+    for _ in range(3):
+        arm.tick()
+        runner.tick()
+    calls = {"fk": 0, "ik": 0, "pybullet": 0}
+
+    def counted(name, function):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return function(*args, **kwargs)
+
+        return wrapper
+
+    def arm_fk(dh, q):  # of the whole arm; the IK computes the first three joints' frame itself
+        calls["fk"] += len(dh) == len(PSM_JOINT_NAMES)
+        return kinematics.forward_kinematics(dh, q)
+
+    monkeypatch.setattr(tools, "forward_kinematics", arm_fk)
+    monkeypatch.setattr(tools.Tool, "ik", counted("ik", tools.Tool.ik))
+    monkeypatch.setattr(sim.Sim, "set_joint_positions", counted("pybullet", sim.Sim.set_joint_positions))
+    ticks = 20
+    for _ in range(ticks):
+        arm.tick()
+        assert runner.tick() == "sent"
+    assert calls == {"fk": ticks, "ik": ticks if command == "servo_jp" else 0, "pybullet": 0}
     runner.close()
 
 
@@ -795,6 +878,23 @@ def test_a_mismatch_of_joints_and_measured_cp_stops_the_runner_before_any_comman
     assert cause in runner.start_error and "nothing was sent" in runner.start_error
     assert runner.sent == 0 and "servo_cp" not in arm.commands
     runner.close()
+
+
+def test_needle_insert_runs_over_dds_from_the_twins_scene_and_needle_topics():
+    env = _ros_env(69)
+    cli = [sys.executable, "-m", "surgisim.agents.cli", "ros"]
+    twin = subprocess.Popen([*cli, "twin", "NeedleInsert", "--seed", "4", "--until-success", "--duration", "90",
+                             "--rate", "40", "--transport", "dds"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        runner = subprocess.run([*cli, "run", "NeedleInsert", "--policy", "expert", "--enable", "--until-success",
+                                 "--duration", "60", "--rate", "20", "--transport", "dds"], env=env,
+                                capture_output=True, text=True, timeout=150)  # fmt: skip
+        twin_out, twin_err = twin.communicate(timeout=60)
+    finally:
+        twin.kill()
+    assert runner.returncode == 0, runner.stderr
+    assert json.loads(twin_out.strip().splitlines()[-1])["is_success"], twin_err
 
 
 def test_until_success_exits_1_on_a_stall_with_its_reason(tmp_path):

@@ -11,6 +11,16 @@ import numpy as np
 from surgisim.envs.robots import Arm
 from surgisim.envs.scene import Scene
 
+# What each of a task's ``robot_inputs`` is (the ROS 2 bridge's ``SUPPLIED_INPUTS`` says where
+# it takes each from).
+ROBOT_INPUTS = {
+    "goal": "a goal position (m) an operator chooses",
+    "needle": "the needle's pose, from a tracker; whether it is held, the holes it made and the thread "
+    "drawn follow from it by the task's own rules",
+    "layout": "the episode's fixed scenery (Task.layout_keys: anatomy, tissue marks), from a scene file",
+    "lesion": "the tracked lesion's position",
+}
+
 
 class Task:
     """Base class. Subclasses set the class attributes and implement ``build``, ``reset`` and goals.
@@ -29,9 +39,11 @@ class Task:
     terminate_on_success: ClassVar[bool] = True
     cost_weight: ClassVar[float] = 0.0
     workspace: ClassVar[tuple[tuple[float, ...], tuple[float, ...]]] = ((-0.05, -0.05, 0.003), (0.05, 0.05, 0.06))
-    # What the task's observation needs from the world besides the driven arms' own state: on a
-    # robot, each must come from somewhere (the ROS 2 bridge supplies a goal position only).
+    # What the task's observation needs from the world besides the driven arms' own state, which
+    # on a robot must come from somewhere (``ROBOT_INPUTS`` says what each is).
     robot_inputs: ClassVar[tuple[str, ...]] = ("goal",)
+    # The keys of ``get_state`` that are the episode's fixed scenery (its "layout" input).
+    layout_keys: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self) -> None:
         self.failed = False  # set when the episode can no longer count as a success
@@ -59,6 +71,31 @@ class Task:
     def set_goal(self, scene: Scene, position: np.ndarray) -> None:
         """Put the goal at a world position (m), as an operator would choose it on a robot."""
         raise ValueError(f"{type(self).__name__}'s goal is not a position that can be set")
+
+    def layout(self) -> dict[str, Any]:
+        """The episode's fixed scenery (``layout_keys``), as plain lists: what a robot's scene file holds."""
+        state = self.get_state()
+        return {key: np.asarray(state[key]).tolist() for key in self.layout_keys}
+
+    def set_layout(self, scene: Scene, layout: dict[str, Any]) -> None:
+        """Put the scenery where a scene file says (world frame, m and rad). A ``ValueError`` names
+        a key that is missing, unknown, or not finite numbers of the right shape; nothing changes then."""
+        state = self.get_state()
+        unknown, missing = set(layout) - set(self.layout_keys), set(self.layout_keys) - set(layout)
+        if unknown or missing:
+            raise ValueError(f"{type(self).__name__}'s layout has the keys {', '.join(self.layout_keys) or '(none)'}; "
+                             f"missing: {', '.join(sorted(missing)) or 'none'}, unknown: "
+                             f"{', '.join(sorted(unknown)) or 'none'}")  # fmt: skip
+        for key in self.layout_keys:
+            expected = np.shape(state[key])
+            try:
+                value = np.asarray(layout[key], dtype=np.float64)
+            except (TypeError, ValueError):
+                value = np.full(1, np.nan)
+            if value.shape != expected or not np.all(np.isfinite(value)):
+                raise ValueError(f"layout {key!r}: {layout[key]!r} is not {expected} finite numbers")
+            state[key] = value
+        self.set_state(scene, state)
 
     def cost(self, scene: Scene) -> float:
         """Safety cost of the current step (0 when safe)."""

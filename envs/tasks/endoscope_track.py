@@ -50,7 +50,7 @@ class EndoscopeTrack(Task):
 
     arms = ("ecm",)
     max_episode_steps = 100
-    robot_inputs = ("lesion position and velocity",)
+    robot_inputs = ("lesion",)
     terminate_on_success = False
     workspace = ((-0.10, -0.10, 0.04), (0.10, 0.10, 0.20))
 

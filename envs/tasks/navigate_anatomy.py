@@ -59,7 +59,8 @@ class NavigateAnatomy(NeedleReach):
     """
 
     max_episode_steps = 100
-    robot_inputs = ("goal", "anatomy poses and shapes")
+    robot_inputs = ("goal", "layout")
+    layout_keys = ("anatomy_poses",)
     cost_weight = 10.0
     workspace = ((-0.08, -0.08, 0.003), (0.08, 0.08, 0.09))
     goal_box = (np.array([-0.04, -0.04, 0.005]), np.array([0.04, 0.04, 0.02]))

@@ -52,7 +52,7 @@ class NeedleHandover(NeedleTask):
     """
 
     max_episode_steps = 100
-    robot_inputs = ("goal", "needle pose", "which arm holds the needle")
+    robot_inputs = ("goal", "needle")
     arms = ("psm1", "psm2")
     workspace = ((-0.05, -0.05, 0.0), (0.05, 0.05, 0.07))
     goal_box = (np.array([0.01, -0.02, 0.03]), np.array([0.03, 0.02, 0.05]))

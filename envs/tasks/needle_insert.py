@@ -80,7 +80,8 @@ class NeedleInsert(NeedleTask):
     """
 
     max_episode_steps = 60
-    robot_inputs = ("tissue marks", "needle pose", "holes made in the tissue")
+    robot_inputs = ("layout", "needle")
+    layout_keys = ("marks",)
     goal_tolerance = 0.003
     cost_weight = 0.1
     damage_limit_mm = 5.0

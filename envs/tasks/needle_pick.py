@@ -55,7 +55,7 @@ class NeedlePick(NeedleTask):
     """
 
     max_episode_steps = 80
-    robot_inputs = ("goal", "needle pose", "whether the needle is held")
+    robot_inputs = ("goal", "needle")
     workspace = ((-0.05, -0.05, 0.0), (0.05, 0.05, 0.07))
     goal_box = (np.array([-0.03, -0.03, 0.03]), np.array([0.03, 0.03, 0.05]))
 

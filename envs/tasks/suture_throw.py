@@ -75,7 +75,6 @@ class SutureThrow(NeedleInsert):
     """
 
     max_episode_steps = 400
-    robot_inputs = (*NeedleInsert.robot_inputs, "thread drawn through")
     damage_limit_mm = 10.0
     wrist = "full"
 
