@@ -82,7 +82,7 @@ def cmd_twin(args: argparse.Namespace) -> int:
     from surgisim.ros_bridge.transport import make_transport
 
     configure_logging(args)
-    transport = make_transport(args.transport)
+    transport = make_transport(args.transport, node_name="surgisim_twin")
     twin = SimTwin(transport, args.env_id, DvrkProfile(args.namespace), args.seed, args.camera, args.image_size,
                    args.tool, args.dvrk_version)  # fmt: skip
     stopped = _stop_on_signals()
@@ -104,7 +104,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     configure_logging(args)
     limits = load_limits(args.limits)
     profile = make_profile(args.profile, args.namespace, args.command)
-    transport = make_transport(args.transport)
+    transport = make_transport(args.transport, node_name="surgisim_runner")
     shield = SafetyShield(limits, requires_operating_state=profile.has_operating_state)
     runner = PolicyRunner(transport, args.env_id, args.policy, profile, shield, args.dry_run, 1.0 / args.rate,
                           args.tool, args.stall_seconds, args.scene)  # fmt: skip
@@ -149,7 +149,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     if unknown:
         raise ValueError(f"cannot record {', '.join(unknown)}; the topics it knows: {', '.join(by_name)}")
     topics = [by_name[name] for name in args.topics] if args.topics else known
-    transport = make_transport(args.transport)
+    transport = make_transport(args.transport, node_name="surgisim_recorder")
     recorder = Recorder(transport, topics, out)
     stopped = _stop_on_signals()
     started = time.monotonic()
@@ -169,7 +169,7 @@ def _publish_and_wait(args: argparse.Namespace, topic: Any, message: Any) -> dic
     from surgisim.ros_bridge.transport import make_transport
 
     configure_logging(args)
-    transport = make_transport(args.transport)
+    transport = make_transport(args.transport, node_name=f"surgisim_{args.ros_command}")
     stopped = _stop_on_signals()
     try:
         publish = transport.publisher(topic.name, topic.type_name, topic.qos)

@@ -4,7 +4,9 @@ It speaks to ROS 2 nodes as ROS 2 does (``surgisim.ros_bridge.wire``): ``rt/`` t
 ``pkg::msg::dds_::Name_`` types, plain CDR, ROS 2 QoS; the domain from ``ROS_DOMAIN_ID`` and
 discovery from ``ROS_AUTOMATIC_DISCOVERY_RANGE``, ``ROS_STATIC_PEERS`` and ``ROS_LOCALHOST_ONLY``
 as ``rmw_cyclonedds`` reads them, with a user's ``CYCLONEDDS_URI`` applied after (it wins where
-both set something).
+both set something). Like rmw, it announces its node and the node's readers and writers on
+``ros_discovery_info`` (``rmw_dds_common/ParticipantEntitiesInfo``, reliable, transient local,
+depth 1) each time they change, so ``ros2 node list`` and ``ros2 topic info -v`` show it.
 """
 
 from __future__ import annotations
@@ -23,8 +25,12 @@ from cyclonedds.sub import DataReader
 from cyclonedds.topic import Topic
 from cyclonedds.util import duration
 
-from surgisim.ros_bridge.endpoints import QOS_DEFAULT, Callback, Publish, QoS
+from surgisim.ros_bridge.endpoints import QOS_DEFAULT, QOS_LATCHED, Callback, Publish, QoS
+from surgisim.ros_bridge.messages import PARTICIPANT_ENTITIES_INFO, participant_entities_info
 from surgisim.ros_bridge.wire import dds_topic, from_idl, idl_type, to_idl
+
+DISCOVERY_TOPIC = "ros_discovery_info"  # rmw's node graph; a DDS name as it is, without "rt/"
+ENCLAVE = b"enclave=/;"  # the participant's user data, as rmw sets it
 
 
 def ros_domain_id() -> int:
@@ -76,11 +82,14 @@ _DOMAINS: dict[int, Any] = {}
 class DdsTransport:
     """ROS 2 topics over Cyclone DDS without a ROS installation (see the module docstring)."""
 
-    def __init__(self, domain_id: int | None = None) -> None:
+    def __init__(self, domain_id: int | None = None, node_name: str = "surgisim_bridge") -> None:
         self.domain_id = ros_domain_id() if domain_id is None else domain_id
         if self.domain_id not in _DOMAINS:  # Cyclone configures a domain once per process
             _DOMAINS[self.domain_id] = Domain(self.domain_id, discovery_config())
-        self.participant = DomainParticipant(self.domain_id)
+        self.participant = DomainParticipant(self.domain_id, qos=Qos(Policy.Userdata(ENCLAVE)))
+        self.node_name = node_name
+        graph = Topic(self.participant, DISCOVERY_TOPIC, idl_type(PARTICIPANT_ENTITIES_INFO))
+        self.graph_writer = DataWriter(self.participant, graph, qos=self._qos(QOS_LATCHED))
         self.waitset = WaitSet(self.participant)
         self._any_sample = SampleState.Any | ViewState.Any | InstanceState.Any
         self.topics: dict[str, Any] = {}
@@ -88,6 +97,14 @@ class DdsTransport:
         self.writers: dict[str, list[Any]] = defaultdict(list)
         self.topic_readers: dict[str, list[Any]] = defaultdict(list)
         self.conditions: list[Any] = []
+        self._announce()
+
+    def _announce(self) -> None:
+        """Publish this node and its readers and writers on ``ros_discovery_info``."""
+        readers = [reader.guid.bytes for reader, _, _ in self.readers]
+        writers = [writer.guid.bytes for topic_writers in self.writers.values() for writer in topic_writers]
+        info = participant_entities_info(self.participant.guid.bytes, [("/", self.node_name, readers, writers)])
+        self.graph_writer.write(to_idl(info, PARTICIPANT_ENTITIES_INFO))
 
     def _topic(self, topic: str, type_name: str) -> Any:
         if topic not in self.topics:
@@ -110,6 +127,7 @@ class DdsTransport:
     def publisher(self, topic: str, type_name: str, qos: QoS = QOS_DEFAULT) -> Publish:
         writer = DataWriter(self.participant, self._topic(topic, type_name), qos=self._qos(qos))
         self.writers[topic].append(writer)
+        self._announce()
         return lambda message: writer.write(to_idl(message, type_name))
 
     def subscribe(self, topic: str, type_name: str, callback: Callback, qos: QoS = QOS_DEFAULT) -> None:
@@ -119,6 +137,7 @@ class DdsTransport:
         self.conditions.append(condition)
         self.readers.append((reader, type_name, callback))
         self.topic_readers[topic].append(reader)
+        self._announce()
 
     def spin_once(self, timeout: float = 0.0) -> int:
         delivered = self._take()

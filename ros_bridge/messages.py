@@ -1,13 +1,16 @@
 """ROS 2 messages: one model for every transport.
 
-Message classes and the CDR codec come from ``rosbags``' ROS 2 type store (Humble definitions;
-the message types used here are the same in Jazzy), with ``crtk_msgs/OperatingState`` and
-``crtk_msgs/StringStamped`` added from their ``.msg`` definitions. Every transport sends and
+Message classes and the CDR codec come from ``rosbags``' ROS 2 type store, with
+``crtk_msgs/OperatingState`` and ``crtk_msgs/StringStamped`` added from their ``.msg``
+definitions. The message types the nodes use are the same in Humble and Jazzy; the node graph's
+``rmw_dds_common`` types differ (a GID of 24 bytes in Humble, 16 from Iron), so the store is
+Humble's where ``ROS_DISTRO`` is ``humble`` and Jazzy's otherwise. Every transport sends and
 receives these objects; the builders below make the ones the bridge uses.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -34,8 +37,12 @@ TF_MESSAGE = "tf2_msgs/msg/TFMessage"
 STRING = "std_msgs/msg/String"
 
 
+ROS_DISTRO = "humble" if os.environ.get("ROS_DISTRO", "").strip() == "humble" else "jazzy"
+PARTICIPANT_ENTITIES_INFO = "rmw_dds_common/msg/ParticipantEntitiesInfo"  # the node graph (ros_discovery_info)
+
+
 def _typestore() -> Any:
-    store = get_typestore(Stores.ROS2_HUMBLE)
+    store = get_typestore(Stores.ROS2_HUMBLE if ROS_DISTRO == "humble" else Stores.ROS2_JAZZY)
     for name, text in CRTK_DEFINITIONS.items():
         store.register(get_types_from_msg(text, name))
     return store
@@ -151,6 +158,23 @@ def image_array(message: Any) -> np.ndarray:
     if data.size != message.height * message.width * channels:
         raise ValueError(f"image data has {data.size} bytes, expected {message.height}x{message.width}x{channels}")
     return data.reshape(message.height, message.width, channels)
+
+
+def participant_entities_info(participant: bytes, nodes: list[tuple[str, str, list[bytes], list[bytes]]]) -> Any:
+    """What rmw publishes on ``ros_discovery_info``: a DDS participant's GUID and, per node
+    (namespace, name, reader GUIDs, writer GUIDs), its entities; each GUID (16 bytes) zero-padded
+    to the distribution's GID size, as rmw_cyclonedds does."""
+    gid_class = message_class("rmw_dds_common/msg/Gid")
+    size = TYPESTORE.fielddefs["rmw_dds_common/msg/Gid"][1][0][1][1][1]
+
+    def gid(guid: bytes) -> Any:
+        return gid_class(np.frombuffer(guid.ljust(size, b"\0"), dtype=np.uint8))
+
+    info = message_class("rmw_dds_common/msg/NodeEntitiesInfo")
+    return message_class(PARTICIPANT_ENTITIES_INFO)(gid(participant), [
+        info(namespace, name, [gid(g) for g in readers], [gid(g) for g in writers])
+        for namespace, name, readers, writers in nodes
+    ])  # fmt: skip
 
 
 def float64_multi_array(values: np.ndarray) -> Any:

@@ -114,8 +114,11 @@ class InProcessTransport:
         self.writers.clear()
 
 
-def make_transport(kind: str = "auto", bus: InProcessBus | None = None) -> Transport:
-    """``"auto"`` (rclpy where it imports, else DDS), ``"rclpy"``, ``"dds"`` or ``"inprocess"`` (on ``bus``)."""
+def make_transport(
+    kind: str = "auto", bus: InProcessBus | None = None, node_name: str = "surgisim_bridge"
+) -> Transport:
+    """``"auto"`` (rclpy where it imports, else DDS), ``"rclpy"``, ``"dds"`` or ``"inprocess"`` (on
+    ``bus``); ROS 2 tools list it as the node ``node_name``."""
     if kind == "auto":
         try:
             import rclpy  # noqa: F401  (present only where ROS 2 is installed)
@@ -126,11 +129,11 @@ def make_transport(kind: str = "auto", bus: InProcessBus | None = None) -> Trans
     if kind == "rclpy":
         from surgisim.ros_bridge.rclpy_transport import RclpyTransport  # rclpy: from a ROS 2 installation
 
-        return RclpyTransport()
+        return RclpyTransport(node_name)
     if kind == "dds":
         from surgisim.ros_bridge.dds import DdsTransport  # cyclonedds: the ros extra
 
-        return DdsTransport()
+        return DdsTransport(node_name=node_name)
     if kind == "inprocess":
         return InProcessTransport(bus if bus is not None else InProcessBus())
     raise ValueError(f"unknown transport {kind!r}; use auto, rclpy, dds or inprocess")

@@ -22,7 +22,8 @@ from rosbags.typesys.base import Nodetype
 from surgisim.ros_bridge.messages import TYPESTORE, message_class
 
 BASE_TYPES: dict[str, Any] = {
-    "bool": bool, "byte": idl.byte, "char": idl.char, "int8": idl.int8, "uint8": idl.uint8, "int16": idl.int16,
+    "bool": bool, "byte": idl.byte, "char": idl.uint8,  # ROS 2 maps char to uint8
+    "int8": idl.int8, "uint8": idl.uint8, "int16": idl.int16,
     "uint16": idl.uint16, "int32": idl.int32, "uint32": idl.uint32, "int64": idl.int64, "uint64": idl.uint64,
     "float32": idl.float32, "float64": idl.float64, "string": str,
 }  # fmt: skip
@@ -91,6 +92,11 @@ def to_idl(message: Any, type_name: str) -> IdlStruct:
 
 def from_idl(sample: IdlStruct, type_name: str) -> Any:
     """A Cyclone DDS sample as the rosbags message."""
-    values = {name: _convert(getattr(sample, name), node, from_idl, lambda v, t: np.asarray(v, dtype=NUMPY_TYPES[t]))
-              for name, node in _fields(type_name)}  # fmt: skip
+    values = {name: _convert(getattr(sample, name), node, from_idl, _numbers) for name, node in _fields(type_name)}
     return message_class(type_name)(**values)
+
+
+def _numbers(values: Any, base_type: str) -> np.ndarray:
+    if isinstance(values, bytes):  # Cyclone's fixed arrays of uint8
+        return np.frombuffer(values, dtype=NUMPY_TYPES[base_type]).copy()
+    return np.asarray(values, dtype=NUMPY_TYPES[base_type])

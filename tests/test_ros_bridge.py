@@ -43,6 +43,7 @@ SAMPLES = {
     msg.IMAGE: msg.image(np.random.default_rng(0).integers(0, 256, (6, 5, 3), dtype=np.uint8), 4.0),
     msg.FLOAT64_MULTI_ARRAY: msg.float64_multi_array(np.arange(4.0)),
     msg.JOINT_TRAJECTORY: msg.joint_trajectory(list(PSM_JOINT_NAMES), np.zeros(6), 5.0, 0.01),
+    msg.PARTICIPANT_ENTITIES_INFO: msg.participant_entities_info(bytes(range(16)), [("/", "n", [bytes(16)], [])]),
     "geometry_msgs/msg/TwistStamped": msg.message_class("geometry_msgs/msg/TwistStamped")(
         msg.header(6.0),
         msg.message_class("geometry_msgs/msg/Twist")(
@@ -974,6 +975,69 @@ def test_dds_acknowledgements_wait_for_the_reader(loopback, monkeypatch):
         runner.close()
     finally:
         listener.kill()
+
+
+def test_the_twin_is_a_ros_node_on_ros_discovery_info_with_its_real_endpoints(loopback):
+    """What ``ros2 node list`` and ``ros2 topic info -v`` read: the types below are written from
+    rmw_dds_common's .msg files (Jazzy: a 16-byte GID), not from the bridge's own code, and the
+    announced GIDs must be the GUIDs DDS discovery itself reports for the twin's writers."""
+    from dataclasses import dataclass
+
+    import cyclonedds.idl.types as idl
+    from cyclonedds.builtin import BuiltinDataReader, BuiltinTopicDcpsPublication
+    from cyclonedds.domain import Domain, DomainParticipant
+    from cyclonedds.idl import IdlStruct
+    from cyclonedds.qos import Policy, Qos
+    from cyclonedds.sub import DataReader
+    from cyclonedds.topic import Topic
+
+    @dataclass
+    class Gid(IdlStruct, typename="rmw_dds_common::msg::dds_::Gid_"):
+        data: idl.array[idl.uint8, 16]
+
+    @dataclass
+    class NodeEntitiesInfo(IdlStruct, typename="rmw_dds_common::msg::dds_::NodeEntitiesInfo_"):
+        node_namespace: idl.bounded_str[256]
+        node_name: idl.bounded_str[256]
+        reader_gid_seq: idl.sequence[Gid]
+        writer_gid_seq: idl.sequence[Gid]
+
+    @dataclass
+    class ParticipantEntitiesInfo(IdlStruct, typename="rmw_dds_common::msg::dds_::ParticipantEntitiesInfo_"):
+        gid: Gid
+        node_entities_info_seq: idl.sequence[NodeEntitiesInfo]
+
+    domain = 71
+    twin = subprocess.Popen([sys.executable, "-m", "surgisim.agents.cli", "ros", "twin", "--duration", "60",
+                             "--transport", "dds"], env={**_ros_env(domain), "ROS_DISTRO": "jazzy"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    keep = Domain(domain, discovery_config())  # noqa: F841  (the domain's configuration lives as long as it)
+    participant = DomainParticipant(domain)
+    rmw_qos = Qos(Policy.Reliability.Reliable(0), Policy.Durability.TransientLocal, Policy.History.KeepLast(1))
+    graph = DataReader(participant, Topic(participant, "ros_discovery_info", ParticipantEntitiesInfo), qos=rmw_qos)
+    publications = BuiltinDataReader(participant, BuiltinTopicDcpsPublication)
+    try:
+        nodes, writers, deadline = {}, {}, time.monotonic() + 45
+
+        def announced() -> bool:  # the node grows as it creates endpoints: wait for the whole of it
+            return "surgisim_twin" in nodes and "rt/PSM1/measured_js" in writers and len(
+                nodes["surgisim_twin"][1].reader_gid_seq) >= 7  # fmt: skip
+
+        while time.monotonic() < deadline and not announced():
+            for info in graph.take(N=16):
+                for node in info.node_entities_info_seq:
+                    nodes[node.node_name] = (bytes(info.gid.data), node)
+            for publication in publications.take(N=64):
+                writers[publication.topic_name] = publication
+            time.sleep(0.05)
+        participant_gid, node = nodes["surgisim_twin"]
+        measured_js = writers["rt/PSM1/measured_js"]
+        assert node.node_namespace == "/"
+        assert measured_js.key.bytes in {bytes(gid.data) for gid in node.writer_gid_seq}
+        assert participant_gid == measured_js.participant_key.bytes
+        assert len(node.reader_gid_seq) == 7  # state_command, servo_cp, servo_jp, jaw/servo_jp, hold, goal, reset
+    finally:
+        twin.kill()
 
 
 def test_the_twin_takes_a_goal_from_outside_and_starts_new_episodes_on_request():
