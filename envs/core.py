@@ -183,11 +183,14 @@ class SurgicalEnv(gym.Env):
         return [controller.set_point(action[part]) for controller, part in zip(self.controllers, self._action_slices,
                                                                                strict=True)]  # fmt: skip
 
-    def advance(self) -> tuple[dict, dict]:
+    def advance(self, world: bool = True) -> tuple[dict, dict]:
         """Advance the task's world by one step from the arms as they are (set by ``step``, or by
-        a robot's commands in the ROS 2 sim twin); returns the observation and info."""
+        a robot's commands in the ROS 2 sim twin); returns the observation and info. ``world=False``:
+        the arms have moved, the world has not (a twin ticking faster than the env's control
+        period advances its world once per period)."""
         self._check_open()
-        self.task.step_world(self.scene)
+        if world:
+            self.task.step_world(self.scene)
         observation = self._observation()
         return observation, self._info(observation, self.task.cost(self.scene))
 

@@ -9,7 +9,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from surgisim.envs.kinematics import ECM_DH, ECM_LOWER, ECM_UPPER, JAW_LIMITS, ecm_fk, ecm_ik
+from surgisim.envs.kinematics import (
+    ECM_CAMERA_MOUNT,
+    ECM_DH,
+    ECM_LOWER,
+    ECM_UPPER,
+    JAW_LIMITS,
+    ecm_fk,
+    ecm_ik,
+    forward_kinematics,
+)
 from surgisim.envs.sim import Sim
 from surgisim.envs.tools import Tool, default_tool
 from surgisim.envs.transforms import make_pose, matrix_to_quat, quat_to_matrix, rot6d, rotation_from_vector
@@ -84,6 +93,30 @@ class Arm:
     def rcm(self) -> np.ndarray:
         return self.base[:3, 3]
 
+    # -- the pose a dVRK reports (``measured_cp``: its base frame) --------------------------------
+
+    cp_to_tip: np.ndarray  # the tip (jaw tips, camera) in the frame a dVRK reports
+
+    def cp_of(self, q: np.ndarray) -> np.ndarray:
+        """``measured_cp`` as a dVRK reports it for joints ``q``."""
+        raise NotImplementedError
+
+    def joints_from_cp(self, cp: np.ndarray, q_ref: np.ndarray) -> np.ndarray:
+        """Joints for a ``servo_cp`` pose (inverse kinematics; rolls nearest ``q_ref``; no limits)."""
+        raise NotImplementedError
+
+    def cp(self) -> np.ndarray:
+        """``measured_cp`` of the joints now, from the cached tip pose."""
+        return self.cp_from_tip(self.tip_pose())
+
+    def cp_from_tip(self, tip: np.ndarray) -> np.ndarray:
+        """The ``measured_cp`` pose of a world tip pose."""
+        return self.base_inv @ tip @ np.linalg.inv(self.cp_to_tip)
+
+    def tip_from_cp(self, cp: np.ndarray) -> np.ndarray:
+        """The world tip pose of a ``measured_cp`` pose."""
+        return self.base @ cp @ self.cp_to_tip
+
 
 class PSM(Arm):
     """Patient-side manipulator: six joints (yaw, pitch, insertion, roll, wrist pitch, wrist yaw) and a
@@ -96,6 +129,7 @@ class PSM(Arm):
     def __init__(self, sim: Sim, name: str, base: np.ndarray, tool: Tool | None = None) -> None:
         self.tool = tool or default_tool()
         self.urdf, self.lower, self.upper = psm_urdf(self.tool), self.tool.lower, self.tool.upper
+        self.cp_to_tip = self.tool.tip_from_cp(np.eye(4))  # the dVRK reports the jaw pivot
         # The jaw takes the env's range, within what the tool allows.
         self.jaw_limits = (max(JAW_LIMITS[0], self.tool.jaw_limits[0]), min(JAW_LIMITS[1], self.tool.jaw_limits[1]))
         super().__init__(sim, name, base, [row.name for row in self.tool.dh], "tool_tip")
@@ -106,9 +140,11 @@ class PSM(Arm):
     def local_tip_pose(self, q: np.ndarray) -> np.ndarray:
         return self.tool.tip(q)
 
-    def cp(self) -> np.ndarray:
-        """The pose a dVRK reports as ``measured_cp`` (its base frame), from the cached tip pose."""
-        return self.tool.cp_from_tip(self.base_inv @ self.tip_pose())
+    def cp_of(self, q: np.ndarray) -> np.ndarray:
+        return self.tool.cp(q)
+
+    def joints_from_cp(self, cp: np.ndarray, q_ref: np.ndarray) -> np.ndarray:
+        return self.tool.ik(cp @ self.cp_to_tip, q_ref=q_ref)
 
     def reset(self) -> None:
         """Back to ``home``, jaws closed."""
@@ -144,11 +180,25 @@ class ECM(Arm):
     lower, upper = ECM_LOWER, ECM_UPPER
     joint_step = np.array([0.05, 0.05, 0.005, 0.05])  # rad, and m for the insertion
 
+    cp_to_tip = ECM_CAMERA_MOUNT  # measured_cp is the last DH frame (a straight scope's tip)
+
     def __init__(self, sim: Sim, name: str, base: np.ndarray) -> None:
         super().__init__(sim, name, base, [row.name for row in ECM_DH], "camera_link")
 
     def local_tip_pose(self, q: np.ndarray) -> np.ndarray:
         return ecm_fk(q)
+
+    def cp_of(self, q: np.ndarray) -> np.ndarray:
+        return forward_kinematics(ECM_DH, q)[-1]
+
+    def joints_from_cp(self, cp: np.ndarray, q_ref: np.ndarray) -> np.ndarray:
+        """The position fixes yaw, pitch and insertion; the roll is the angle of the pose's x axis
+        about the shaft in the third link's frame (the roll row has no twist or offset)."""
+        q = ecm_ik(cp[:3, 3], 0.0)
+        x_in_3 = forward_kinematics(ECM_DH[:3], q[:3])[-1][:3, :3].T @ cp[:3, 0]
+        roll = float(np.arctan2(x_in_3[1], x_in_3[0]))
+        q[3] = roll + 2 * np.pi * np.round((q_ref[3] - roll) / (2 * np.pi))
+        return q
 
     def ik(self, camera_position_world: np.ndarray, roll: float) -> np.ndarray:
         local = self.base_inv[:3, :3] @ camera_position_world + self.base_inv[:3, 3]

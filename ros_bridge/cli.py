@@ -22,6 +22,7 @@ import numpy as np
 from surgisim.agents.cli import env_id_type, seed_type
 from surgisim.agents.config import read_yaml
 from surgisim.agents.files import check_writable
+from surgisim.envs import REGISTRY, task_name
 from surgisim.envs.tools import DEFAULT_TOOL, shipped_tools
 from surgisim.envs.transforms import make_pose
 
@@ -76,6 +77,13 @@ def _stop_on_signals() -> list[bool]:
     return stopped
 
 
+def _namespace(args: argparse.Namespace) -> str:
+    """``--namespace``, or the dVRK's name of the task's first driven arm."""
+    from surgisim.ros_bridge.profiles import ARM_NAMESPACES  # the ros extra
+
+    return args.namespace or ARM_NAMESPACES[REGISTRY[task_name(args.env_id)].task.arms[0]]
+
+
 def cmd_twin(args: argparse.Namespace) -> int:
     from surgisim.ros_bridge.nodes import SimTwin, run_twin  # the ros extra
     from surgisim.ros_bridge.profiles import DvrkProfile
@@ -83,7 +91,7 @@ def cmd_twin(args: argparse.Namespace) -> int:
 
     configure_logging(args)
     transport = make_transport(args.transport, node_name="surgisim_twin")
-    twin = SimTwin(transport, args.env_id, DvrkProfile(args.namespace), args.seed, args.camera, args.image_size,
+    twin = SimTwin(transport, args.env_id, DvrkProfile(_namespace(args)), args.seed, args.camera, args.image_size,
                    args.tool, args.dvrk_version)  # fmt: skip
     stopped = _stop_on_signals()
     try:
@@ -103,7 +111,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     configure_logging(args)
     limits = load_limits(args.limits)
-    profile = make_profile(args.profile, args.namespace, args.command)
+    profile = make_profile(args.profile, _namespace(args), args.command)
     transport = make_transport(args.transport, node_name="surgisim_runner")
     shield = SafetyShield(limits, requires_operating_state=profile.has_operating_state)
     runner = PolicyRunner(transport, args.env_id, args.policy, profile, shield, args.dry_run, 1.0 / args.rate,
@@ -113,7 +121,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.enable and profile.kind == "dvrk" and not runner.enable(stop=lambda: stopped[0]):
             if stopped[0]:
                 raise KeyboardInterrupt
-            raise ValueError(f"{profile.namespace} did not report ENABLED and homed within 30 s of enable and home")
+            late = [
+                arm.profile.namespace for arm in runner.arms if not (arm.shield.state == "ENABLED" and arm.shield.homed)
+            ]
+            raise ValueError(f"{', '.join(late)} did not report ENABLED and homed within 30 s of enable and home")
 
         def stop() -> bool:
             return stopped[0] or (args.until_success and (runner.progress["is_success"] or bool(runner.stall)))
@@ -210,8 +221,10 @@ def add_commands(commands: Any) -> None:
     ros = commands.add_parser("ros", help="ROS 2 bridge: run a policy on a robot, a sim twin, a recorder")
     nodes = ros.add_subparsers(dest="ros_command", required=True)
 
-    def common(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--namespace", default="/PSM1", help="dvrk: the arm (/PSM1); ros2_control: the controller")
+    def common(parser: argparse.ArgumentParser, namespace: str | None = "/PSM1") -> None:
+        where = "the task's first arm (/PSM1; /ECM for EndoscopeTrack)" if namespace is None else namespace
+        parser.add_argument("--namespace", default=namespace,
+                            help=f"dvrk: the arm (default {where}); ros2_control: the controller")  # fmt: skip
         parser.add_argument("--transport", default="auto", choices=TRANSPORTS,
                             help="auto: rclpy where ROS 2 is installed, else DDS (Cyclone)")  # fmt: skip
         parser.add_argument("--duration", type=_positive, help="stop after this many seconds (default: until Ctrl-C)")
@@ -232,7 +245,7 @@ def add_commands(commands: Any) -> None:
     twin.add_argument("--dvrk-version", default="2.3", choices=("2.2", "2.3"),
                       help="joint names as this dVRK release publishes them: 2.2 outer_yaw..., 2.3 yaw...")  # fmt: skip
     tool(twin)
-    common(twin)
+    common(twin, namespace=None)
     twin.set_defaults(run=cmd_twin)
 
     run = nodes.add_parser("run", help="drive a robot with a policy, behind the safety shield")
@@ -256,7 +269,7 @@ def add_commands(commands: Any) -> None:
                      help="a scene file (YAML or JSON: task, frame, layout) for tasks with scenery, instead of the "
                           "/surgisim/scene topic")  # fmt: skip
     tool(run)
-    common(run)
+    common(run, namespace=None)
     run.set_defaults(run=cmd_run)
 
     record = nodes.add_parser("record", help="record the arm's topics to a rosbag2 MCAP bag")

@@ -26,6 +26,7 @@ CRTK_DEFINITIONS = {
 OPERATING_STATES = ("DISABLED", "ENABLED", "PAUSED", "FAULT")
 
 POSE_STAMPED = "geometry_msgs/msg/PoseStamped"
+POINT_STAMPED = "geometry_msgs/msg/PointStamped"
 JOINT_STATE = "sensor_msgs/msg/JointState"
 OPERATING_STATE = "crtk_msgs/msg/OperatingState"
 STRING_STAMPED = "crtk_msgs/msg/StringStamped"
@@ -89,6 +90,19 @@ def pose_stamped(pose: np.ndarray, stamp: float, frame_id: str = "") -> Any:
     return message_class(POSE_STAMPED)(
         header(stamp, frame_id), message_class("geometry_msgs/msg/Pose")(position, orientation)
     )
+
+
+def point_stamped(position: np.ndarray, stamp: float, frame_id: str = "") -> Any:
+    point = message_class("geometry_msgs/msg/Point")(*(float(v) for v in position))
+    return message_class(POINT_STAMPED)(header(stamp, frame_id), point)
+
+
+def point(message: Any) -> np.ndarray:
+    """The position of a ``PointStamped``; ``ValueError`` for NaN or inf."""
+    position = np.array([message.point.x, message.point.y, message.point.z], dtype=np.float64)
+    if not np.all(np.isfinite(position)):
+        raise ValueError(f"point {position.tolist()} has NaN or inf")
+    return position
 
 
 def tf_message(transforms: list[tuple[str, str, np.ndarray]], stamp: float) -> Any:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from surgisim.envs.kinematics import PSM_ARM_DH
+from surgisim.envs.kinematics import ECM_DH, PSM_ARM_DH
 from surgisim.envs.tools import TOOL_JOINTS
 from surgisim.ros_bridge import messages as msg
 from surgisim.ros_bridge.endpoints import QOS_COMMAND, QOS_DEFAULT, QOS_LATCHED, QOS_SENSOR, QoS
@@ -24,6 +24,18 @@ PSM_JOINT_NAMES = (*(row.name for row in PSM_ARM_DH), *TOOL_JOINTS)  # outer_yaw
 # The PSM's joint names as a dVRK publishes them: up to release 2.2 with "outer_", from 2.3 without.
 DVRK_JOINT_NAMES = {"2.2": PSM_JOINT_NAMES, "2.3": tuple(name.removeprefix("outer_") for name in PSM_JOINT_NAMES)}
 JAW_JOINT_NAMES = ("jaw",)
+# The ECM's, by the same rule.
+DVRK_ECM_JOINT_NAMES = {
+    "2.2": tuple(row.name for row in ECM_DH),
+    "2.3": tuple(row.name.removeprefix("outer_") for row in ECM_DH),
+}
+# The dVRK's names of the arms a task drives.
+ARM_NAMESPACES = {"psm1": "/PSM1", "psm2": "/PSM2", "ecm": "/ECM"}
+
+
+def dvrk_joint_names(arm: str) -> dict[str, tuple[str, ...]]:
+    """The joint names of a task's arm (``psm1``, ``psm2``, ``ecm``) by dVRK version."""
+    return DVRK_ECM_JOINT_NAMES if arm == "ecm" else DVRK_JOINT_NAMES
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from conftest import dvrk_measured_cp, dvrk_tool_file
 from surgisim.envs import SurgicalEnv
+from surgisim.envs.tasks import REGISTRY
 from surgisim.envs.transforms import make_pose, quat_to_matrix, rotation_from_vector, rotation_vector
 from surgisim.ros_bridge import messages as msg
 from surgisim.ros_bridge import wire
@@ -27,7 +28,7 @@ from surgisim.ros_bridge.cli import load_limits
 from surgisim.ros_bridge.dds import DdsTransport, discovery_config, ros_domain_id
 from surgisim.ros_bridge.endpoints import QOS_COMMAND, QOS_DEFAULT, QOS_LATCHED, QoS
 from surgisim.ros_bridge.nodes import GOAL, PolicyRunner, SimTwin
-from surgisim.ros_bridge.profiles import PSM_JOINT_NAMES, DvrkProfile, Ros2ControlProfile
+from surgisim.ros_bridge.profiles import ARM_NAMESPACES, PSM_JOINT_NAMES, DvrkProfile, Ros2ControlProfile
 from surgisim.ros_bridge.shield import SafetyShield, ShieldLimits
 from surgisim.ros_bridge.transport import InProcessBus, InProcessTransport, make_transport
 
@@ -427,17 +428,18 @@ def test_dry_run_publishes_to_preview_only_and_goal_is_required():
         runner.tick()
     spy.spin_once()
     assert seen["preview"] == 5 and seen["servo_cp"] == 0
-    for task, why in (("NeedleHandover", "drives psm1, psm2; the runner drives one PSM"),
-                      ("EndoscopeTrack", "drives ecm; the runner drives one PSM")):  # fmt: skip
+    for task, why in (("NeedleHandover", "drives psm1, psm2; the ros2_control profile drives one PSM"),
+                      ("EndoscopeTrack", "drives ecm; the ros2_control profile drives one PSM")):  # fmt: skip
         with pytest.raises(ValueError, match=why):
-            PolicyRunner(InProcessTransport(InProcessBus()), f"surgisim/{task}-v0", "expert", DvrkProfile(),
-                         SafetyShield())  # fmt: skip
+            PolicyRunner(InProcessTransport(InProcessBus()), f"surgisim/{task}-v0", "expert", Ros2ControlProfile(),
+                         SafetyShield(requires_operating_state=False))  # fmt: skip
     assert GOAL.name == "/surgisim/goal"
 
 
 # NavigateAnatomy's expert swings with the jaw tips 4 cm from the RCM (measured_cp 29.8 mm), inside
 # the default shield's 30 mm: a lab would allow it in a limits file, as here.
-DEPLOYED = {"NeedlePick": {}, "NeedleInsert": {}, "SutureThrow": {}, "NavigateAnatomy": {"insertion": (0.025, 0.2)}}
+DEPLOYED = {"NeedlePick": {}, "NeedleInsert": {}, "SutureThrow": {}, "NavigateAnatomy": {"insertion": (0.025, 0.2)},
+            "NeedleHandover": {}, "EndoscopeTrack": {}}  # fmt: skip
 
 
 @pytest.mark.parametrize("task", list(DEPLOYED))
@@ -445,8 +447,9 @@ def test_every_one_arm_task_is_deployable_against_the_twin_from_its_topics(task)
     """The twin publishes what a lab's tracker and scene file would give (needle pose, scene); the
     runner's model takes nothing else from the twin, and the scripted expert on it succeeds."""
     env_id, bus = f"surgisim/{task}-v0", InProcessBus()
-    twin = SimTwin(InProcessTransport(bus), env_id, DvrkProfile(), seed=5)
-    runner = PolicyRunner(InProcessTransport(bus), env_id, "expert", DvrkProfile(),
+    profile = DvrkProfile(ARM_NAMESPACES[REGISTRY[task].task.arms[0]])  # /ECM for EndoscopeTrack
+    twin = SimTwin(InProcessTransport(bus), env_id, profile, seed=5)
+    runner = PolicyRunner(InProcessTransport(bus), env_id, "expert", profile,
                           SafetyShield(ShieldLimits(**DEPLOYED[task])), period=0.1)  # fmt: skip
     runner.request("enable")
     twin.tick()
@@ -456,8 +459,31 @@ def test_every_one_arm_task_is_deployable_against_the_twin_from_its_topics(task)
         if info["is_success"]:
             break
         runner.tick()
+        if task == "EndoscopeTrack":  # in real time: the runner takes the lesion's speed from the stamps
+            time.sleep(0.1)
     assert info["is_success"], (task, info["distance_mm"], dict(runner.shield.counts))
     assert runner.sent > 0 and not runner.shield.counts
+    runner.close()
+    twin.close()
+
+
+def test_the_shipped_endoscope_policy_tracks_the_lesion_it_hears_of_on_the_ecm():
+    """EndoscopeTrack on the robot: the ECM's own topics, and the lesion's position from a topic;
+    its velocity the runner estimates from the stamps, as the policy sees it in the env."""
+    env_id, bus, profile = "surgisim/EndoscopeTrack-v0", InProcessBus(), DvrkProfile("/ECM")
+    twin = SimTwin(InProcessTransport(bus), env_id, profile, seed=8)
+    runner = PolicyRunner(InProcessTransport(bus), env_id, "pretrained", profile, SafetyShield(), period=0.1)
+    runner.request("enable")
+    twin.tick()
+    runner.request("home")
+    for tick in range(15):
+        info = twin.tick()
+        assert runner.tick() == "sent"
+        if tick >= 2:  # with a control period of history, the lesion is what the env would show
+            features = twin.model.observe()["observation"][-6:] - runner.model.observe()["observation"][-6:]
+            assert np.abs(features[:3]).max() < 1e-6 and np.abs(features[3:]).max() < 1e-4
+        time.sleep(0.1)
+    assert info["is_success"] and info["distance_mm"] < 5.0
     runner.close()
     twin.close()
 
@@ -881,14 +907,19 @@ def test_a_mismatch_of_joints_and_measured_cp_stops_the_runner_before_any_comman
     runner.close()
 
 
-def test_needle_insert_runs_over_dds_from_the_twins_scene_and_needle_topics():
-    env = _ros_env(69)
+@pytest.mark.parametrize(
+    ("task", "policy", "domain"), [("NeedleInsert", "expert", 69), ("EndoscopeTrack", "pretrained", 70)]
+)
+def test_other_tasks_run_over_dds_from_the_twins_topics(task, policy, domain):
+    """NeedleInsert: the scene and needle topics; EndoscopeTrack: the ECM's own namespace (the
+    default for that task) and the lesion topic, with the shipped policy."""
+    env = _ros_env(domain)
     cli = [sys.executable, "-m", "surgisim.agents.cli", "ros"]
-    twin = subprocess.Popen([*cli, "twin", "NeedleInsert", "--seed", "4", "--until-success", "--duration", "90",
+    twin = subprocess.Popen([*cli, "twin", task, "--seed", "4", "--until-success", "--duration", "90",
                              "--rate", "40", "--transport", "dds"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
-        runner = subprocess.run([*cli, "run", "NeedleInsert", "--policy", "expert", "--enable", "--until-success",
+        runner = subprocess.run([*cli, "run", task, "--policy", policy, "--enable", "--until-success",
                                  "--duration", "60", "--rate", "20", "--transport", "dds"], env=env,
                                 capture_output=True, text=True, timeout=150)  # fmt: skip
         twin_out, twin_err = twin.communicate(timeout=60)
@@ -936,7 +967,7 @@ class RecordingTransport(InProcessTransport):
 def test_the_hold_waits_until_every_command_before_it_is_acknowledged():
     log = []
     runner = PolicyRunner(RecordingTransport(InProcessBus(), log), REACH, "pretrained", DvrkProfile(), SafetyShield())
-    runner._send(make_pose(np.eye(3), [0.0, 0.0, -0.1]), 0.0)
+    runner.arms[0].send(make_pose(np.eye(3), [0.0, 0.0, -0.1]), 0.0)
     runner.hold()
     assert log == [("publish", "/PSM1/servo_cp"), ("publish", "/PSM1/jaw/servo_jp"),
                    ("acknowledged", "/PSM1/servo_cp"), ("acknowledged", "/PSM1/jaw/servo_jp"),

@@ -18,7 +18,7 @@ ROBOT_INPUTS = {
     "needle": "the needle's pose, from a tracker; whether it is held, the holes it made and the thread "
     "drawn follow from it by the task's own rules",
     "layout": "the episode's fixed scenery (Task.layout_keys: anatomy, tissue marks), from a scene file",
-    "lesion": "the tracked lesion's position",
+    "lesion": "the tracked lesion's position; its velocity follows from successive positions",
 }
 
 
@@ -44,6 +44,9 @@ class Task:
     robot_inputs: ClassVar[tuple[str, ...]] = ("goal",)
     # The keys of ``get_state`` that are the episode's fixed scenery (its "layout" input).
     layout_keys: ClassVar[tuple[str, ...]] = ()
+    # Whether the world moves with time whatever the arms do (a lesion on its path), so that a ROS 2
+    # twin ticking faster than the control period advances it once per period, not every tick.
+    moves_by_itself: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.failed = False  # set when the episode can no longer count as a success

@@ -51,6 +51,7 @@ class EndoscopeTrack(Task):
     arms = ("ecm",)
     max_episode_steps = 100
     robot_inputs = ("lesion",)
+    moves_by_itself = True
     terminate_on_success = False
     workspace = ((-0.10, -0.10, 0.04), (0.10, 0.10, 0.20))
 
@@ -59,6 +60,7 @@ class EndoscopeTrack(Task):
         self.centre, self.amplitude = np.zeros(2), np.zeros(2)
         self.frequency, self.phase = np.zeros(2), np.zeros(2)
         self.time = 0
+        self.tracked: tuple[np.ndarray, np.ndarray] | None = None  # a robot's lesion, see track_lesion
 
     def reset(self, scene: Scene, rng: np.random.Generator) -> None:
         self.centre = rng.uniform(-0.01, 0.01, 2) + np.array([0.0, -0.01])
@@ -66,6 +68,7 @@ class EndoscopeTrack(Task):
         self.frequency = rng.uniform(0.02, 0.06, 2)  # radians per step
         self.phase = rng.uniform(0, 2 * np.pi, 2)
         self.time = 0
+        self.tracked = None
         self._place_lesion(scene)
         home = scene.ecm.tip_pose()[:3, 3]
         while True:  # start off-centre, but with the lesion in view
@@ -86,13 +89,24 @@ class EndoscopeTrack(Task):
         self.time += 1
         self._place_lesion(scene)
 
-    def observation(self, scene: Scene) -> np.ndarray:
+    def track_lesion(self, position: np.ndarray, displacement: np.ndarray) -> None:
+        """Follow a lesion tracked on a robot instead of the seeded path: its world position and
+        its displacement over the last control period (m); until the next reset."""
+        self.tracked = (np.array(position, dtype=np.float64), np.array(displacement, dtype=np.float64))
+
+    def _lesion(self) -> tuple[np.ndarray, np.ndarray]:
+        """The lesion's world position and its displacement over the last step."""
+        if self.tracked is not None:
+            return self.tracked
         position = self.lesion_position(self.time)
-        return np.concatenate([position, position - self.lesion_position(self.time - 1)])
+        return position, position - self.lesion_position(self.time - 1)
+
+    def observation(self, scene: Scene) -> np.ndarray:
+        return np.concatenate(self._lesion())
 
     def achieved_goal(self, scene: Scene) -> np.ndarray:
         camera = scene.camera_pose()
-        return camera[:3, :3].T @ (self.lesion_position(self.time) - camera[:3, 3])
+        return camera[:3, :3].T @ (self._lesion()[0] - camera[:3, 3])
 
     def desired_goal(self, scene: Scene) -> np.ndarray:
         return np.array([0.0, 0.0, VIEW_DISTANCE])
