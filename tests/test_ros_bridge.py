@@ -929,6 +929,17 @@ def test_other_tasks_run_over_dds_from_the_twins_topics(task, policy, domain):
     assert json.loads(twin_out.strip().splitlines()[-1])["is_success"], twin_err
 
 
+def test_the_runner_says_when_it_may_not_raise_its_priority(monkeypatch, caplog):
+    from surgisim.ros_bridge import cli
+
+    def refused(*_):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(cli.os, "setpriority", refused)
+    assert cli._raise_priority() == "normal"
+    assert "grant CAP_SYS_NICE" in caplog.text and "normal priority (Operation not permitted)" in caplog.text
+
+
 def test_until_success_exits_1_on_a_stall_with_its_reason(tmp_path):
     env = _ros_env(67)
     cli = [sys.executable, "-m", "surgisim.agents.cli", "ros"]
