@@ -81,9 +81,17 @@ class Camera:
             images["seg"] = np.where(seg_ids + 1 < len(self.labels), self.labels[index], 0)[..., None].astype(np.uint8)
         return images
 
+    def intrinsics(self, size: int) -> np.ndarray:
+        """The 3x3 pinhole matrix of a ``size`` x ``size`` image, in OpenCV's (and ROS
+        ``camera_info``'s) convention: pixel (column c, row r) centred at (c, r). TinyRenderer
+        samples that pixel at the point (c, size - 1 - r) of OpenGL's bottom-up image, so the
+        optical axis meets the image at column size/2, row size/2 - 1 (``tests/test_envs.py``
+        checks it against the renderer's own segmentation)."""
+        focal = size / 2 / np.tan(np.deg2rad(self.fov_deg) / 2)
+        return np.array([[focal, 0.0, size / 2], [0.0, focal, size / 2 - 1], [0.0, 0.0, 1.0]])
+
     def project(self, pose: np.ndarray, point_world: np.ndarray, size: int) -> tuple[np.ndarray, float]:
         """Pixel (column, row) of a world point and its depth along the optical axis."""
         point = pose[:3, :3].T @ (point_world - pose[:3, 3])
-        focal = size / 2 / np.tan(np.deg2rad(self.fov_deg) / 2)
-        pixel = focal * point[:2] / point[2] + size / 2
-        return pixel, float(point[2])
+        pixel = self.intrinsics(size) @ (point / point[2])
+        return pixel[:2], float(point[2])

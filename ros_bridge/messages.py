@@ -32,6 +32,7 @@ OPERATING_STATE = "crtk_msgs/msg/OperatingState"
 STRING_STAMPED = "crtk_msgs/msg/StringStamped"
 EMPTY = "std_msgs/msg/Empty"
 IMAGE = "sensor_msgs/msg/Image"
+CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 FLOAT64_MULTI_ARRAY = "std_msgs/msg/Float64MultiArray"
 JOINT_TRAJECTORY = "trajectory_msgs/msg/JointTrajectory"
 TF_MESSAGE = "tf2_msgs/msg/TFMessage"
@@ -161,6 +162,15 @@ def image(pixels: np.ndarray, stamp: float, frame_id: str = "camera") -> Any:
     return message_class(IMAGE)(
         header(stamp, frame_id), height, width, encoding, 0, width * channels, pixels.reshape(-1)
     )
+
+
+def camera_info(matrix: np.ndarray, width: int, height: int, stamp: float, frame_id: str = "camera") -> Any:
+    """A ``sensor_msgs/CameraInfo`` of an undistorted pinhole camera with intrinsics ``matrix``."""
+    projection = np.hstack([matrix, np.zeros((3, 1))])
+    roi = message_class("sensor_msgs/msg/RegionOfInterest")(0, 0, 0, 0, False)
+    return message_class(CAMERA_INFO)(header(stamp, frame_id), height, width, "plumb_bob", np.zeros(5),
+                                      np.asarray(matrix, dtype=np.float64).reshape(9), np.eye(3).reshape(9),
+                                      projection.reshape(12), 0, 0, roi)  # fmt: skip
 
 
 def image_array(message: Any) -> np.ndarray:

@@ -64,6 +64,7 @@ TF = Topic("/tf", msg.TF_MESSAGE, QoS(reliable=True, depth=100))
 ROBOT_DESCRIPTION = Topic("/robot_description", msg.STRING, QOS_LATCHED)
 INFO = Topic("/surgisim/info", msg.STRING_STAMPED, QOS_LATCHED)
 CAMERA = Topic("/surgisim/camera/image_raw", msg.IMAGE, QOS_SENSOR)
+CAMERA_INFO = Topic("/surgisim/camera/camera_info", msg.CAMERA_INFO, QOS_SENSOR)  # beside each image, as ROS does
 # A tracker's needle pose in the arm's base frame; best effort, so that either kind of writer matches.
 NEEDLE = Topic("/surgisim/needle/measured_cp", msg.POSE_STAMPED, QOS_SENSOR)
 SCENE = Topic("/surgisim/scene", msg.STRING, QOS_LATCHED)  # the episode's layout, as a scene file holds it
@@ -209,7 +210,7 @@ class SimTwin:
         self.world_time = 0.0  # s of the twin's time not yet taken by the world
         self.inputs = REGISTRY[self.model.task_name].robot_inputs
         self.info: dict[str, Any] = {}
-        published = (GOAL, INFO, CAMERA, TF, ROBOT_DESCRIPTION, NEEDLE, SCENE, LESION)
+        published = (GOAL, INFO, CAMERA, CAMERA_INFO, TF, ROBOT_DESCRIPTION, NEEDLE, SCENE, LESION)
         self.publish = {topic.name: _publisher(transport, topic) for topic in published}
         _subscribe(transport, GOAL, self._on_goal)
         _subscribe(transport, RESET, self._on_reset)
@@ -284,6 +285,9 @@ class SimTwin:
             self.publish[LESION.name](msg.point_stamped(lesion[:3], now, self.profile.base_frame))
         if self.camera:
             self.publish[CAMERA.name](msg.image(observation["rgb"], now))
+            size = self.model.image_size
+            matrix = self.model.scene.camera.intrinsics(size)
+            self.publish[CAMERA_INFO.name](msg.camera_info(matrix, size, size, now))
         summary = {"is_success": bool(info["is_success"]), "distance_mm": float(info["distance_mm"])}
         if summary != self.info:
             self.publish[INFO.name](msg.string_stamped(json.dumps(summary), now))
@@ -458,6 +462,8 @@ class PolicyRunner:
                        for key in self.image_keys})  # fmt: skip
         check_policy(self.policy, env_id, gym.spaces.Dict(spaces), self.env.action_space)
         self.image: np.ndarray | None = None
+        self.camera_info: Any = None  # the latest, until the camera is checked against the training camera
+        self.camera_checked = not self.image_keys
         self.state_arrival: float | None = None  # perf_counter of the latest accepted joint state not yet acted on
         others = [(DvrkProfile(ARM_NAMESPACES[name], profile.command),
                    SafetyShield(shield.limits, requires_operating_state=shield.requires_operating_state))
@@ -496,6 +502,7 @@ class PolicyRunner:
             _subscribe(transport, SCENE, self._on_scene)
         if self.image_keys:
             _subscribe(transport, CAMERA, self._on_image)
+            _subscribe(transport, CAMERA_INFO, self._on_camera_info)
 
     def _on_state(self) -> None:
         self.state_arrival = time.perf_counter()
@@ -505,6 +512,27 @@ class PolicyRunner:
             self.image = msg.image_array(message)
         except ValueError as error:
             LOG.warning("runner: camera image ignored: %s", error)
+
+    def _on_camera_info(self, message: Any) -> None:
+        self.camera_info = message
+
+    def _check_camera(self) -> str | None:
+        """The camera must be the one the policy saw in training: its image size and intrinsics
+        (to 1 %), undistorted. ``None`` when it is, else why not."""
+        if self.camera_info is None:
+            return f"waiting for {CAMERA_INFO.name}"
+        info, size = self.camera_info, self.image_size
+        matrix = np.asarray(info.k, dtype=np.float64).reshape(3, 3)
+        expected = self.model.scene.camera.intrinsics(size)
+        if (info.width, info.height) == (size, size) and np.allclose(matrix, expected, rtol=0.01, atol=0.01 * size) \
+                and not np.any(np.asarray(info.d, dtype=np.float64)):  # fmt: skip
+            self.camera_checked = True
+            return None
+        return (f"{CAMERA_INFO.name} gives {info.width}x{info.height} images, fx {matrix[0, 0]:.1f}, fy "
+                f"{matrix[1, 1]:.1f}, cx {matrix[0, 2]:.1f}, cy {matrix[1, 2]:.1f} px, distortion {list(info.d)}; the "
+                f"policy was trained on {size}x{size} undistorted images of a {self.model.scene.camera.fov_deg:g} "
+                f"degree camera (fx = fy {expected[0, 0]:.1f}, cx = cy {expected[0, 2]:.1f} px): resize, crop or "
+                "rectify the images to match; nothing was sent")  # fmt: skip
 
     def fresh(self) -> bool:
         """Whether a joint state has arrived since the last tick."""
@@ -617,12 +645,12 @@ class PolicyRunner:
         waiting = self._waiting()
         if waiting is not None:
             return waiting
-        for arm in self.arms:
-            if not arm.checked:
-                problem = arm.check_start()
-                if problem is not None:
-                    self.start_error = "" if problem.startswith("waiting") else problem
-                    return problem
+        checks = [arm.check_start for arm in self.arms if not arm.checked]
+        for check in checks + ([] if self.camera_checked else [self._check_camera]):
+            problem = check()
+            if problem is not None:
+                self.start_error = "" if problem.startswith("waiting") else problem
+                return problem
         for arm in self.arms:
             arm.mirror()
         self._follow_world()

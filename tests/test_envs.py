@@ -93,15 +93,20 @@ def test_segmentation_shows_instrument_and_target(make_env, env_id):
         assert SegLabel.THREAD in labels
 
 
-def test_segmentation_target_pixels_where_the_target_projects(make_env):
-    env = make_env("surgisim/NeedleReach-v0", obs_mode="rgb_seg", image_size=84)
-    observation, _ = env.reset(seed=0)
-    scene = env.unwrapped.scene
-    pixel, depth = scene.camera.project(scene.camera_pose(), observation["desired_goal"].astype(float), 84)
-    assert depth > 0 and np.all((pixel >= 0) & (pixel < 84))
-    rows, cols = np.nonzero(observation["seg"][..., 0] == SegLabel.TARGET)
-    assert len(rows) > 0
-    assert np.hypot(cols.mean() + 0.5 - pixel[0], rows.mean() + 0.5 - pixel[1]) < 2.0
+@pytest.mark.parametrize("size", [84, 128])
+def test_the_camera_intrinsics_put_the_target_where_the_renderer_draws_it(make_env, size):
+    """``Camera.intrinsics`` (what the ROS twin sends as camera_info) against PyBullet's image: the
+    target sphere's centre projects onto the centroid of its pixels, to a fifth of a pixel over
+    eight episodes (the median: the instrument sometimes hides part of the sphere)."""
+    env = make_env("surgisim/NeedleReach-v0", obs_mode="rgb_seg", image_size=size)
+    scene, errors = env.unwrapped.scene, []
+    for seed in range(8):
+        observation, _ = env.reset(seed=seed)
+        pixel, depth = scene.camera.project(scene.camera_pose(), observation["desired_goal"].astype(float), size)
+        assert depth > 0 and np.all((pixel >= 0) & (pixel < size))
+        rows, cols = np.nonzero(observation["seg"][..., 0] == SegLabel.TARGET)
+        errors.append(pixel - [cols.mean(), rows.mean()])
+    assert np.all(np.abs(np.median(errors, axis=0)) < 0.2)
 
 
 def test_depth_image_converts_back_to_metres(make_env):

@@ -559,6 +559,15 @@ def test_runner_feeds_camera_images_to_a_pixel_policy():
     np.testing.assert_array_equal(seen[0], twin.model.observe()["rgb"])
     with pytest.raises(ValueError, match="depth images"):
         PolicyRunner(InProcessTransport(bus), REACH, PixelPolicy("rgbd"), DvrkProfile(), SafetyShield())
+    # A camera of another field of view: the images have the right size, and nothing is sent.
+    other = InProcessBus()
+    twin = SimTwin(InProcessTransport(other), REACH, DvrkProfile(), seed=1, camera=True, image_size=40)
+    twin.model.scene.camera.fov_deg = 50.0
+    runner = PolicyRunner(InProcessTransport(other), REACH, PixelPolicy(), DvrkProfile(), SafetyShield())
+    runner.request("enable")
+    runner.request("home")
+    twin.tick()
+    assert "fx 42.9, fy 42.9" in runner.tick() and "fx = fy 28.6" in runner.start_error and runner.sent == 0
 
 
 def test_profiles_name_the_crtk_and_ros2_control_topics():
