@@ -198,6 +198,12 @@ class Sim:
         points = self.client.getClosestPoints(self.bodies[name_a], self.bodies[name_b], margin)
         return len(points) > 0
 
+    def closest_points(self, name_a: str, name_b: str, margin: float) -> list[tuple[float, np.ndarray, np.ndarray]]:
+        """Where two bodies come within ``margin`` metres: (distance, negative when they
+        interpenetrate; the point on ``b``; ``b``'s surface normal there, pointing towards ``a``)."""
+        points = self.client.getClosestPoints(self.bodies[name_a], self.bodies[name_b], margin)
+        return [(float(p[8]), np.array(p[6]), np.array(p[7])) for p in points]
+
     @staticmethod
     def projection_matrix(fov_deg: float, near: float, far: float) -> list[float]:
         """OpenGL projection of a square image with a vertical field of view (degrees)."""

@@ -1,4 +1,4 @@
-"""The layers point one way, envs <- agents <- ros_bridge, and no modules import each other in a circle.
+"""The layers point one way, envs <- agents <- ros_bridge <- surgeon, and no modules import each other in a circle.
 
 Read from the installed package's source: every import statement, at module level and inside
 functions alike.
@@ -11,7 +11,12 @@ from pathlib import Path
 
 import pytest
 
-LAYERS = ("surgisim.envs", "surgisim.agents", "surgisim.ros_bridge")  # each may import those before it
+LAYERS = (
+    "surgisim.envs",
+    "surgisim.agents",
+    "surgisim.ros_bridge",
+    "surgisim.surgeon",
+)  # each may import those before it
 
 
 def _modules() -> dict[str, Path]:

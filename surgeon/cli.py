@@ -1,0 +1,168 @@
+"""``surgisim assess TRAJECTORY --task TASK``: replay a surgeon's trajectory with and without
+assistance and write a scorecard, plots and annotated videos (see ``surgisim assess --help``).
+
+The ``surgisim`` command finds ``add_commands`` through the ``surgisim.commands`` entry point;
+its modules need the ``surgeon`` extra (scipy, matplotlib, OpenCV, rosbags).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from surgisim.agents.cli import env_id_type, seed_type
+from surgisim.agents.files import check_writable, remove, remove_stale, staging_prefix, unprivate
+from surgisim.envs.tools import DEFAULT_TOOL
+
+WRITER = "surgisim assess"
+
+
+def _ours(folder: Path) -> bool:
+    """Whether ``folder`` holds only a report this command wrote."""
+    try:
+        summary = json.loads((folder / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return False
+    allowed = {"metrics.json", "metrics.csv", "report.html"}
+    names = {entry.name for entry in folder.iterdir()}
+    return summary.get("writer") == WRITER and names - allowed <= {n for n in names if n.endswith(".webm")}
+
+
+def _interventions(replay: Any, active: float = 1e-4) -> dict[str, dict[str, float]]:
+    step = float(np.median(np.diff(replay.times))) if len(replay.times) > 1 else 0.0
+    return {name: {"mean_mm": float(c.mean() * 1000), "max_mm": float(c.max(initial=0.0) * 1000),
+                   "active_s": float(np.count_nonzero(c > active) * step)}
+            for name, c in replay.corrections.items()}  # fmt: skip
+
+
+def assess(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
+    """Replay and write everything into ``folder``; returns the summary."""
+    import gymnasium as gym
+
+    from surgisim.agents.evaluate import make_policy
+    from surgisim.ros_bridge.cli import load_limits
+    from surgisim.surgeon import report
+    from surgisim.surgeon.assist import Guide, SharedControl, Shield, parse_assists
+    from surgisim.surgeon.metrics import assess as measure
+    from surgisim.surgeon.readers import read_trajectory
+    from surgisim.surgeon.replay import Registration, replay, rollout
+
+    assists = parse_assists(args.assist)
+    registration = Registration(args.register, scale=args.scale)
+    trajectory = read_trajectory(args.trajectory, args.format, args.tool)
+    reference = None if args.reference == "none" else rollout(args.task, args.reference, args.seed, args.tool)
+    env = gym.make(args.task, tool=args.tool)
+    try:
+        for _, assist in assists:
+            if isinstance(assist, Guide):
+                if reference is None:
+                    raise ValueError("guide: pulls towards the reference path; give --reference expert|pretrained|FILE")
+                assist.reference = next(iter(reference.arms.values())).positions
+            elif isinstance(assist, SharedControl):
+                assist.policy = make_policy(args.policy, env)
+            elif isinstance(assist, Shield):
+                assist.limits = load_limits(args.limits)
+        runs = {"unassisted": replay(env, trajectory, [], args.seed, registration, args.video_size)}
+        if assists:
+            runs["assisted"] = replay(env, trajectory, assists, args.seed, registration, args.video_size)
+        if reference is not None:
+            runs["reference"] = replay(env, reference, [], args.seed, Registration("absolute"), args.video_size)
+        spans, end = runs["unassisted"].unreachable, runs["unassisted"].times[-1]
+        if spans and spans[0][0] == 0.0 and spans[0][1] >= end:
+            raise ValueError(f"{args.trajectory}: no part of it is reachable by {args.task}'s arm after "
+                             f"registration ({args.register}); try --register relative or --scale")  # fmt: skip
+        matrix = env.unwrapped.scene.camera.intrinsics(args.video_size) if args.video_size else None
+    finally:
+        env.close()
+    path = None if reference is None else next(iter(reference.arms.values())).positions
+    metrics = {variant: measure(run, path) for variant, run in runs.items()}
+    summary: dict[str, Any] = {
+        "writer": WRITER, "task": args.task, "trajectory": str(args.trajectory), "assist": args.assist,
+        "reference": args.reference, "seed": args.seed, "registration": args.register, "scale": args.scale,
+        "duration_s": trajectory.duration, "metrics": metrics,
+        "interventions": _interventions(runs["assisted"]) if "assisted" in runs else {},
+        "unreachable": {variant: run.unreachable for variant, run in runs.items()},
+        "notes": runs["unassisted"].notes, "scorecard": report.scorecard(metrics),
+    }  # fmt: skip
+    report.write_tables(folder, summary)
+    videos = {}
+    if matrix is not None:
+        for variant, run in runs.items():
+            videos[variant] = folder / f"{variant}.webm"
+            report.write_video(report.annotate(run, path, variant, matrix), videos[variant])
+    report.write_html(folder, summary, report.plots(runs), videos)
+    return summary
+
+
+def cmd_assess(args: argparse.Namespace) -> int:
+    out = check_writable(args.out, "report folder")
+    if out.exists() and not (args.force and out.is_dir() and _ours(out)):
+        why = "--force replaces only a report surgisim assess wrote" if args.force else "give --force to replace it"
+        raise ValueError(f"{out} exists; {why}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(out)
+    folder = Path(tempfile.mkdtemp(prefix=staging_prefix(out), dir=out.parent))
+    started = time.monotonic()
+    try:
+        summary = assess(args, folder)
+        unprivate(folder)
+        if out.exists():
+            remove(out)
+        os.replace(folder, out)
+    finally:
+        if folder.exists():
+            remove(folder)
+    print(f"{summary['task']}  {Path(summary['trajectory']).name}  assist={summary['assist'] or 'none'}  "
+          f"({time.monotonic() - started:.0f} s)")  # fmt: skip
+    for row in summary["scorecard"]:
+        values = "  ".join(f"{variant}={_text(value)}" for variant, value in row["values"].items())
+        print(f"  {row['label']:<38s} {values}" + (f" {row['unit']}" if row["unit"] else ""))
+    print(f"report: {out / 'report.html'}")
+    return 0
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
+def add_commands(commands: Any) -> None:
+    """Add ``surgisim assess`` to the ``surgisim`` parser's subcommands."""
+    parser = commands.add_parser("assess", help="replay a surgeon's trajectory with and without assistance; "
+                                 "scorecard, plots and videos in one page")  # fmt: skip
+    parser.add_argument("trajectory", type=Path, help="a .csv, a JIGSAWS .txt, a rosbag2 folder or .mcap, or "
+                        "waypoints .yaml (formats: surgisim.surgeon.readers)")  # fmt: skip
+    parser.add_argument("--task", required=True, type=env_id_type, help="the scene, e.g. NavigateAnatomy")
+    parser.add_argument("--assist", default="fixture,tremor",
+                        help="comma-separated, applied in order: scale, tremor, fixture, guide, policy, shield, "
+                             "or none; settings as fixture:margin=0.005 (default: fixture,tremor)")  # fmt: skip
+    parser.add_argument("--reference", default="expert", help="the policy whose rollout is the reference: expert "
+                        "(default), pretrained, a .onnx or run folder, or none")  # fmt: skip
+    parser.add_argument("--policy", default="expert", help="the policy the 'policy' assistance shares control with")
+    parser.add_argument("--limits", type=Path, help="shield limits YAML for the 'shield' assistance")
+    parser.add_argument("--seed", type=seed_type, default=0, help="the task's episode (its layout)")
+    parser.add_argument("--format", default="auto", choices=("auto", "csv", "jigsaws", "waypoints", "bag"))
+    parser.add_argument("--register", default="relative", choices=("relative", "absolute"),
+                        help="relative: the motion from the first pose, from where the task starts the arm "
+                             "(default); absolute: the poses where the file says")  # fmt: skip
+    parser.add_argument("--scale", type=float, default=1.0, help="scale of the trajectory's positions (registration)")
+    parser.add_argument("--tool", default=DEFAULT_TOOL, help="the instrument (for bags' measured_cp and the scene)")
+    parser.add_argument("--video-size", type=int, default=256, help="endoscope video side in pixels (0: no video)")
+    parser.add_argument("--out", type=Path, default=Path("assessment"), help="report folder to create")
+    parser.add_argument("--force", action="store_true", help="replace a report folder surgisim assess wrote")
+    parser.set_defaults(run=cmd_assess)
+
+
+if __name__ == "__main__":
+    from surgisim.agents.cli import main
+
+    sys.exit(main(["assess", *sys.argv[1:]]))
