@@ -21,6 +21,7 @@ import numpy as np
 from surgisim.agents.cli import env_id_type, seed_type
 from surgisim.agents.files import check_writable, remove, remove_stale, staging_prefix, unprivate
 from surgisim.envs.tools import DEFAULT_TOOL
+from surgisim.envs.transforms import make_pose, rotation_from_vector
 
 WRITER = "surgisim assess"
 
@@ -43,6 +44,17 @@ def _interventions(replay: Any, active: float = 1e-4) -> dict[str, dict[str, flo
             for name, c in replay.corrections.items()}  # fmt: skip
 
 
+def _transform(values: list[float] | None, mode: str) -> np.ndarray | None:
+    """``--transform X Y Z RX RY RZ`` as a 4x4 pose (m, rotation vector in rad)."""
+    if values is None:
+        return None
+    if mode != "absolute":
+        raise ValueError("--transform places a trajectory's poses: give --register absolute too")
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"--transform {values}: six finite numbers (x, y, z in m, a rotation vector in rad)")
+    return make_pose(rotation_from_vector(np.array(values[3:])), np.array(values[:3]))
+
+
 def assess(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     """Replay and write everything into ``folder``; returns the summary."""
     import gymnasium as gym
@@ -56,7 +68,7 @@ def assess(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     from surgisim.surgeon.replay import Registration, replay, rollout
 
     assists = parse_assists(args.assist)
-    registration = Registration(args.register, scale=args.scale)
+    registration = Registration(args.register, _transform(args.transform, args.register), args.scale)
     trajectory = read_trajectory(args.trajectory, args.format, args.tool)
     reference = None if args.reference == "none" else rollout(args.task, args.reference, args.seed, args.tool)
     env = gym.make(args.task, tool=args.tool)
@@ -154,6 +166,8 @@ def add_commands(commands: Any) -> None:
     parser.add_argument("--register", default="relative", choices=("relative", "absolute"),
                         help="relative: the motion from the first pose, from where the task starts the arm "
                              "(default); absolute: the poses where the file says")  # fmt: skip
+    parser.add_argument("--transform", nargs=6, type=float, metavar=("X", "Y", "Z", "RX", "RY", "RZ"),
+                        help="with --register absolute: then move the poses by this (m, rotation vector)")  # fmt: skip
     parser.add_argument("--scale", type=float, default=1.0, help="scale of the trajectory's positions (registration)")
     parser.add_argument("--tool", default=DEFAULT_TOOL, help="the instrument (for bags' measured_cp and the scene)")
     parser.add_argument("--video-size", type=int, default=256, help="endoscope video side in pixels (0: no video)")

@@ -31,6 +31,7 @@ from surgisim.surgeon.trajectory import ArmPath, Trajectory
 FINE_RATE = 100.0  # Hz: the signal assistance works at this rate (a tremor is 8-12 Hz)
 UNREACHABLE = 0.001  # m: a set-point the arm misses by more than this is unreachable
 TISSUE = "tissue"  # the tissue bed's body: an instrument touching it is a contact too
+CLEARANCE_RANGE = 0.03  # m: clearances beyond this are recorded as this
 
 
 @dataclass
@@ -61,6 +62,8 @@ class Replay:
     corrections: dict[str, np.ndarray]  # per assistance, the largest correction over the arms (m)
     contact_depth: np.ndarray  # deepest penetration into anatomy or the tissue bed (m, 0: none)
     contact_points: list[np.ndarray]  # where (world), per step (empty: none)
+    clearance: np.ndarray  # the instrument's distance to organs and vessels (to the tissue bed without them), m;
+    # negative: interpenetration; at most CLEARANCE_RANGE
     in_view: np.ndarray
     distance_mm: np.ndarray
     success: np.ndarray
@@ -143,8 +146,9 @@ def replay(env: Any, trajectory: Trajectory, assists: list[tuple[str, Any]], see
         _, info = model.advance()
         record.step(step, steps[step], set_points, info)
     return Replay(model.task_name, steps, record.commanded, raw, record.reached, record.jaws, corrections,
-                  record.depth, record.points, record.in_view, record.distance, record.success, record.damage,
-                  record.infos, record.cameras, record.frames, record.unreachable(), world.notes)  # fmt: skip
+                  record.depth, record.points, record.clearance, record.in_view, record.distance, record.success,
+                  record.damage, record.infos, record.cameras, record.frames, record.unreachable(),
+                  world.notes)  # fmt: skip
 
 
 class _Recorder:
@@ -156,6 +160,7 @@ class _Recorder:
         self.reached = {name: np.zeros((count, 3)) for name in driven}
         self.jaws = {name: np.zeros(count) for name in driven}
         self.depth, self.in_view = np.zeros(count), np.zeros(count, dtype=bool)
+        self.clearance = np.full(count, CLEARANCE_RANGE)
         self.distance, self.damage = np.zeros(count), np.zeros(count)
         self.success = np.zeros(count, dtype=bool)
         self.points: list[np.ndarray] = []
@@ -164,6 +169,7 @@ class _Recorder:
         self.frames: list[np.ndarray] = []
         self.times = np.zeros(count)
         self.anatomy = [TISSUE, *getattr(model.task, "anatomy", [])]
+        self.nearby = self.anatomy[1:] or [TISSUE]  # what the clearance is measured to
 
     def step(self, step: int, time: float, set_points: list, info: dict[str, Any]) -> None:
         model = self.model
@@ -180,6 +186,9 @@ class _Recorder:
                     deepest = max(deepest, -distance)
                     where.append(point)
         self.depth[step], camera = deepest, model.scene.camera_pose()
+        distances = [distance for name in self.driven for body in self.nearby
+                     for distance, _, _ in model.scene.sim.closest_points(name, body, CLEARANCE_RANGE)]  # fmt: skip
+        self.clearance[step] = min(distances, default=CLEARANCE_RANGE)
         self.points.append(np.array(where).reshape(-1, 3))
         self.cameras.append(camera)
         tip = model.scene.arms[self.driven[0]].tip_pose()[:3, 3]

@@ -109,7 +109,8 @@ def _svg(figure: Any) -> str:
 
 
 def plots(replays: dict[str, Any]) -> dict[str, str]:
-    """Inline SVG plots over time: speed, contact depth, damage, assistance correction."""
+    """Inline SVG plots over time: speed, clearance to anatomy (negative: penetration), damage,
+    goal distance, assistance correction."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -119,7 +120,7 @@ def plots(replays: dict[str, Any]) -> dict[str, str]:
 
     panels = {
         "speed": ("tip speed (mm/s)", lambda r: speeds(r.times, next(iter(r.reached.values()))) * 1000),
-        "contact": ("contact depth (mm)", lambda r: r.contact_depth * 1000),
+        "clearance": ("clearance to anatomy (mm)", lambda r: r.clearance * 1000),
         "damage": ("tissue damage (mm)", lambda r: r.damage_mm),
         "distance": ("distance to the goal (mm)", lambda r: r.distance_mm),
     }

@@ -9,8 +9,10 @@
 
 Each as a CSV (world frame, mm), a JIGSAWS file (the endoscope's frame, 30 Hz) and a rosbag2 bag
 of the dVRK's topics (``/PSM1/measured_cp`` on the jaw pivot and ``jaw/measured_js``, 100 Hz);
-the novice's also as hand-drawn waypoints. Generated, so that they can be remade when the scene
-changes; seeded, so that they come out the same.
+the novice's also as hand-drawn waypoints. And, for NeedleInsert (seed 0), ``needle_insert_tremor``
+(CSV): the scripted expert's bite at half its speed with a 0.5 mm tremor, which tears tissue.
+Generated, so that they can be remade when the scene changes; seeded, so that they come out the
+same.
 """
 
 from __future__ import annotations
@@ -81,6 +83,15 @@ def novice() -> Trajectory:
     return path
 
 
+def needle_insert_tremor() -> Trajectory:
+    reference = rollout("surgisim/NeedleInsert-v0", "expert", SEED)
+    slow = Trajectory(reference.times * 2, reference.arms, "world")
+    times = np.arange(0.0, slow.duration + 1e-9, 1.0 / RATE)
+    path = slow.resampled(times)
+    path.arms["psm1"].positions += _tremor(times, np.random.default_rng(3)) * (0.0005 / TREMOR_M)
+    return path
+
+
 def _in_frame(trajectory: Trajectory, pose: np.ndarray, frame: str) -> Trajectory:
     """The world-frame trajectory expressed in the frame whose world pose is ``pose``."""
     arm = trajectory.arms["psm1"]
@@ -131,6 +142,7 @@ def main() -> None:
         shutil.rmtree(bag, ignore_errors=True)
         write_bag(_in_frame(trajectory, base, "base"), bag)
         print(f"{name}: {trajectory.duration:.1f} s")
+    write_csv(needle_insert_tremor(), FOLDER / "needle_insert_tremor.csv")
     start, goal = novice().arms["psm1"].positions[[0, -1]] * 1000
     write_waypoints(FOLDER / "navigate_novice_waypoints.yaml", [
         {"time": 0.0, "position": np.round(start, 2).tolist(), "jaw": 0.0},

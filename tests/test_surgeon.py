@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import dvrk_measured_cp, dvrk_tool_file
-from surgisim.envs.transforms import rotation_from_vector
+from surgisim.envs.transforms import make_pose, rotation_from_vector
 from surgisim.surgeon import metrics
 from surgisim.surgeon.assist import Fixture, Guide, SharedControl, Shield, Tremor, nearest_on_path, parse_assists
 from surgisim.surgeon.readers import (
@@ -286,6 +286,7 @@ def test_the_fixture_keeps_a_novice_off_the_organ_within_its_margin(novice):
     env.close()
     touching = [len(points) > 0 for points in unassisted.contact_points]
     assert any(touching) and unassisted.contact_depth.max() > 0.005  # straight through the organ
+    assert unassisted.clearance.min() < -0.005 and assisted.clearance.min() > 0.0  # the same, seen as clearance
     assert not any(len(points) for points in assisted.contact_points) and assisted.contact_depth.max() == 0.0
     deviation = np.linalg.norm(assisted.reached["psm1"] - unassisted.commanded["psm1"], axis=1)
     assert deviation.max() <= unassisted.contact_depth.max() + fixture.margin + 0.002
@@ -315,6 +316,15 @@ def test_guide_shared_control_and_the_shield_each_do_what_they_say(novice):
     env.close()
 
 
+def test_the_tremor_filter_cuts_the_tissue_damage_a_tremor_does_in_needle_insert():
+    env = gym.make("surgisim/NeedleInsert-v0")
+    shaky = read_trajectory(SAMPLES / "needle_insert_tremor.csv")
+    plain, filtered = replay(env, shaky, []), replay(env, shaky, [("tremor", Tremor())])
+    env.close()
+    assert plain.damage_mm[-1] > 0.8 and filtered.damage_mm[-1] < 0.6 * plain.damage_mm[-1]
+    assert plain.success.any() and filtered.success.any()
+
+
 def test_every_sample_format_replays_to_the_same_path():
     env = gym.make(NAVIGATE)
     paths = {name: replay(env, read_trajectory(SAMPLES / name), []).reached["psm1"]
@@ -323,6 +333,29 @@ def test_every_sample_format_replays_to_the_same_path():
     csv_path = paths.pop("navigate_novice.csv")
     for path in paths.values():
         np.testing.assert_allclose(path, csv_path, atol=2e-4)
+
+
+def test_registration_places_the_motion_relative_or_absolute_with_a_transform():
+    from surgisim.surgeon.replay import Registration, register
+
+    env = gym.make(NAVIGATE)
+    model = env.unwrapped
+    model.reset(seed=0)
+    start = model.scene.psm.tip_pose()
+    times = [0.0, 1.0]
+    turn = rotation_from_vector(np.array([0.0, 0.0, np.pi / 2]))
+    moved = Trajectory(times, {"psm1": ArmPath([[0.1, 0.2, 0.3], [0.11, 0.2, 0.3]], [np.eye(3), turn], [0, 0])})
+    relative = register(moved, model, Registration()).arms["psm1"]
+    np.testing.assert_allclose(relative.positions, [start[:3, 3], start[:3, 3] + [0.01, 0, 0]], atol=1e-12)
+    np.testing.assert_allclose(relative.rotations[1], turn @ start[:3, :3], atol=1e-12)  # the turn, in the world
+    shifted = make_pose(np.eye(3), [0.0, 0.0, -0.25])
+    absolute = register(moved, model, Registration("absolute", shifted, scale=0.5)).arms["psm1"]
+    np.testing.assert_allclose(absolute.positions, [[0.05, 0.1, -0.1], [0.055, 0.1, -0.1]], atol=1e-12)
+    camera = model.scene.camera_pose()
+    seen = Trajectory(times, {"psm1": ArmPath([[0, 0, 0], [0.01, 0, 0]], [np.eye(3)] * 2, [0, 0])}, "camera")
+    step = np.diff(register(seen, model, Registration()).arms["psm1"].positions, axis=0)[0]
+    np.testing.assert_allclose(step, 0.01 * camera[:3, 0], atol=1e-12)  # right in the image is the camera's x
+    env.close()
 
 
 def test_a_task_that_moves_no_instrument_is_refused(novice):
@@ -371,7 +404,7 @@ def test_assess_writes_a_report_a_browser_shows_whole_without_errors(tmp_path):
     assert page.returncode == 0 and not _console(page.stderr), _console(page.stderr)
     dom = page.stdout
     assert len(re.findall(r'<tr data-metric="', dom)) == len(metrics.METRICS)
-    assert dom.count("<svg") >= 5 and all(f'id="plot-{key}"' in dom for key in ("speed", "contact", "correction"))
+    assert dom.count("<svg") >= 5 and all(f'id="plot-{key}"' in dom for key in ("speed", "clearance", "correction"))
     assert len(re.findall(r'<video id="video-\w+"[^>]*data-loaded="yes"', dom)) == 3
     shot = tmp_path / "report.png"
     _browse(out / "report.html", f"--screenshot={shot}", "--window-size=1200,2400")
