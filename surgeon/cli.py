@@ -114,7 +114,18 @@ def assess(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     return summary
 
 
+def _check_extra() -> None:
+    """The surgeon extra's packages, or a one-line error saying how to install them."""
+    import importlib.util
+
+    missing = [name for name in ("scipy", "matplotlib", "cv2", "rosbags") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ValueError(f"surgisim assess needs {', '.join(missing)}: pip install -e \".[surgeon]\" "
+                         "(with -c constraints.txt on a CPU-only machine)")  # fmt: skip
+
+
 def cmd_assess(args: argparse.Namespace) -> int:
+    _check_extra()
     out = check_writable(args.out, "report folder")
     if out.exists() and not (args.force and out.is_dir() and _ours(out)):
         why = "--force replaces only a report surgisim assess wrote" if args.force else "give --force to replace it"

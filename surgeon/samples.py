@@ -8,9 +8,10 @@
   that lies across that line, with the same tremor.
 
 Each as a CSV (world frame, mm), a JIGSAWS file (the endoscope's frame, 30 Hz) and a rosbag2 bag
-of the dVRK's topics (``/PSM1/measured_cp`` on the jaw pivot and ``jaw/measured_js``, 100 Hz);
-the novice's also as hand-drawn waypoints. And, for NeedleInsert (seed 0), ``needle_insert_tremor``
-(CSV): the scripted expert's bite at half its speed with a 0.5 mm tremor, which tears tissue.
+of the dVRK's topics (``/PSM1/measured_cp`` on the jaw pivot and ``jaw/measured_js``, 100 Hz),
+and as hand-drawn waypoints (the expert-like's through the expert's path every 0.6 s, at half
+speed). And, for NeedleInsert (seed 0), ``needle_insert_tremor`` (CSV): the scripted expert's
+bite at half its speed with a 0.5 mm tremor, which tears tissue.
 Generated, so that they can be remade when the scene changes; seeded, so that they come out the
 same.
 """
@@ -143,6 +144,12 @@ def main() -> None:
         write_bag(_in_frame(trajectory, base, "base"), bag)
         print(f"{name}: {trajectory.duration:.1f} s")
     write_csv(needle_insert_tremor(), FOLDER / "needle_insert_tremor.csv")
+    expert = rollout(TASK, "expert", SEED)
+    keys = [*range(0, len(expert.times) - 1, 6), len(expert.times) - 1]  # every 0.6 s of the expert's path
+    write_waypoints(FOLDER / "navigate_expert_like_waypoints.yaml", [
+        {"time": round(float(expert.times[k]) * 2, 2), "position": np.round(expert.arms["psm1"].positions[k] * 1000,
+                                                                            2).tolist(), "jaw": 0.0} for k in keys
+    ])  # fmt: skip
     start, goal = novice().arms["psm1"].positions[[0, -1]] * 1000
     write_waypoints(FOLDER / "navigate_novice_waypoints.yaml", [
         {"time": 0.0, "position": np.round(start, 2).tolist(), "jaw": 0.0},
