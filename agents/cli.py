@@ -7,6 +7,9 @@ import json
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 import surgisim.envs
 from surgisim.agents.config import ALGORITHM_NAMES
@@ -37,6 +40,14 @@ def _positive(value: str) -> int:
     if number < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
     return number
+
+
+def _env_kwarg(text: str) -> tuple[str, Any]:
+    """``key=value``, the value read as YAML (``control=joint``, ``image_size=64``)."""
+    key, equals, value = text.partition("=")
+    if not equals or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    return key, yaml.safe_load(value)
 
 
 def seed_type(value: str) -> int:
@@ -103,6 +114,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         config_file=args.config,
         demos=args.demos,
         n_envs=args.n_envs,
+        device=args.device,
+        torch_threads=args.torch_threads,
+        extra_env_kwargs=dict(args.env_kwargs or []),
     )
     print(f"run folder: {run}")
     return 0
@@ -161,6 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--run-dir", type=Path, help="new run folder (default: runs/<Task>-<algo>-seed<S>)")
     training.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue this run from its checkpoint")
     training.add_argument("--config", type=Path, help="hyperparameter YAML (default: configs/<algo>.yaml)")
+    training.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"),
+                          help="where the learner runs (default cpu; auto: CUDA where there is one)")  # fmt: skip
+    training.add_argument("--torch-threads", type=_positive, default=1,
+                          help="torch threads of the learner (default 1: faster on a busy or small CPU)")  # fmt: skip
+    training.add_argument("--env-kwargs", nargs="+", type=_env_kwarg, metavar="KEY=VALUE",
+                          help="env arguments: control=joint, action_frame=world, tool=NAME, renderer=egl")  # fmt: skip
     training.set_defaults(run=cmd_train)
 
     export = commands.add_parser("export", help="export a trained policy for deployment (onnxruntime only)")
@@ -192,8 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as error:  # ConfigError is a ValueError; FileExistsError an OSError
         print(f"surgisim: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("surgisim: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as interrupted:
+        print(f"surgisim: interrupted{f': {interrupted}' if str(interrupted) else ''}", file=sys.stderr)
         return 130
 
 

@@ -7,6 +7,7 @@ with every file it needs checked (see ``surgisim.agents.checkpoint``).
 from __future__ import annotations
 
 import functools
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from gymnasium.wrappers import FilterObservation
 from sb3_contrib import TQC
 from stable_baselines3 import PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 
 from surgisim.agents import checkpoint
@@ -27,22 +29,43 @@ from surgisim.envs.core import OBS_MODES
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"sac": SAC, "td3": TD3, "tqc": TQC, "ppo": PPO}
 
 
+# Env arguments a run may set besides those its settings own (obs_mode, image_size, reward_type).
+RUN_ENV_KWARGS = ("control", "action_frame", "renderer", "tool")
+
+
+def check_env_kwargs(env_id: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` if the env takes them (a probe env is made), else a ``ValueError`` naming the
+    argument and what it may be."""
+    unknown = sorted(set(kwargs) - set(RUN_ENV_KWARGS))
+    if unknown:
+        raise ValueError(f"env argument {', '.join(unknown)} cannot be set for a run; it may set "
+                         f"{', '.join(RUN_ENV_KWARGS)} (obs_mode, image_size, reward_type have options)")  # fmt: skip
+    if kwargs:
+        gym.make(env_id, **kwargs).close()
+    return dict(kwargs)
+
+
 def env_kwargs(settings: dict[str, Any]) -> dict[str, Any]:
-    """The env arguments of a run: its observation mode, image size and reward."""
+    """The env arguments of a run: its observation mode, image size, reward and any it set
+    (``env_kwargs``: control, action frame, renderer, tool)."""
     hyper = settings.get("hyperparameters", {})
     kwargs = {"obs_mode": settings.get("obs_mode", "state"), "reward_type": hyper.get("reward_type", "sparse")}
     if "image_size" in hyper:
         kwargs["image_size"] = hyper["image_size"]
-    return kwargs
+    return {**kwargs, **settings.get("env_kwargs", {})}
 
 
-def make_env(settings: dict[str, Any], worker: bool = False) -> gym.Env:
-    """A training env for the run; a pixel run's sees only the endoscope images."""
+def make_env(settings: dict[str, Any], worker: bool = False, monitor: bool = False) -> gym.Env:
+    """A training env for the run; a pixel run's sees only the endoscope images. ``worker``: in
+    its own process (one torch thread; Ctrl-C is the learner's to handle). ``monitor``: episode
+    returns and lengths for SB3's logs (``rollout/ep_rew_mean``)."""
     if worker:
         torch.set_num_threads(1)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     env = gym.make(settings["env_id"], **env_kwargs(settings))
     images = OBS_MODES[settings.get("obs_mode", "state")]
-    return FilterObservation(env, list(images)) if images else env
+    env = FilterObservation(env, list(images)) if images else env
+    return Monitor(env) if monitor else env
 
 
 class ModelPolicy:
@@ -109,7 +132,7 @@ def _model_file(path: Path) -> tuple[Path, dict[str, Any]]:
     return model_file, read_settings(model_file.parent / "config.yaml", required=False)
 
 
-def load_model(path: Path, env: VecEnv | None = None) -> BaseAlgorithm:
+def load_model(path: Path, env: VecEnv | None = None, device: str = "cpu") -> BaseAlgorithm:
     """A model from a run folder, checkpoint folder or ``model.zip`` (its algorithm from the
     run's config.yaml where there is one)."""
     model_file, settings = _model_file(Path(path))
@@ -120,7 +143,7 @@ def load_model(path: Path, env: VecEnv | None = None) -> BaseAlgorithm:
     errors = []
     for cls in candidates:
         try:
-            return cls.load(model_file, env=env, device="cpu")
+            return cls.load(model_file, env=env, device=device)
         except Exception as error:  # a corrupt or foreign file fails in many ways; report them all
             errors.append(f"{cls.__name__}: {type(error).__name__}: {error}")
     raise ValueError(f"{model_file}: cannot load a model ({'; '.join(errors)})")

@@ -12,8 +12,15 @@ its first checkpoint.
 Pixel policies: with an image ``obs_mode`` the policy sees the endoscope images only (no state,
 no goal: the task's state holds privileged positions), through SB3's NatureCNN per image.
 
-Several envs (``n_envs``) step in worker processes, each with one torch thread: on two cores a
-learner and workers with torch's default threads oversubscribe the CPU.
+Torch uses one thread per process on the CPU unless told otherwise (``torch_threads``): measured
+on this 2-core machine, a NeedleReach run of 3000 steps took 3 min 18 s with one thread and over 22
+min with torch's default. Several envs (``n_envs``) step in worker processes, each with one thread.
+``device`` puts the learner on ``cpu``, ``cuda`` or, with ``auto``, CUDA where there is one.
+
+A run ends with an evaluation at its last step (in ``eval.csv``, ``success.png`` and TensorBoard,
+whose ``rollout/ep_rew_mean`` and ``ep_len_mean`` come from a ``Monitor`` on the training env).
+Ctrl-C (SIGINT) stops training at the end of the step in progress, saves a checkpoint there and
+raises ``KeyboardInterrupt`` with the resume command in its message; a second Ctrl-C stops at once.
 
 Observations are normalised with running statistics (``VecNormalize``, on by default): poses in
 metres differ by millimetres, too little for a network to see without it (NeedleReach with HER
@@ -27,6 +34,7 @@ import contextlib
 import csv
 import functools
 import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -43,7 +51,16 @@ from surgisim.agents import checkpoint, imitation
 from surgisim.agents.config import load_config, validate
 from surgisim.agents.evaluate import evaluate
 from surgisim.agents.files import atomic_write, check_writable, free_path, plot_success, video_writer
-from surgisim.agents.models import ALGORITHMS, ModelPolicy, env_kwargs, load_model, loaded, make_env, read_settings
+from surgisim.agents.models import (
+    ALGORITHMS,
+    ModelPolicy,
+    check_env_kwargs,
+    env_kwargs,
+    load_model,
+    loaded,
+    make_env,
+    read_settings,
+)
 from surgisim.envs import task_name
 
 # Hyperparameters passed to the algorithm's constructor as they are.
@@ -51,15 +68,46 @@ MODEL_KEYS = ("learning_rate", "buffer_size", "batch_size", "gamma", "tau", "lea
               "gradient_steps", "n_steps", "n_epochs", "gae_lambda", "clip_range", "ent_coef", "vf_coef",
               "max_grad_norm")  # fmt: skip
 EVAL_SEED = 10_000  # evaluation episodes use seeds from here, apart from training's
+DEVICES = ("auto", "cpu", "cuda")
 EVAL_COLUMNS = ("timesteps", "success_rate", "cost_rate", "mean_return", "mean_episode_length", "wall_s")
 
 
 def _vec_env(settings: dict[str, Any]) -> VecEnv:
     n_envs = settings["hyperparameters"].get("n_envs", 1)
     if n_envs == 1:
-        return DummyVecEnv([functools.partial(make_env, settings)])
-    torch.set_num_threads(1)  # the learner shares the cores with the workers
-    return SubprocVecEnv([functools.partial(make_env, settings, True) for _ in range(n_envs)])
+        return DummyVecEnv([functools.partial(make_env, settings, monitor=True)])
+    return SubprocVecEnv([functools.partial(make_env, settings, True, monitor=True) for _ in range(n_envs)])
+
+
+def _device(device: str) -> str:
+    if device not in DEVICES:
+        raise ValueError(f"device {device!r}: use {', '.join(DEVICES)}")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: this torch sees no CUDA GPU (a CPU build, or no driver); use cpu or auto")
+    return device
+
+
+class Interrupt:
+    """Ctrl-C during training: the first SIGINT asks for a stop at the end of the step in progress;
+    a second one stops at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.previous: Any = None
+
+    def __enter__(self) -> Interrupt:
+        self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, *_: Any) -> None:
+        self.requested = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        print("surgisim: stopping at the end of this step (Ctrl-C again to stop now)", file=sys.stderr)
+
+    def __exit__(self, *_: Any) -> None:
+        signal.signal(signal.SIGINT, self.previous)
 
 
 def new_run_dir(env_id: str, algo: str, seed: int, root: Path = Path("runs")) -> Path:
@@ -70,11 +118,12 @@ def new_run_dir(env_id: str, algo: str, seed: int, root: Path = Path("runs")) ->
 class RunCallback(BaseCallback):
     """Evaluates into eval.csv and checkpoints the model and replay buffer as training goes."""
 
-    def __init__(self, run_dir: Path, settings: dict[str, Any], started: float) -> None:
+    def __init__(self, run_dir: Path, settings: dict[str, Any], started: float, interrupt: Interrupt) -> None:
         super().__init__()
         self.run_dir, self.settings, self.hyper = run_dir, settings, settings["hyperparameters"]
         self.started = started  # wall_s in eval.csv counts from here (this invocation, demos included)
         self.next_eval = self.next_checkpoint = 0
+        self.interrupt, self.stopped_at = interrupt, None  # the step count of the checkpoint a Ctrl-C saved
 
     def _on_training_start(self) -> None:
         done = self.model.num_timesteps
@@ -84,6 +133,8 @@ class RunCallback(BaseCallback):
         self.next_checkpoint = done + self.hyper["checkpoint_freq"]
 
     def _on_step(self) -> bool:
+        if self.stopped_at is not None:  # the Ctrl-C checkpoint is saved: this step is not in it
+            return False
         if self.num_timesteps >= self.next_eval:
             self.evaluate()
             self.next_eval += self.hyper["eval_freq"]
@@ -92,9 +143,11 @@ class RunCallback(BaseCallback):
     def _on_rollout_end(self) -> None:
         # Here, not in _on_step: SB3 stores a step's transition after _on_step, so a checkpoint
         # taken there would count a step whose transition it lacks.
-        if self.num_timesteps >= self.next_checkpoint:
+        if self.num_timesteps >= self.next_checkpoint or self.interrupt.requested:
             checkpoint.save(self.model, self.run_dir, self.settings)
             self.next_checkpoint = self.num_timesteps + self.hyper["checkpoint_freq"]
+            if self.interrupt.requested:
+                self.stopped_at = self.num_timesteps
 
     def evaluate(self) -> None:
         policy = ModelPolicy(self.model, self.model.get_vec_normalize_env())
@@ -110,9 +163,18 @@ class RunCallback(BaseCallback):
             writer.writerow([self.num_timesteps, *measured, round(time.perf_counter() - self.started, 1)])
         plot_success(path, self.run_dir / "success.png", f"{self.settings['env_id']} ({self.settings['algo']})")
         self.logger.record("eval/success_rate", metrics["success_rate"])
+        self.logger.record("eval/mean_episode_length", metrics["mean_episode_length"])
 
 
-def _build_model(settings: dict[str, Any], env: VecEnv, run_dir: Path) -> BaseAlgorithm:
+def _last_evaluated(path: Path) -> int | None:
+    if not path.is_file():
+        return None
+    with path.open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    return int(rows[-1][0]) if len(rows) > 1 else None
+
+
+def _build_model(settings: dict[str, Any], env: VecEnv, run_dir: Path, device: str) -> BaseAlgorithm:
     hyper = settings["hyperparameters"]
     kwargs: dict[str, Any] = {key: hyper[key] for key in MODEL_KEYS if key in hyper}
     policy_keys = ("net_arch", "log_std_init")
@@ -124,7 +186,7 @@ def _build_model(settings: dict[str, Any], env: VecEnv, run_dir: Path) -> BaseAl
         }
     cls = ALGORITHMS[settings["algo"]]
     log = str(run_dir / "tensorboard")
-    return cls("MultiInputPolicy", env, seed=settings["seed"], device="cpu", tensorboard_log=log, **kwargs)
+    return cls("MultiInputPolicy", env, seed=settings["seed"], device=device, tensorboard_log=log, **kwargs)
 
 
 def train(
@@ -140,16 +202,25 @@ def train(
     config_file: Path | None = None,
     demos: Path | None = None,
     n_envs: int | None = None,
+    device: str = "cpu",
+    torch_threads: int = 1,
+    extra_env_kwargs: dict[str, Any] | None = None,
 ) -> Path:
-    """Train a new run (``algo`` default sac, ``seed`` 0, ``obs_mode`` state) or, with
-    ``resume``, continue one with its own settings (any of those arguments given must agree
-    with them); returns the run folder."""
+    """Train a new run (``algo`` default sac, ``seed`` 0, ``obs_mode`` state, ``extra_env_kwargs``
+    such as ``control`` or ``action_frame``) or, with ``resume``, continue one with its own
+    settings (any of those arguments given must agree with them); returns the run folder.
+    ``device`` and ``torch_threads`` say where it runs, not what it learns: a resume may change them."""
     started = time.perf_counter()
+    device = _device(device)
+    if torch_threads < 1:
+        raise ValueError(f"torch threads {torch_threads}: at least 1")
+    torch.set_num_threads(torch_threads)
     if resume is not None:
         run_dir = Path(resume)
         settings = read_settings(run_dir / "config.yaml")
         _check_resume(run_dir, settings, env_id=env_id, algo=algo, seed=seed, obs_mode=obs_mode, her=her,
-                      demos=demos, n_envs=n_envs, config_file=config_file)  # fmt: skip
+                      demos=demos, n_envs=n_envs, config_file=config_file,
+                      env_kwargs=extra_env_kwargs or None)  # fmt: skip
     else:
         algo, seed, obs_mode = algo or "sac", 0 if seed is None else seed, obs_mode or "state"
         if algo not in ALGORITHMS:
@@ -158,7 +229,8 @@ def train(
         overrides = {"her": her if her or algo != "ppo" else None, "n_envs": n_envs}  # PPO has no HER to turn off
         hyper.update({key: value for key, value in overrides.items() if value is not None})
         settings = {"env_id": env_id, "algo": algo, "seed": seed, "obs_mode": obs_mode, "hyperparameters": hyper,
-                    "demos": str(Path(demos).resolve()) if demos is not None else None}  # fmt: skip
+                    "demos": str(Path(demos).resolve()) if demos is not None else None,
+                    "env_kwargs": check_env_kwargs(env_id, extra_env_kwargs or {})}  # fmt: skip
         run_dir = check_writable(run_dir if run_dir is not None else new_run_dir(env_id, algo, seed), "run folder")
         try:
             str(run_dir).encode()
@@ -210,14 +282,14 @@ def train(
             else:
                 env = VecNormalize(env, norm_obs=True, norm_reward=False, clip_obs=10.0)
         if latest is not None:
-            model = load_model(latest.folder, env)
+            model = load_model(latest.folder, env, device)
             model.tensorboard_log = str(run_dir / "tensorboard")
             if checkpoint.REPLAY_BUFFER in latest.files:
                 # The episode in progress at the checkpoint is cut there; the new one starts afresh.
                 buffer = latest[checkpoint.REPLAY_BUFFER]
                 loaded(buffer, lambda: model.load_replay_buffer(buffer, truncate_last_traj=True))
         else:
-            model = _build_model(settings, env, run_dir)
+            model = _build_model(settings, env, run_dir, device)
             if demonstrations is not None:
                 _start_from_demos(model, demonstrations, hyper, settings["seed"])
         # Written only once everything has loaded: a failed start or resume leaves the run as it was.
@@ -229,14 +301,24 @@ def train(
         checkpoint.write_settings(run_dir / checkpoint.CONFIG, settings)
         with (run_dir / "command.txt").open("a", errors="surrogateescape") as handle:  # argv as the shell gave it
             handle.write(shlex.join(sys.argv) + "\n")
-        callbacks: list[BaseCallback] = [RunCallback(run_dir, settings, started)]
+        interrupt = stack.enter_context(Interrupt())
+        run = RunCallback(run_dir, settings, started, interrupt)
+        callbacks: list[BaseCallback] = [run]
         if demonstrations is not None and hyper.get("bc_weight", 0.0) > 0 and hasattr(model, "replay_buffer"):
             callbacks.append(imitation.DemoRegularizer(demonstrations, hyper["bc_weight"], settings["seed"]))
         remaining = hyper["n_timesteps"] - model.num_timesteps
         if remaining > 0:
             model.learn(remaining, callback=callbacks, reset_num_timesteps=False, progress_bar=progress_bar,
                         tb_log_name=settings["algo"])  # fmt: skip
+        if run.stopped_at is not None:
+            raise KeyboardInterrupt(f"stopped at step {run.stopped_at} of {hyper['n_timesteps']}, checkpoint saved; "
+                                    f"continue with: surgisim train --resume {shlex.quote(str(run_dir))}")  # fmt: skip
         checkpoint.save(model, run_dir, settings)
+        if _last_evaluated(run_dir / "eval.csv") != model.num_timesteps:  # the final model, measured
+            if run.model is None:  # nothing was left to learn: the callback never started
+                run.init_callback(model)
+            run.evaluate()
+            model.logger.dump(model.num_timesteps)
         record_video(ModelPolicy(model, model.get_vec_normalize_env()), settings, run_dir / "final_policy.mp4")
     return run_dir
 
@@ -250,7 +332,7 @@ def _check_resume(run_dir: Path, settings: dict[str, Any], **asked: Any) -> None
     demos = asked.pop("demos")
     run = {"env_id": settings["env_id"], "algo": settings["algo"], "seed": settings["seed"],
            "obs_mode": settings["obs_mode"], "her": bool(hyper.get("her", False)),
-           "n_envs": hyper.get("n_envs", 1)}  # fmt: skip
+           "n_envs": hyper.get("n_envs", 1), "env_kwargs": settings.get("env_kwargs", {})}  # fmt: skip
     for key, value in asked.items():
         if value is not None and value != run[key]:
             raise ValueError(f"{run_dir} was started with {key} {run[key]!r}, not {value!r}; a run resumes as it "

@@ -473,3 +473,81 @@ def test_the_algorithm_names_are_the_classes_sb3_gives():
 
     assert tuple(ALGORITHMS) == ALGORITHM_NAMES
     assert tuple(name for name, cls in ALGORITHMS.items() if issubclass(cls, OffPolicyAlgorithm)) == OFF_POLICY
+
+
+def _scalars(run):
+    """TensorBoard's scalars of a run, as TensorBoard reads them: {tag: [(step, value), ...]}."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    scalars = {}
+    for folder in sorted((run / "tensorboard").iterdir()):
+        events = EventAccumulator(str(folder))
+        events.Reload()
+        for tag in events.Tags()["scalars"]:
+            scalars.setdefault(tag, []).extend((event.step, event.value) for event in events.Scalars(tag))
+    return scalars
+
+
+def test_a_run_ends_with_an_evaluation_of_its_last_step_and_logs_episode_curves(tmp_path):
+    config = tmp_path / "odd.yaml"
+    config.write_text(yaml.safe_dump({"goal_task": {**SMALL, "n_timesteps": 350}}))  # not a multiple of 200
+    run = train("surgisim/NeedleReach-v0", config_file=config, run_dir=tmp_path / "run", progress_bar=False)
+    assert [int(row["timesteps"]) for row in eval_rows(run)] == [0, 200, 350]
+    scalars = _scalars(run)
+    assert scalars["eval/success_rate"][-1][0] == 350
+    assert {"rollout/ep_rew_mean", "rollout/ep_len_mean"} <= set(scalars)  # from the Monitor
+    assert all(-50 <= value <= 0 for _, value in scalars["rollout/ep_rew_mean"])  # sparse: -1 a step, 50 steps
+    # Nothing left to learn: a resume of a finished run measures nothing again.
+    train("surgisim/NeedleReach-v0", resume=run, progress_bar=False)
+    assert [int(row["timesteps"]) for row in eval_rows(run)] == [0, 200, 350]
+
+
+def test_ctrl_c_saves_a_checkpoint_where_it_stopped_and_prints_the_resume_command(tmp_path):
+    config = tmp_path / "long.yaml"
+    config.write_text(yaml.safe_dump({"goal_task": {**KILLED, "checkpoint_freq": 1_000_000}}))  # only Ctrl-C saves
+    run = tmp_path / "run"
+    process = subprocess.Popen([*CLI, "train", "NeedleReach", "--run-dir", str(run), "--config", str(config)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.time() + 120
+    while not (run / "eval.csv").exists() and time.time() < deadline:  # training has begun
+        time.sleep(0.05)
+    time.sleep(3.0)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert f"checkpoint saved; continue with: surgisim train --resume {run}" in stderr
+    steps = assert_consistent(run)
+    assert steps > KILLED["learning_starts"]
+    train("surgisim/NeedleReach-v0", steps=steps + 20, resume=run, progress_bar=False)
+    assert assert_consistent(run) == steps + 20
+    assert_no_leftovers(run)
+
+
+def test_env_arguments_train_the_run_and_stay_with_it(tmp_path, small_config):
+    run = train("surgisim/NeedleReach-v0", steps=150, config_file=small_config, run_dir=tmp_path / "run",
+                progress_bar=False, extra_env_kwargs={"control": "joint", "action_frame": "world"})  # fmt: skip
+    assert yaml.safe_load((run / "config.yaml").read_text())["env_kwargs"] == {"control": "joint",
+                                                                               "action_frame": "world"}  # fmt: skip
+    assert load_model(run).action_space.shape == (7,)  # joint control: six joints and the jaw
+    import torch
+
+    assert torch.get_num_threads() == 1  # the default: one thread for the learner
+    with pytest.raises(ValueError, match="started with env_kwargs"):
+        train("surgisim/NeedleReach-v0", steps=200, resume=run, extra_env_kwargs={"control": "cartesian"})
+    for kwargs, problem in (({"obs_mode": "rgb"}, "cannot be set for a run"), ({"control": "polar"}, "control=")):
+        with pytest.raises(ValueError, match=problem):
+            train("surgisim/NeedleReach-v0", run_dir=tmp_path / "bad", extra_env_kwargs=kwargs)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_the_learner_takes_one_torch_thread_and_a_device_it_has():
+    import torch
+
+    from surgisim.agents.train import _device
+
+    assert _device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="sees no CUDA GPU"):
+            _device("cuda")
+    result = subprocess.run([*CLI, "train", "NeedleReach", "--torch-threads", "0"], capture_output=True, text=True)
+    assert result.returncode == 2 and "--torch-threads" in result.stderr
