@@ -12,9 +12,9 @@ its first checkpoint.
 Pixel policies: with an image ``obs_mode`` the policy sees the endoscope images only (no state,
 no goal: the task's state holds privileged positions), through SB3's NatureCNN per image.
 
-Torch uses one thread per process on the CPU unless told otherwise (``torch_threads``): measured
-on this 2-core machine, a NeedleReach run of 3000 steps took 3 min 18 s with one thread and over 22
-min with torch's default. Several envs (``n_envs``) step in worker processes, each with one thread.
+Torch uses one thread per process on the CPU unless told otherwise (``torch_threads``): on a
+2-core machine with one other busy process, two threads made a SAC+HER run 2.5 times slower
+(README, Training). Several envs (``n_envs``) step in worker processes, each with one thread.
 ``device`` puts the learner on ``cpu``, ``cuda`` or, with ``auto``, CUDA where there is one.
 
 A run ends with an evaluation at its last step (in ``eval.csv``, ``success.png`` and TensorBoard,
