@@ -72,7 +72,14 @@ def cmd_envs(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     env_kwargs = {"obs_mode": args.obs_mode, "control": args.control}
-    metrics = evaluate(args.env_id, args.policy, args.episodes, args.seed, env_kwargs)
+    if args.video is None:
+        metrics = evaluate(args.env_id, args.policy, args.episodes, args.seed, env_kwargs)
+    else:
+        path = free_path(check_writable(Path(args.video), "video", VIDEO_SUFFIXES))
+        env_kwargs.update(render_mode="rgb_array", render_size=args.video_size)
+        with video_writer(path, fps=10) as append:
+            metrics = evaluate(args.env_id, args.policy, args.episodes, args.seed, env_kwargs, on_frame=append)
+        print(f"video of the endoscope view: {path}", file=sys.stderr if args.json else sys.stdout)
     if args.json:
         print(json.dumps(metrics))
     else:
@@ -85,7 +92,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     path = Path(args.out) if args.out else Path("surgisim-demo") / f"{name}-seed{args.seed}.mp4"
     path = free_path(check_writable(path, "video", VIDEO_SUFFIXES))
     env_kwargs = {"render_mode": "rgb_array", "render_size": args.video_size}
-    policy = "pretrained" if args.env_id in available() else "expert"  # the best there is for the task
+    policy = args.policy or ("pretrained" if args.env_id in available() else "expert")  # the best there is
     with video_writer(path, fps=10) as append:
         metrics = evaluate(args.env_id, policy, args.episodes, args.seed, env_kwargs, on_frame=append)
     _print_metrics(metrics)
@@ -153,12 +160,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=seed_type, default=0)
     demo.add_argument("--out", help="video path (.mp4); default surgisim-demo/<env>-seed<S>.mp4")
     demo.add_argument("--video-size", type=int, default=256, help="video side in pixels (16 to 1024)")
+    demo.add_argument("--policy", help="expert, pretrained, a run folder, a model .zip or a policy .onnx "
+                      "(default: the shipped policy where there is one, else the expert)")  # fmt: skip
     demo.set_defaults(run=cmd_demo)
 
     evaluation = commands.add_parser("evaluate", help="success rate and metrics over seeded episodes")
     _add_rollout_arguments(evaluation)
     evaluation.add_argument("--control", default="cartesian", choices=CONTROLS)
     evaluation.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluation.add_argument("--video", help="also write the endoscope view of every episode to this .mp4")
+    evaluation.add_argument("--video-size", type=int, default=256, help="video side in pixels (16 to 1024)")
     evaluation.set_defaults(run=cmd_evaluate)
 
     training = commands.add_parser("train", help="train a policy with Stable-Baselines3 into a run folder")

@@ -44,6 +44,19 @@ def test_evaluate_json_is_one_object_on_stdout():
     assert 1 <= metrics["mean_episode_length"] <= 50
 
 
+def test_any_policy_can_be_filmed_by_evaluate_and_demo(tmp_path):
+    result = run("evaluate", "NeedleReach", "--policy", "pretrained", "--episodes", "2", "--json", "--video",
+                 str(tmp_path / "eval.mp4"), "--video-size", "48")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout)  # stdout stays one JSON object; the video's path goes to stderr
+    frames = iio.imread(tmp_path / "eval.mp4")
+    # Each episode's first frame and one per step.
+    assert frames.shape == (2 + round(2 * metrics["mean_episode_length"]), 48, 48, 3)
+    result = run("demo", "NeedleReach", "--policy", "expert", "--episodes", "1", "--out", str(tmp_path / "d.mp4"),
+                 "--video-size", "48")  # fmt: skip
+    assert result.returncode == 0 and "policy=expert" in result.stdout, result.stderr
+
+
 def test_demo_writes_video_and_keeps_existing_files(tmp_path):
     existing = tmp_path / "demo.mp4"
     existing.write_bytes(b"keep me")
