@@ -129,6 +129,25 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from surgisim.agents.sweep import parse_grid, sweep  # ray: loaded only to sweep
+
+    folder = args.resume or args.out or Path("sweeps") / f"{args.env_id.removeprefix('surgisim/')}-{args.algo}"
+    try:
+        rows = sweep(args.env_id, folder, args.algo, args.seeds, parse_grid(args.grid or []), args.steps, args.config,
+                     args.address, args.cpus_per_trial, args.target, resume=args.resume is not None)  # fmt: skip
+    except RuntimeError as error:  # trials failed: the others' results are in the folder
+        print(f"surgisim: {error}", file=sys.stderr)
+        return 1
+    print(f"{'point':32s} {'seeds':>5s} {'success IQM':>11s} {'95% CI':>13s}  steps to {args.target:g} per seed")
+    for row in rows:
+        interval = f"[{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
+        print(f"{row['point']:32s} {row['seeds']:5d} {row['final_success_iqm']:11.2f} {interval:>13s}  "
+              f"{row['steps_to_target']}")  # fmt: skip
+    print(f"sweep folder: {Path(folder).resolve()} (summary.csv, curves.png, a run folder per trial)")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from surgisim.agents.export import export_onnx  # torch and onnx: loaded only to export
 
@@ -193,6 +212,20 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--env-kwargs", nargs="+", type=_env_kwarg, metavar="KEY=VALUE",
                           help="env arguments: control=joint, action_frame=world, tool=NAME, renderer=egl")  # fmt: skip
     training.set_defaults(run=cmd_train)
+
+    sweeping = commands.add_parser("sweep", help="train over seeds and a hyperparameter grid on Ray")
+    sweeping.add_argument("env_id", type=env_id_type)
+    sweeping.add_argument("--algo", default="sac", choices=ALGORITHM_NAMES)
+    sweeping.add_argument("--seeds", type=_positive, default=5, help="seeds 0 to N-1 per grid point (default 5)")
+    sweeping.add_argument("--grid", nargs="+", metavar="KEY=V1,V2", help="hyperparameter values to cross")
+    sweeping.add_argument("--steps", type=_positive, help="env steps per run (default: the config's)")
+    sweeping.add_argument("--config", type=Path, help="hyperparameter YAML (default: configs/<algo>.yaml)")
+    sweeping.add_argument("--address", help="a running Ray cluster (ray start --head); default: a local Ray")
+    sweeping.add_argument("--cpus-per-trial", type=float, default=1.0, help="cores each run takes (default 1)")
+    sweeping.add_argument("--target", type=float, default=0.9, help="success rate for steps-to-target (0.9)")
+    sweeping.add_argument("--out", type=Path, help="new sweep folder (default sweeps/<Task>-<algo>)")
+    sweeping.add_argument("--resume", type=Path, metavar="SWEEP_DIR", help="continue this sweep's runs")
+    sweeping.set_defaults(run=cmd_sweep)
 
     export = commands.add_parser("export", help="export a trained policy for deployment (onnxruntime only)")
     export.add_argument("run_dir", type=Path, help="run folder (or model .zip) to export")

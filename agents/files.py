@@ -152,3 +152,32 @@ def plot_success(eval_csv: Path, path: Path, title: str) -> None:
     figure.tight_layout()
     atomic_write(path, lambda temporary: figure.savefig(temporary, format="png"))
     plt.close(figure)
+
+
+def plot_curves(curves: dict[str, list[list[tuple[int, float]]]], path: Path, title: str) -> None:
+    """A PNG of success over env steps, per label: the interquartile mean over the runs (each a
+    list of (steps, success) evaluations) with its 95 % bootstrap band, at the steps all share."""
+    import matplotlib  # the rl extra
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from surgisim.agents.stats import bootstrap_ci, iqm
+
+    figure, axes = plt.subplots(figsize=(6, 3.6), dpi=100)
+    for label, runs in curves.items():
+        if not runs:
+            continue
+        steps = sorted(set.intersection(*(set(step for step, _ in run) for run in runs)))
+        values = np.array([[dict(run)[step] for step in steps] for run in runs])  # runs x steps
+        centre = [iqm(column) for column in values.T]
+        bands = np.array([bootstrap_ci(column) for column in values.T])
+        axes.plot(steps, centre, marker="o", label=f"{label} ({len(runs)} seeds)")
+        if len(runs) > 1:
+            axes.fill_between(steps, bands[:, 0], bands[:, 1], alpha=0.2)
+    axes.set(xlabel="env steps", ylabel="success rate (IQM, 95% CI)", ylim=(-0.02, 1.02), title=title)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    atomic_write(path, lambda temporary: figure.savefig(temporary, format="png"))
+    plt.close(figure)

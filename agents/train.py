@@ -36,6 +36,7 @@ import functools
 import shlex
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -98,7 +99,8 @@ class Interrupt:
         self.previous: Any = None
 
     def __enter__(self) -> Interrupt:
-        self.previous = signal.signal(signal.SIGINT, self._handle)
+        if threading.current_thread() is threading.main_thread():  # a Ray trial's thread: Ray's to stop
+            self.previous = signal.signal(signal.SIGINT, self._handle)
         return self
 
     def _handle(self, *_: Any) -> None:
@@ -107,7 +109,8 @@ class Interrupt:
         print("surgisim: stopping at the end of this step (Ctrl-C again to stop now)", file=sys.stderr)
 
     def __exit__(self, *_: Any) -> None:
-        signal.signal(signal.SIGINT, self.previous)
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
 
 
 def new_run_dir(env_id: str, algo: str, seed: int, root: Path = Path("runs")) -> Path:

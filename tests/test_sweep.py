@@ -1,0 +1,73 @@
+"""Results over seeds (IQM and bootstrap intervals) and sweeps on a real local Ray."""
+
+import csv
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+from scipy.stats import trim_mean
+
+from surgisim.agents.stats import bootstrap_ci, iqm
+
+CLI = [sys.executable, "-m", "surgisim.agents.cli"]
+TINY = {"n_timesteps": 150, "her": True, "n_sampled_goal": 4, "goal_selection_strategy": "future",
+        "learning_rate": 0.001, "buffer_size": 5000, "batch_size": 32, "gamma": 0.95, "tau": 0.05,
+        "learning_starts": 100, "train_freq": 1, "gradient_steps": 1, "net_arch": [32, 32], "eval_freq": 100,
+        "eval_episodes": 2, "checkpoint_freq": 100}  # fmt: skip
+
+
+def test_the_interquartile_mean_is_rliables():
+    rng = np.random.default_rng(0)
+    for count in range(1, 40):
+        values = rng.normal(size=count)
+        assert iqm(values) == pytest.approx(trim_mean(values, 0.25), abs=1e-12)  # rliable's definition
+    assert iqm([0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 100.0]) == 1.0  # the outliers at either end do not count
+
+
+def test_the_bootstrap_interval_is_seeded_and_holds_the_estimate():
+    assert bootstrap_ci([0.8] * 5) == pytest.approx((0.8, 0.8))
+    values = np.random.default_rng(1).uniform(0.6, 1.0, 10)
+    low, high = bootstrap_ci(values)
+    assert low <= iqm(values) <= high and high - low > 0.01
+    assert bootstrap_ci(values) == (low, high)
+    wider = bootstrap_ci(values, confidence=0.99)
+    assert wider[0] <= low and wider[1] >= high
+
+
+def _sweep(*arguments, cwd):
+    return subprocess.run([*CLI, "sweep", "NeedleReach", *map(str, arguments)], capture_output=True, text=True,
+                          cwd=cwd, timeout=600)  # fmt: skip
+
+
+def test_a_sweep_on_a_local_ray_trains_ordinary_runs_summarises_them_and_resumes(tmp_path):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({"goal_task": TINY}))
+    out = tmp_path / "sweep"
+    result = _sweep("--seeds", 2, "--grid", "learning_rate=0.001,0.0003", "--config", config, "--out", out,
+                    cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = sorted(path.name for path in out.iterdir() if path.name.startswith("NeedleReach"))
+    assert runs == [f"NeedleReach-sac-learning_rate{lr}-seed{seed}" for lr in ("0.0003", "0.001") for seed in (0, 1)]
+    for run in runs:  # each an ordinary run folder, trained with its grid point and seed
+        settings = yaml.safe_load((out / run / "config.yaml").read_text())
+        assert settings["seed"] == int(run[-1]) and str(settings["hyperparameters"]["learning_rate"]) in run
+        assert [row["timesteps"] for row in csv.DictReader((out / run / "eval.csv").open())] == ["0", "100", "150"]
+    with (out / "summary.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["point"] for row in rows] == ["learning_rate0.001", "learning_rate0.0003"]
+    assert all(row["seeds"] == "2" and 0.0 <= float(row["final_success_iqm"]) <= 1.0 for row in rows)
+    assert (out / "curves.png").stat().st_size > 0 and "success IQM" in result.stdout
+    # An interrupted sweep: one run lost; --resume trains it again and counts the others as they are.
+    kept = (out / runs[0] / "eval.csv").read_bytes()
+    shutil.rmtree(out / runs[3])
+    result = _sweep("--resume", out, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (out / runs[3] / "checkpoint.json").exists() and (out / runs[0] / "eval.csv").read_bytes() == kept
+    # A sweep folder is never reused, and a bad grid is refused before anything runs.
+    assert _sweep("--seeds", 1, "--config", config, "--out", out, cwd=tmp_path).returncode == 2
+    result = _sweep("--seeds", 1, "--grid", "learning_rate=2", "--config", config, "--out", tmp_path / "bad",
+                    cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 2 and "learning_rate" in result.stderr and not (tmp_path / "bad" / "tune").exists()
