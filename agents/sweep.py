@@ -85,6 +85,8 @@ def sweep(env_id: str, folder: Path, algo: str = "sac", seeds: int = 5, grid: di
     folder = Path(os.path.abspath(folder))
     if resume:
         spec = read_yaml(folder / SPEC, "sweep")
+        if spec["env_id"] != env_id:
+            raise ValueError(f"{folder} is a sweep of {spec['env_id']}, not {env_id}")
     else:
         folder = check_writable(folder, "sweep folder")
         if folder.exists() and any(folder.iterdir()):

@@ -7,8 +7,13 @@ record 100 expert episodes), then prints one table row: the first evaluation at 
 target (with a cost rate at or below the limit, where there is one): env steps, and wall seconds
 since training started; the final evaluation; the whole run's wall time.
 
+Then, per benchmark, the results over its seeds as deep-RL evaluation should report them: final
+success as an interquartile mean with a 95 % bootstrap interval (``surgisim.agents.stats``,
+rliable's definitions), and the steps to the target of each seed. Use 5 seeds or more
+(``--seeds 0 1 2 3 4``); for many runs at once, ``surgisim sweep`` trains them on Ray.
+
 ``--summarise RUN_DIR ...`` prints the rows of finished runs (of ``surgisim train`` with the
-same settings) instead of training. Not run in CI.
+same settings, a sweep's included) instead of training. Not run in CI.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from pathlib import Path
 import yaml
 
 from surgisim.agents.demos import record_demos
+from surgisim.agents.stats import bootstrap_ci, iqm
 from surgisim.agents.train import train
 
 DEMO_EPISODES = 100
@@ -79,7 +85,8 @@ def _cost_ok(evaluation: dict[str, str], bench: Benchmark) -> bool:
     return bench.cost_max is None or float(evaluation["cost_rate"]) <= bench.cost_max
 
 
-def row(run_dir: Path) -> str:
+def result(run_dir: Path) -> tuple[str, str, float, str]:
+    """The run's benchmark, its table row, its final success and its steps to the target."""
     settings = yaml.safe_load((run_dir / "config.yaml").read_text())
     name = identify(settings)
     bench = BENCHMARKS[name]
@@ -89,9 +96,10 @@ def row(run_dir: Path) -> str:
     steps_to, wall_to = (reached["timesteps"], reached["wall_s"]) if reached else ("-", "-")
     last = evals[-1]
     cost_max = f"{bench.cost_max:.2f}" if bench.cost_max is not None else "-"
-    return (f"{name:22s} {bench.algo:4s} {settings['seed']:4d} {bench.target:6.2f} {cost_max:>8s} {steps_to:>8s} "
+    line = (f"{name:22s} {bench.algo:4s} {settings['seed']:4d} {bench.target:6.2f} {cost_max:>8s} {steps_to:>8s} "
             f"{wall_to:>9s} {int(last['timesteps']):7d} {float(last['success_rate']):5.2f} "
             f"{float(last['cost_rate']):5.2f} {float(last['wall_s']):7.0f}  {run_dir}")  # fmt: skip
+    return name, line, float(last["success_rate"]), steps_to
 
 
 def main() -> None:
@@ -102,9 +110,16 @@ def main() -> None:
     parser.add_argument("--summarise", nargs="+", type=Path, metavar="RUN_DIR", help="rows of finished runs")
     args = parser.parse_args()
     runs = args.summarise or [run_benchmark(name, seed, args.root) for name in args.benchmarks for seed in args.seeds]
+    results = [result(run_dir) for run_dir in runs]
     print(HEADER)
-    for run_dir in runs:
-        print(row(run_dir))
+    for _, line, _, _ in results:
+        print(line)
+    print(f"\n{'benchmark':22s} {'seeds':>5s} {'final success IQM':>17s} {'95% CI':>13s}  steps to target per seed")
+    for name in dict.fromkeys(name for name, _, _, _ in results):
+        finals = [final for other, _, final, _ in results if other == name]
+        low, high = bootstrap_ci(finals)
+        steps = ";".join(steps for other, _, _, steps in results if other == name)
+        print(f"{name:22s} {len(finals):5d} {iqm(finals):17.2f} {f'[{low:.2f}, {high:.2f}]':>13s}  {steps}")
 
 
 if __name__ == "__main__":
