@@ -19,8 +19,9 @@ Torch uses one thread per process on the CPU unless told otherwise (``torch_thre
 
 A run ends with an evaluation at its last step (in ``eval.csv``, ``success.png`` and TensorBoard,
 whose ``rollout/ep_rew_mean`` and ``ep_len_mean`` come from a ``Monitor`` on the training env).
-Ctrl-C (SIGINT) stops training at the end of the step in progress, saves a checkpoint there and
-raises ``KeyboardInterrupt`` with the resume command in its message; a second Ctrl-C stops at once.
+Ctrl-C (SIGINT) stops training at the end of the rollout in progress (a step for SAC, TD3 and
+TQC; ``n_steps`` for PPO), saves a checkpoint there and raises ``KeyboardInterrupt`` with the
+resume command in its message; a second Ctrl-C stops at once.
 
 Observations are normalised with running statistics (``VecNormalize``, on by default): poses in
 metres differ by millimetres, too little for a network to see without it (NeedleReach with HER
@@ -91,8 +92,8 @@ def _device(device: str) -> str:
 
 
 class Interrupt:
-    """Ctrl-C during training: the first SIGINT asks for a stop at the end of the step in progress;
-    a second one stops at once."""
+    """Ctrl-C during training: the first SIGINT asks for a stop at the end of the rollout in
+    progress; a second one stops at once."""
 
     def __init__(self) -> None:
         self.requested = False
@@ -106,7 +107,7 @@ class Interrupt:
     def _handle(self, *_: Any) -> None:
         self.requested = True
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        print("surgisim: stopping at the end of this step (Ctrl-C again to stop now)", file=sys.stderr)
+        print("surgisim: stopping at the end of this rollout (Ctrl-C again to stop now)", file=sys.stderr)
 
     def __exit__(self, *_: Any) -> None:
         if self.previous is not None:
