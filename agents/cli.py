@@ -148,6 +148,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_config(args: argparse.Namespace) -> int:
+    from surgisim.agents.config import export_rl_zoo
+
+    out = check_writable(Path(args.out), "hyperparameter file", (".yml", ".yaml"))
+    if out.exists() and not args.force:
+        raise ValueError(f"{out} exists; give --force to replace it")
+    ids = args.envs or surgisim.envs.env_ids()
+    dropped = export_rl_zoo(args.algo, ids, out)
+    print(f"wrote {out}: {len(ids)} env ids for rl_zoo3 --algo {args.algo} (left out: {', '.join(dropped) or 'none'})")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from surgisim.agents.export import export_onnx  # torch and onnx: loaded only to export
 
@@ -226,6 +238,13 @@ def build_parser() -> argparse.ArgumentParser:
     sweeping.add_argument("--out", type=Path, help="new sweep folder (default sweeps/<Task>-<algo>)")
     sweeping.add_argument("--resume", type=Path, metavar="SWEEP_DIR", help="continue this sweep's runs")
     sweeping.set_defaults(run=cmd_sweep)
+
+    zoo = commands.add_parser("export-config", help="write an algorithm's hyperparameters as rl_zoo3's file")
+    zoo.add_argument("algo", choices=ALGORITHM_NAMES)
+    zoo.add_argument("--envs", nargs="+", type=env_id_type, help="these env ids only (default: all)")
+    zoo.add_argument("--out", required=True, help="the .yml to write (rl_zoo3's --conf-file)")
+    zoo.add_argument("--force", action="store_true", help="replace an existing file")
+    zoo.set_defaults(run=cmd_export_config)
 
     export = commands.add_parser("export", help="export a trained policy for deployment (onnxruntime only)")
     export.add_argument("run_dir", type=Path, help="run folder (or model .zip) to export")

@@ -166,3 +166,44 @@ def load_config(algo: str, env_id: str, path: Path | None = None) -> dict[str, A
     if name not in entries or not isinstance(entries[name], dict):
         raise ConfigError(f"{path}: no entry for {env_id} and no {DEFAULT_ENTRY!r} entry to fall back on")
     return validate(dict(entries[name]), f"{path} [{name}]", algo)
+
+
+# What rl_zoo3 takes as it is, and what only surgisim's training uses (left out of an export).
+RL_ZOO_KEYS = ("n_timesteps", "n_envs", "learning_rate", "buffer_size", "batch_size", "gamma", "tau",
+               "learning_starts", "train_freq", "gradient_steps", "n_steps", "n_epochs", "gae_lambda",
+               "clip_range", "ent_coef", "vf_coef", "max_grad_norm")  # fmt: skip
+SURGISIM_ONLY = ("eval_freq", "eval_episodes", "checkpoint_freq", "bc_steps", "bc_weight", "reward_type", "image_size")
+
+
+def to_rl_zoo(hyper: dict[str, Any]) -> dict[str, Any]:
+    """One env's hyperparameters in rl_zoo3's format (its ``hyperparams/<algo>.yml``): HER as
+    ``replay_buffer_class``, network settings as ``policy_kwargs`` and normalisation as
+    ``normalize``, the last three as the Python expressions rl_zoo3 evaluates."""
+    entry: dict[str, Any] = {"policy": "MultiInputPolicy"}
+    entry.update({key: hyper[key] for key in RL_ZOO_KEYS if key in hyper})
+    if hyper.get("her"):
+        entry["replay_buffer_class"] = "HerReplayBuffer"
+        settings = {key: hyper[key] for key in ("n_sampled_goal", "goal_selection_strategy") if key in hyper}
+        entry["replay_buffer_kwargs"] = f"dict({', '.join(f'{k}={v!r}' for k, v in settings.items())})"
+    network = {key: hyper[key] for key in ("net_arch", "log_std_init") if key in hyper}
+    if network:
+        entry["policy_kwargs"] = f"dict({', '.join(f'{k}={v!r}' for k, v in network.items())})"
+    if hyper.get("normalize", True):
+        entry["normalize"] = "{'norm_obs': True, 'norm_reward': False}"
+    return entry
+
+
+def export_rl_zoo(algo: str, env_ids: list[str], path: Path) -> list[str]:
+    """``path``: rl_zoo3's hyperparameter file for ``algo`` with an entry per env id that has one
+    here; returns what each entry leaves out (surgisim-only settings)."""
+    entries, dropped = {}, set()
+    for env_id in env_ids:
+        hyper = load_config(algo, env_id)
+        entries[env_id] = to_rl_zoo(hyper)
+        dropped |= set(hyper) & set(SURGISIM_ONLY)
+    header = (f"# rl_zoo3 hyperparameters for {algo}, exported by surgisim from configs/{algo}.yaml.\n"
+              f"# Train: python -m rl_zoo3.train --algo {algo} --env ENV_ID --gym-packages surgisim.envs "
+              f"--conf-file {path.name}\n"
+              f"# Left out (surgisim's own): {', '.join(sorted(dropped)) or 'nothing'}.\n")  # fmt: skip
+    path.write_text(header + yaml.safe_dump(entries, sort_keys=False))
+    return sorted(dropped)

@@ -101,9 +101,11 @@ def load_policy(path: Path) -> ModelPolicy:
     statistics where the run had them (a missing file is an error naming it)."""
     model_file, settings = _model_file(Path(path))
     stats = model_file.parent / checkpoint.NORMALIZATION
+    if _rl_zoo_run(Path(path)) is not None:  # rl_zoo3 keeps it beside its settings
+        stats = model_file.with_suffix("") / checkpoint.NORMALIZATION
     if settings and checkpoint.NORMALIZATION in checkpoint.policy_files(settings) and not stats.is_file():
         raise ValueError(f"{stats} is missing: the policy of {path} needs its observation normalisation statistics")
-    model = load_model(model_file)
+    model = load_model(Path(path))
     normalizer = None
     if stats.is_file():
 
@@ -115,9 +117,47 @@ def load_policy(path: Path) -> ModelPolicy:
     return ModelPolicy(model, normalizer, env_kwargs(settings), settings.get("env_id"), str(path))
 
 
+def _rl_zoo_run(path: Path) -> tuple[Path, dict[str, Any]] | None:
+    """An rl_zoo3 run folder (``logs/<algo>/<env>_<n>``: ``<env>.zip`` and ``<env>/args.yml``,
+    ``config.yml``, ``vecnormalize.pkl``): its model file and settings, or None."""
+    found = sorted(path.glob("*/args.yml")) if path.is_dir() else []
+    if not found:
+        return None
+    folder = found[0].parent
+    arguments, hyper = _zoo_yaml(folder / "args.yml"), _zoo_yaml(folder / "config.yml")
+    env_id, algo = arguments.get("env"), arguments.get("algo")
+    model_file = path / f"{folder.name}.zip"
+    if not model_file.is_file():
+        raise ValueError(f"{path}: an rl_zoo3 run folder without its final model {model_file.name}")
+    settings = {"env_id": env_id, "algo": algo, "obs_mode": "state",
+                "hyperparameters": {"normalize": bool(hyper.get("normalize"))}}  # fmt: skip
+    return model_file, settings
+
+
+def _zoo_yaml(path: Path) -> dict[str, Any]:
+    """rl_zoo3's ``args.yml``/``config.yml`` (an OrderedDict as pairs) as a dict, read safely."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def ordered(loader: yaml.SafeLoader, node: yaml.Node) -> dict[str, Any]:
+        return dict(loader.construct_sequence(node.value[0], deep=True))
+
+    Loader.add_constructor("tag:yaml.org,2002:python/object/apply:collections.OrderedDict", ordered)
+    try:
+        return yaml.load(path.read_text(), Loader=Loader) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise ValueError(f"{path}: cannot read rl_zoo3's settings ({error})") from None
+
+
 def _model_file(path: Path) -> tuple[Path, dict[str, Any]]:
-    """The model file of a run folder (its current checkpoint), a checkpoint folder or a model
-    ``.zip``, and the run settings found beside it (empty for a bare model file)."""
+    """The model file of a run folder (its current checkpoint), an rl_zoo3 run folder, a
+    checkpoint folder or a model ``.zip``, and the run settings found beside it (empty for a bare
+    model file)."""
+    zoo = _rl_zoo_run(path)
+    if zoo is not None:
+        return zoo
     if (path / "config.yaml").is_file() and not (path / checkpoint.MODEL).exists():  # a run folder
         current = checkpoint.current(path)
         if current is None:

@@ -551,3 +551,28 @@ def test_the_learner_takes_one_torch_thread_and_a_device_it_has():
             _device("cuda")
     result = subprocess.run([*CLI, "train", "NeedleReach", "--torch-threads", "0"], capture_output=True, text=True)
     assert result.returncode == 2 and "--torch-threads" in result.stderr
+
+
+def test_rl_zoo3_trains_from_the_exported_config_and_its_run_evaluates_here(tmp_path):
+    """The real rl_zoo3: it reads surgisim's hyperparameters as exported, trains, and surgisim
+    evaluates (and checks) the run folder it writes."""
+    result = subprocess.run([*CLI, "export-config", "sac", "--envs", "NeedleReach", "--out", "sac.yml"],
+                            capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    entry = yaml.safe_load((tmp_path / "sac.yml").read_text())["surgisim/NeedleReach-v0"]
+    assert entry["replay_buffer_class"] == "HerReplayBuffer" and "her" not in entry
+    result = subprocess.run([sys.executable, "-m", "rl_zoo3.train", "--algo", "sac", "--env", "surgisim/NeedleReach-v0",
+                             "--gym-packages", "surgisim.envs", "--conf-file", "sac.yml", "-n", "200", "--eval-freq",
+                             "-1", "-f", "logs", "--seed", "3"], capture_output=True, text=True, cwd=tmp_path,
+                            timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    config = (tmp_path / "logs/sac/surgisim-NeedleReach-v0_1/surgisim-NeedleReach-v0/config.yml").read_text()
+    assert "HerReplayBuffer" in config and "net_arch=[256, 256]" in config  # rl_zoo3 took them
+    run = tmp_path / "logs/sac/surgisim-NeedleReach-v0_1"
+    policy = load_policy(run)
+    assert policy.env_id == "surgisim/NeedleReach-v0" and policy.normalizer is not None
+    metrics = evaluate("surgisim/NeedleReach-v0", str(run), episodes=2, seed=0)
+    assert metrics["episodes"] == 2
+    result = subprocess.run([*CLI, "evaluate", "NeedlePick", "--policy", str(run), "--episodes", "1"],
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 2 and "was trained on surgisim/NeedleReach-v0" in result.stderr
