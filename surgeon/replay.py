@@ -56,9 +56,7 @@ class Replay:
     task: str
     times: np.ndarray
     commanded: dict[str, np.ndarray]  # the set-points after assistance (N, 3) per arm
-    raw: dict[str, np.ndarray]  # before any assistance
     reached: dict[str, np.ndarray]  # the tip after inverse kinematics and joint limits
-    jaws: dict[str, np.ndarray]
     corrections: dict[str, np.ndarray]  # per assistance, the largest correction over the arms (m)
     contact_depth: np.ndarray  # deepest penetration into anatomy or the tissue bed (m, 0: none)
     contact_points: list[np.ndarray]  # where (world), per step (empty: none)
@@ -114,7 +112,6 @@ def replay(env: Any, trajectory: Trajectory, assists: list[tuple[str, Any]], see
     steps = np.arange(0.0, world.duration + 1e-9, CONTROL_PERIOD)
     at_steps = np.clip(np.round(steps * FINE_RATE).astype(int), 0, len(fine_times) - 1)
     driven = [arm.name for arm in model.arms if arm.name in fine.arms]
-    raw = {name: fine.arms[name].positions[at_steps] for name in driven}
     signal = {name: fine.arms[name].positions.copy() for name in driven}
     corrections = {name: np.zeros(len(steps)) for name, _ in assists}
     for name, assist in assists:
@@ -145,7 +142,7 @@ def replay(env: Any, trajectory: Trajectory, assists: list[tuple[str, Any]], see
             arm.set_jaw(jaw)
         _, info = model.advance()
         record.step(step, steps[step], set_points, info)
-    return Replay(model.task_name, steps, record.commanded, raw, record.reached, record.jaws, corrections,
+    return Replay(model.task_name, steps, record.commanded, record.reached, corrections,
                   record.depth, record.points, record.clearance, record.in_view, record.distance, record.success,
                   record.damage, record.infos, record.cameras, record.frames, record.unreachable(),
                   world.notes)  # fmt: skip
@@ -158,7 +155,6 @@ class _Recorder:
         self.model, self.driven, self.video_size = model, driven, video_size
         self.commanded = {name: np.zeros((count, 3)) for name in driven}
         self.reached = {name: np.zeros((count, 3)) for name in driven}
-        self.jaws = {name: np.zeros(count) for name in driven}
         self.depth, self.in_view = np.zeros(count), np.zeros(count, dtype=bool)
         self.clearance = np.full(count, CLEARANCE_RANGE)
         self.distance, self.damage = np.zeros(count), np.zeros(count)
@@ -178,7 +174,6 @@ class _Recorder:
             if arm.name in self.driven:
                 self.commanded[arm.name][step] = pose[:3, 3]
                 self.reached[arm.name][step] = arm.tip_pose()[:3, 3]
-                self.jaws[arm.name][step] = getattr(arm, "jaw", 0.0)
         deepest, where = 0.0, []
         for name in self.driven:
             for body in self.anatomy:
