@@ -178,7 +178,7 @@ def _last_evaluated(path: Path) -> int | None:
     return int(rows[-1][0]) if len(rows) > 1 else None
 
 
-def _build_model(settings: dict[str, Any], env: VecEnv, run_dir: Path, device: str) -> BaseAlgorithm:
+def _build_model(settings: dict[str, Any], env: VecEnv, run_dir: Path, device: str = "cpu") -> BaseAlgorithm:
     hyper = settings["hyperparameters"]
     kwargs: dict[str, Any] = {key: hyper[key] for key in MODEL_KEYS if key in hyper}
     policy_keys = ("net_arch", "log_std_init")
