@@ -130,6 +130,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        raise ValueError(
+            'surgisim sweep needs Ray: pip install -e ".[scale]" (with -c constraints.txt on a CPU machine)'
+        )
     from surgisim.agents.sweep import parse_grid, sweep  # ray: loaded only to sweep
 
     folder = args.resume or args.out or Path("sweeps") / f"{args.env_id.removeprefix('surgisim/')}-{args.algo}"
