@@ -141,7 +141,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     folder = args.resume or args.out or Path("sweeps") / f"{args.env_id.removeprefix('surgisim/')}-{args.algo}"
     try:
         rows = sweep(args.env_id, folder, args.algo, args.seeds, parse_grid(args.grid or []), args.steps, args.config,
-                     args.address, args.cpus_per_trial, args.target, resume=args.resume is not None)  # fmt: skip
+                     args.address, args.cpus_per_trial, args.target, resume=args.resume is not None,
+                     demos=args.demos)  # fmt: skip
     except RuntimeError as error:  # trials failed: the others' results are in the folder
         print(f"surgisim: {error}", file=sys.stderr)
         return 1
@@ -241,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweeping.add_argument("--address", help="a running Ray cluster (ray start --head); default: a local Ray")
     sweeping.add_argument("--cpus-per-trial", type=float, default=1.0, help="cores each run takes (default 1)")
     sweeping.add_argument("--target", type=float, default=0.9, help="success rate for steps-to-target (0.9)")
+    sweeping.add_argument("--demos", type=Path, metavar="DATASET", help="every run learns with these demonstrations")
     sweeping.add_argument("--out", type=Path, help="new sweep folder (default sweeps/<Task>-<algo>)")
     sweeping.add_argument("--resume", type=Path, metavar="SWEEP_DIR", help="continue this sweep's runs")
     sweeping.set_defaults(run=cmd_sweep)

@@ -64,8 +64,9 @@ def _trial(config: dict[str, Any]) -> None:
     if (run_dir / "config.yaml").exists():
         train(config["env_id"], resume=run_dir, progress_bar=False)
     else:
+        demos = Path(config["demos"]) if config["demos"] else None
         train(config["env_id"], config["algo"], steps=config["steps"], seed=config["seed"],
-              config_file=Path(config["config_file"]), run_dir=run_dir, progress_bar=False)  # fmt: skip
+              config_file=Path(config["config_file"]), run_dir=run_dir, progress_bar=False, demos=demos)  # fmt: skip
     rows = _evaluations(run_dir)
     tune.report({"success_rate": rows[-1][1], "timesteps": rows[-1][0]})
 
@@ -77,7 +78,8 @@ def _evaluations(run_dir: Path) -> list[tuple[int, float]]:
 
 def sweep(env_id: str, folder: Path, algo: str = "sac", seeds: int = 5, grid: dict[str, list[Any]] | None = None,
           steps: int | None = None, config_file: Path | None = None, address: str | None = None,
-          cpus_per_trial: float = 1.0, target: float = 0.9, resume: bool = False) -> list[dict[str, Any]]:  # fmt: skip
+          cpus_per_trial: float = 1.0, target: float = 0.9, resume: bool = False,
+          demos: Path | None = None) -> list[dict[str, Any]]:  # fmt: skip
     """Run the sweep (see the module docstring); returns the summary rows."""
     import ray
     from ray import tune
@@ -92,7 +94,8 @@ def sweep(env_id: str, folder: Path, algo: str = "sac", seeds: int = 5, grid: di
         if folder.exists() and any(folder.iterdir()):
             raise FileExistsError(f"{folder} already holds a sweep; pass --resume {folder} or choose another folder")
         spec = {"env_id": env_id, "algo": algo, "seeds": seeds, "grid": grid or {}, "steps": steps,
-                "target": target, "cpus_per_trial": cpus_per_trial}  # fmt: skip
+                "target": target, "cpus_per_trial": cpus_per_trial,
+                "demos": str(Path(demos).resolve()) if demos is not None else None}  # fmt: skip
         base = load_config(algo, env_id, config_file)
         configs = folder / "configs"
         configs.mkdir(parents=True)
@@ -102,6 +105,7 @@ def sweep(env_id: str, folder: Path, algo: str = "sac", seeds: int = 5, grid: di
             (configs / f"{_label(point)}.yaml").write_text(yaml.safe_dump({env_id: hyper}))
         (folder / SPEC).write_text(yaml.safe_dump(spec))
     trials = [{"env_id": spec["env_id"], "algo": spec["algo"], "seed": seed, "steps": spec["steps"],
+               "demos": spec.get("demos"),
                "config_file": str(folder / "configs" / f"{_label(point)}.yaml"), "point": _label(point),
                "run_dir": str(folder / f"{task_name(spec['env_id'])}-{spec['algo']}-{_label(point)}-seed{seed}")}
               for point in _points(spec["grid"]) for seed in range(spec["seeds"])]  # fmt: skip
