@@ -68,11 +68,7 @@ def read_csv(path: Path) -> Trajectory:
         if len(fields) != len(header):
             raise ValueError(f"{path}, line {number}: {len(fields)} columns, the header has {len(header)} "
                              "(a truncated or malformed row)")  # fmt: skip
-        try:
-            rows.append([float(value) for value in fields])
-        except ValueError:
-            bad = next(value for value in fields if not _is_float(value))
-            raise ValueError(f"{path}, line {number}: {bad!r} is not a number") from None
+        rows.append(_numbers(fields, path, number))
     if header is None or not rows:
         raise ValueError(f"{path}: no header and samples; see surgisim.surgeon.readers for the columns")
     frame, scale = _frame_and_units(meta, path)
@@ -90,12 +86,15 @@ def read_csv(path: Path) -> Trajectory:
     return Trajectory(data[:, column["time"]], arms, frame, str(path))
 
 
-def _is_float(value: str) -> bool:
-    try:
-        float(value)
-    except ValueError:
-        return False
-    return True
+def _numbers(fields: list[str], path: Path, line: int) -> list[float]:
+    """A row's fields as numbers, or a ``ValueError`` naming the file, the line and the field."""
+    numbers = []
+    for value in fields:
+        try:
+            numbers.append(float(value))
+        except ValueError:
+            raise ValueError(f"{path}, line {line}: {value!r} is not a number") from None
+    return numbers
 
 
 def _frame_and_units(meta: dict[str, Any], path: Path) -> tuple[str, float]:
@@ -160,11 +159,7 @@ def read_jigsaws(path: Path) -> Trajectory:
         if len(fields) != JIGSAWS_COLUMNS:
             raise ValueError(f"{path}, line {number}: {len(fields)} numbers; JIGSAWS kinematics have "
                              f"{JIGSAWS_COLUMNS} per line")  # fmt: skip
-        try:
-            rows.append([float(value) for value in fields])
-        except ValueError:
-            bad = next(value for value in fields if not _is_float(value))
-            raise ValueError(f"{path}, line {number}: {bad!r} is not a number") from None
+        rows.append(_numbers(fields, path, number))
     if len(rows) < 2:
         raise ValueError(f"{path}: {len(rows)} line(s) of kinematics; a trajectory needs at least 2")
     data = np.array(rows)

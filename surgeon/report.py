@@ -108,14 +108,28 @@ def _svg(figure: Any) -> str:
     return text[text.index("<svg") :]
 
 
-def plots(replays: dict[str, Any]) -> dict[str, str]:
-    """Inline SVG plots over time: speed, clearance to anatomy (negative: penetration), damage,
-    goal distance, assistance correction."""
+def _panel(label: str, lines: list[tuple[str, np.ndarray, np.ndarray, str | None]]) -> str:
+    """One inline SVG plot over time of (label, times, values, colour) lines."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    figure, axes = plt.subplots(figsize=(6, 2.4))
+    for name, times, values, colour in lines:
+        axes.plot(times, values, label=name, color=colour, linewidth=1.4)
+    axes.set_xlabel("time (s)")
+    axes.set_ylabel(label)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8, frameon=False)
+    svg = _svg(figure)
+    plt.close(figure)
+    return svg
+
+
+def plots(replays: dict[str, Any]) -> dict[str, str]:
+    """Inline SVG plots over time: speed, clearance to anatomy (negative: penetration), damage,
+    goal distance, assistance correction."""
     from surgisim.surgeon.metrics import speeds
 
     panels = {
@@ -124,29 +138,13 @@ def plots(replays: dict[str, Any]) -> dict[str, str]:
         "damage": ("tissue damage (mm)", lambda r: r.damage_mm),
         "distance": ("distance to the goal (mm)", lambda r: r.distance_mm),
     }
-    figures = {}
-    for key, (label, values) in panels.items():
-        figure, axes = plt.subplots(figsize=(6, 2.4))
-        for variant, replay in replays.items():
-            if len(replay.times) > 1:
-                axes.plot(replay.times, values(replay), label=variant, color=COLOURS[variant], linewidth=1.4)
-        axes.set_xlabel("time (s)")
-        axes.set_ylabel(label)
-        axes.grid(alpha=0.3)
-        axes.legend(fontsize=8, frameon=False)
-        figures[key] = _svg(figure)
-        plt.close(figure)
+    shown = {variant: replay for variant, replay in replays.items() if len(replay.times) > 1}
+    figures = {key: _panel(label, [(variant, r.times, values(r), COLOURS[variant]) for variant, r in shown.items()])
+               for key, (label, values) in panels.items()}  # fmt: skip
     assisted = replays.get("assisted")
     if assisted is not None and assisted.corrections:
-        figure, axes = plt.subplots(figsize=(6, 2.4))
-        for name, correction in assisted.corrections.items():
-            axes.plot(assisted.times, correction * 1000, label=name, linewidth=1.4)
-        axes.set_xlabel("time (s)")
-        axes.set_ylabel("correction (mm)")
-        axes.grid(alpha=0.3)
-        axes.legend(fontsize=8, frameon=False)
-        figures["correction"] = _svg(figure)
-        plt.close(figure)
+        lines = [(name, assisted.times, correction * 1000, None) for name, correction in assisted.corrections.items()]
+        figures["correction"] = _panel("correction (mm)", lines)
     return figures
 
 
