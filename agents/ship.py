@@ -5,12 +5,15 @@ For maintainers: ``python -m surgisim.agents.ship RUN_DIR ...``.
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from surgisim.agents import pretrained
+from surgisim.agents.config import load_config
 from surgisim.agents.demos import load_demos
 from surgisim.agents.evaluate import evaluate
 from surgisim.agents.export import export_onnx
@@ -27,21 +30,17 @@ def ship(run: Path, episodes: int = 100, seed: int = 0, folder: Path | None = No
     settings = read_settings(run / "config.yaml")
     env_id, hyper = settings["env_id"], settings["hyperparameters"]
     name, task = env_id.removeprefix("surgisim/"), task_name(env_id)
-    policy = export_onnx(run, folder / f"{name}.onnx", force=True)
-    metrics = evaluate(env_id, str(policy), episodes, seed)
-    train_command = f"surgisim train {task} --algo {settings['algo']} --seed {settings['seed']}"
-    if settings["obs_mode"] != "state":
-        train_command += f" --obs-mode {settings['obs_mode']}"
+    run_name = f"runs/{task}-{settings['algo']}-seed{settings['seed']}"
     reproduce = []
     if settings.get("demos"):
         demos = load_demos(Path(settings["demos"]))
         first_seed = next(demos.storage.get_episode_metadata([0]))["seed"]
         reproduce.append(f"surgisim demos record {task} --episodes {demos.total_episodes} --seed {first_seed} "
                          f"--out demos/{task}-expert")  # fmt: skip
-        train_command += f" --demos demos/{task}-expert"
-    run_name = f"runs/{task}-{settings['algo']}-seed{settings['seed']}"
-    export_command = f"surgisim export {run_name} --format onnx --out {name}.onnx"
-    reproduce += [f"{train_command} --run-dir {run_name}", export_command]
+    reproduce += training_commands(run, settings, run_name, f"demos/{task}-expert")
+    reproduce.append(f"surgisim export {run_name} --format onnx --out {name}.onnx")
+    policy = export_onnx(run, folder / f"{name}.onnx", force=True)
+    metrics = evaluate(env_id, str(policy), episodes, seed)
     shipped = {
         "env_id": env_id,
         "algo": settings["algo"],
@@ -62,6 +61,29 @@ def ship(run: Path, episodes: int = 100, seed: int = 0, folder: Path | None = No
     text += yaml.safe_dump(shipped, sort_keys=False, width=200)
     atomic_write(card_file, lambda path: path.write_text(text))
     return card_file
+
+
+def training_commands(run: Path, settings: dict[str, Any], run_name: str, demos_name: str) -> list[str]:
+    """The ``surgisim train`` commands that made ``run`` (its ``command.txt``: every invocation,
+    resumes included), with its folder and demonstrations under the names the card uses. A
+    ``ValueError`` when they cannot reproduce it from the package: a run of an older surgisim (no
+    such commands), or one trained with hyperparameters other than the package's."""
+    env_id, algo = settings["env_id"], settings["algo"]
+    paths = {str(run.resolve()): run_name, settings.get("demos"): demos_name}
+    commands = []
+    for line in (run / "command.txt").read_text().splitlines():
+        words = shlex.split(line)
+        if words[:2] != ["surgisim", "train"]:
+            raise ValueError(f"{run / 'command.txt'}: {line[:80]!r} is not a surgisim train command (a run of an "
+                             "older surgisim): its card could not say how it was made; train it again")  # fmt: skip
+        if "--config" in words:
+            at = words.index("--config")
+            if load_config(algo, env_id, Path(words[at + 1])) != load_config(algo, env_id):
+                raise ValueError(f"{run} was trained with the settings of {words[at + 1]}, not configs/{algo}.yaml: "
+                                 f"put them there under {env_id} first, so that the card reproduces it")  # fmt: skip
+            del words[at : at + 2]
+        commands.append(shlex.join(paths.get(word, word) for word in words))
+    return commands
 
 
 if __name__ == "__main__":

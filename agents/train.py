@@ -1,7 +1,8 @@
 """Training with Stable-Baselines3: HER for goal tasks, demonstrations, pixels, run folders, resume.
 
 A run folder holds everything about one run and is never overwritten by another:
-``config.yaml`` (the resolved settings), ``command.txt``, ``checkpoint.json`` and
+``config.yaml`` (the resolved settings), ``command.txt`` (the ``surgisim train`` command of each
+invocation, see ``train_command``), ``checkpoint.json`` and
 ``checkpoints/`` (the latest checkpoint: model, replay buffer and observation normalisation
 statistics, saved as one set; see ``surgisim.agents.checkpoint``), ``tensorboard/`` (training
 curves), ``eval.csv`` and ``success.png`` (success rate over steps), and ``final_policy.mp4`` (the
@@ -303,8 +304,9 @@ def train(
         checkpoint.clean(run_dir, latest)
         _keep_evaluations_until(run_dir / "eval.csv", latest.timesteps if latest is not None else None)
         checkpoint.write_settings(run_dir / checkpoint.CONFIG, settings)
-        with (run_dir / "command.txt").open("a", errors="surrogateescape") as handle:  # argv as the shell gave it
-            handle.write(shlex.join(sys.argv) + "\n")
+        command = train_command(settings, run_dir, resume is not None, steps, config_file, her, n_envs)
+        with (run_dir / "command.txt").open("a", errors="surrogateescape") as handle:
+            handle.write(command + "\n")
         interrupt = stack.enter_context(Interrupt())
         run = RunCallback(run_dir, settings, started, interrupt)
         callbacks: list[BaseCallback] = [run]
@@ -315,8 +317,9 @@ def train(
             model.learn(remaining, callback=callbacks, reset_num_timesteps=False, progress_bar=progress_bar,
                         tb_log_name=settings["algo"])  # fmt: skip
         if run.stopped_at is not None:
+            resume_command = f"surgisim train {task_name(settings['env_id'])} --resume {shlex.quote(str(run_dir))}"
             raise KeyboardInterrupt(f"stopped at step {run.stopped_at} of {hyper['n_timesteps']}, checkpoint saved; "
-                                    f"continue with: surgisim train --resume {shlex.quote(str(run_dir))}")  # fmt: skip
+                                    f"continue with: {resume_command}")  # fmt: skip
         checkpoint.save(model, run_dir, settings)
         if _last_evaluated(run_dir / "eval.csv") != model.num_timesteps:  # the final model, measured
             if run.model is None:  # nothing was left to learn: the callback never started
@@ -325,6 +328,42 @@ def train(
             model.logger.dump(model.num_timesteps)
         record_video(ModelPolicy(model, model.get_vec_normalize_env()), settings, run_dir / "final_policy.mp4")
     return run_dir
+
+
+def train_command(
+    settings: dict[str, Any],
+    run_dir: Path,
+    resumed: bool,
+    steps: int | None = None,
+    config_file: Path | None = None,
+    her: bool | None = None,
+    n_envs: int | None = None,
+) -> str:
+    """The ``surgisim train`` command that does what this invocation did, however it was called
+    (the CLI, Python, a sweep's Ray trial): what ``command.txt`` keeps and a policy card quotes.
+    Paths are absolute; where it runs (device, torch threads) is left out."""
+    words = ["surgisim", "train", task_name(settings["env_id"])]
+    if resumed:
+        words += ["--resume", str(Path(run_dir).resolve())]
+    else:
+        words += ["--algo", settings["algo"], "--seed", str(settings["seed"])]
+        if settings["obs_mode"] != "state":
+            words += ["--obs-mode", settings["obs_mode"]]
+        if her is not None:
+            words.append("--her" if her else "--no-her")
+        if n_envs is not None:
+            words += ["--n-envs", str(n_envs)]
+        if config_file is not None:
+            words += ["--config", str(Path(config_file).resolve())]
+        if settings.get("demos"):
+            words += ["--demos", settings["demos"]]
+        if settings.get("env_kwargs"):
+            words += ["--env-kwargs", *(f"{key}={value}" for key, value in settings["env_kwargs"].items())]
+    if steps is not None:
+        words += ["--steps", str(steps)]
+    if not resumed:
+        words += ["--run-dir", str(Path(run_dir).resolve())]
+    return shlex.join(words)
 
 
 def _check_resume(run_dir: Path, settings: dict[str, Any], **asked: Any) -> None:

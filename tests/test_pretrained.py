@@ -1,12 +1,14 @@
 """Shipped policies: they load with onnxruntime alone and reach their stated success."""
 
 import json
+import shlex
 import subprocess
 import sys
 
 import pytest
 import yaml
 
+from surgisim.agents.cli import build_parser, cmd_train
 from surgisim.agents.config import load_config
 from surgisim.agents.evaluate import evaluate
 from surgisim.agents.onnx_policy import OnnxPolicy
@@ -23,24 +25,43 @@ def test_policy_is_shipped_with_a_card(env_id):
     assert env_id in available()
     shipped = card(env_id)
     assert shipped["env_id"] == env_id and isinstance(shipped["seed"], int)
-    assert any(line.startswith("surgisim train") for line in shipped["reproduce"])
+    # Its recipe is commands the CLI takes, training one run folder that the export reads.
+    parsed = [build_parser().parse_args(shlex.split(line)[1:]) for line in shipped["reproduce"]]
+    trained = [args for args in parsed if args.run is cmd_train]
+    run = trained[0].run_dir
+    assert trained and all(args.resume == run for args in trained[1:]) and parsed[-1].run_dir == run
     assert shipped["hyperparameters"]["n_timesteps"] == shipped["n_timesteps"]
     # The shipped config files still give the settings it was trained with.
     assert shipped["hyperparameters"] == load_config(shipped["algo"], env_id)
 
 
-def test_ship_exports_a_run_with_its_card(tmp_path):
+def test_ship_exports_a_run_with_a_card_whose_commands_made_it(tmp_path):
+    run = train("surgisim/NeedleReach-v0", steps=100, run_dir=tmp_path / "run", progress_bar=False)
+    train("surgisim/NeedleReach-v0", steps=150, resume=run, progress_bar=False)  # a resume is part of the recipe
+    card_file = ship(run, episodes=2, folder=tmp_path)
+    shipped = yaml.safe_load(card_file.read_text())
+    measured = evaluate("surgisim/NeedleReach-v0", str(tmp_path / "NeedleReach-v0.onnx"), episodes=2, seed=0)
+    assert shipped["evaluation_episodes"] == 2 and shipped["success_rate"] == measured["success_rate"]
+    assert shipped["reproduce"] == [
+        "surgisim train NeedleReach --algo sac --seed 0 --steps 100 --run-dir runs/NeedleReach-sac-seed0",
+        "surgisim train NeedleReach --resume runs/NeedleReach-sac-seed0 --steps 150",
+        "surgisim export runs/NeedleReach-sac-seed0 --format onnx --out NeedleReach-v0.onnx",
+    ]
+    OnnxPolicy(tmp_path / "NeedleReach-v0.onnx")
+
+
+def test_ship_refuses_a_run_its_card_could_not_reproduce(tmp_path):
     config = tmp_path / "tiny.yaml"
     tiny = {"n_timesteps": 100, "learning_starts": 50, "batch_size": 16, "net_arch": [16], "eval_freq": 100,
             "eval_episodes": 1}  # fmt: skip
     config.write_text(yaml.safe_dump({"goal_task": tiny}))
     run = train("surgisim/NeedleReach-v0", run_dir=tmp_path / "run", progress_bar=False, config_file=config)
-    card_file = ship(run, episodes=2, folder=tmp_path)
-    shipped = yaml.safe_load(card_file.read_text())
-    measured = evaluate("surgisim/NeedleReach-v0", str(tmp_path / "NeedleReach-v0.onnx"), episodes=2, seed=0)
-    assert shipped["evaluation_episodes"] == 2 and shipped["success_rate"] == measured["success_rate"]
-    assert shipped["reproduce"][0].startswith("surgisim train NeedleReach --algo sac --seed 0")
-    OnnxPolicy(tmp_path / "NeedleReach-v0.onnx")
+    with pytest.raises(ValueError, match=r"tiny.yaml, not configs/sac.yaml"):
+        ship(run, episodes=2, folder=tmp_path / "shipped")
+    (run / "command.txt").write_text("/usr/bin/python train.py\n")  # an older surgisim kept argv
+    with pytest.raises(ValueError, match="not a surgisim train command"):
+        ship(run, episodes=2, folder=tmp_path / "shipped")
+    assert not (tmp_path / "shipped").exists()
 
 
 @pytest.mark.parametrize("env_id", available())

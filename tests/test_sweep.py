@@ -1,6 +1,7 @@
 """Results over seeds (IQM and bootstrap intervals) and sweeps on a real local Ray."""
 
 import csv
+import shlex
 import shutil
 import subprocess
 import sys
@@ -10,6 +11,8 @@ import pytest
 import yaml
 from scipy.stats import trim_mean
 
+from surgisim.agents.cli import build_parser
+from surgisim.agents.config import load_config
 from surgisim.agents.stats import bootstrap_ci, iqm
 
 CLI = [sys.executable, "-m", "surgisim.agents.cli"]
@@ -55,6 +58,12 @@ def test_a_sweep_on_a_local_ray_trains_ordinary_runs_summarises_them_and_resumes
         settings = yaml.safe_load((out / run / "config.yaml").read_text())
         assert settings["seed"] == int(run[-1]) and str(settings["hyperparameters"]["learning_rate"]) in run
         assert [row["timesteps"] for row in csv.DictReader((out / run / "eval.csv").open())] == ["0", "100", "150"]
+        # Its command.txt says how to train it alone (not the Ray worker's command line).
+        (command,) = (out / run / "command.txt").read_text().splitlines()
+        arguments = build_parser().parse_args(shlex.split(command)[1:])
+        assert (arguments.env_id, arguments.seed, arguments.run_dir) == ("surgisim/NeedleReach-v0", int(run[-1]),
+                                                                         (out / run).resolve())  # fmt: skip
+        assert load_config("sac", arguments.env_id, arguments.config) == settings["hyperparameters"]
     with (out / "summary.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert [row["point"] for row in rows] == ["learning_rate0.001", "learning_rate0.0003"]

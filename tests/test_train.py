@@ -3,6 +3,7 @@
 import csv
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -19,6 +20,7 @@ import pytest
 import yaml
 
 from surgisim.agents import checkpoint
+from surgisim.agents.cli import build_parser
 from surgisim.agents.config import ConfigError, load_config
 from surgisim.agents.evaluate import evaluate
 from surgisim.agents.export import OnnxPolicy, export_onnx
@@ -110,7 +112,11 @@ def test_run_folder_holds_every_artifact_and_resume_continues(tmp_path, small_co
     assert resumed.num_timesteps == 600
     assert resumed.replay_buffer.size() == 600  # the first 400 transitions were kept
     assert [row["timesteps"] for row in eval_rows(run)] == ["0", "200", "400", "600"]
-    assert len((run / "command.txt").read_text().splitlines()) == 2
+    # command.txt: each invocation as a surgisim train command that the CLI takes and that asks for the same run.
+    first, second = (build_parser().parse_args(shlex.split(line)[1:]) for line in (run / "command.txt").open())
+    assert (first.env_id, first.algo, first.seed, first.steps) == ("surgisim/NeedleReach-v0", "sac", 0, 400)
+    assert (first.config, first.run_dir, first.resume) == (small_config.resolve(), run.resolve(), None)
+    assert (second.env_id, second.resume, second.steps, second.config) == (first.env_id, run.resolve(), 600, None)
 
     # Export: onnxruntime alone gives the SB3 policy's actions (tolerance 1e-5).
     exported = export_onnx(run, tmp_path / "policy.onnx")
@@ -515,7 +521,7 @@ def test_ctrl_c_saves_a_checkpoint_where_it_stopped_and_prints_the_resume_comman
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
-    assert f"checkpoint saved; continue with: surgisim train --resume {run}" in stderr
+    assert f"checkpoint saved; continue with: surgisim train NeedleReach --resume {run}" in stderr
     steps = assert_consistent(run)
     assert steps > KILLED["learning_starts"]
     train("surgisim/NeedleReach-v0", steps=steps + 20, resume=run, progress_bar=False)
