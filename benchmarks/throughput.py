@@ -1,8 +1,9 @@
 """Env throughput: steps/s per id and obs_mode, reset time and render time, against panda-gym.
 
-Run: ``python benchmarks/throughput.py [--steps N]``. Prints one table, then the target ratios:
-NeedleReach state >= 1.5x PandaReach state; NeedleReach "all" at 84x84 >= 8x PandaReach with an
-84x84 rgb_array render every step. Figures come from this run on this machine.
+Run: ``python benchmarks/throughput.py [--steps N] [--rounds R]``. Prints one table, then the
+target ratios, each from R rounds that measure both envs by turns (median and range): NeedleReach
+state >= 1.5x PandaReach state; NeedleReach "all" at 84x84 >= 8x PandaReach with an 84x84
+rgb_array render every step. Figures come from this run on this machine.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--image-size", type=int, default=84)
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds for the ratios")
     args = parser.parse_args()
     rows = []
 
@@ -78,12 +80,34 @@ def main() -> None:
         render_text = f"{render:10.2f}" if np.isfinite(render) else f"{'':10s}"
         print(f"{env_id:30s} {mode:12s} {figures['steps_per_s']:9.0f} {figures['reset_ms']:9.2f} {render_text}")
 
-    rate = {(env_id, mode): figures["steps_per_s"] for env_id, mode, figures, _ in rows}
-    panda_state, panda_image = rate["PandaReach-v3", "state"], rate["PandaReach-v3", f"render {size}²"]
-    state_ratio = rate["surgisim/NeedleReach-v0", "state"] / panda_state
-    image_ratio = rate["surgisim/NeedleReach-v0", "all"] / panda_image
-    print(f"\nNeedleReach state / PandaReach state:           {state_ratio:5.1f}x  (target >= 1.5x)")
-    print(f"NeedleReach all {size}² / PandaReach render {size}²: {image_ratio:5.1f}x  (target >= 8x)")
+    print(f"\nRatios over {args.rounds} interleaved rounds (median, range), each round measuring both envs in turn:")
+    state_ratios, image_ratios = interleaved_ratios(args.rounds, args.steps, size)
+    for name, ratios, target in (("state / PandaReach state", state_ratios, 1.5),
+                                 (f"all {size}² / PandaReach render {size}²", image_ratios, 8.0)):  # fmt: skip
+        low, high = min(ratios), max(ratios)
+        print(f"NeedleReach {name}: {np.median(ratios):5.1f}x ({low:.1f}-{high:.1f})  (target >= {target}x)")
+
+
+def interleaved_ratios(rounds: int, steps: int, size: int) -> tuple[list[float], list[float]]:
+    """NeedleReach's steps/s over PandaReach's, state and images, from ``rounds`` rounds that
+    measure the two envs one after the other (first one, then the other, by turns), so that the
+    load of a shared machine falls on both alike."""
+    pairs = {
+        "state": (gym.make("surgisim/NeedleReach-v0"), gym.make("PandaReach-v3"), steps, False),
+        "image": (gym.make("surgisim/NeedleReach-v0", obs_mode="all", image_size=size),
+                  gym.make("PandaReach-v3", render_mode="rgb_array", renderer="Tiny", render_width=size,
+                           render_height=size), max(steps // 10, 100), True),
+    }  # fmt: skip
+    ratios: dict[str, list[float]] = {"state": [], "image": []}
+    for round_ in range(rounds):
+        for key, (needle, panda, count, render) in pairs.items():
+            order = [(needle, False), (panda, render)][:: 1 if round_ % 2 == 0 else -1]
+            rate = {id(env): measure(env, count, each)["steps_per_s"] for env, each in order}
+            ratios[key].append(rate[id(needle)] / rate[id(panda)])
+    for needle, panda, _, _ in pairs.values():
+        needle.close()
+        panda.close()
+    return ratios["state"], ratios["image"]
 
 
 if __name__ == "__main__":
