@@ -53,7 +53,8 @@ BENCHMARKS = {
     "NavigateAnatomy-demos": Benchmark("NavigateAnatomy", "sac", 0.9, cost_max=0.05, demos=True),
     "EndoscopeTrack": Benchmark("EndoscopeTrack", "sac", 0.9),
     "NeedlePick-demos": Benchmark("NeedlePick", "sac", 0.9, demos=True),
-    "NeedleInsert-demos": Benchmark("NeedleInsert", "sac", 0.8, demos=True),
+    "NeedleInsert-demos": Benchmark("NeedleInsert", "sac", 0.9, demos=True),
+    "NeedleHandover-demos": Benchmark("NeedleHandover", "sac", 0.9, demos=True),
     "EndoscopeTrack-pixels": Benchmark("EndoscopeTrack", "ppo", 0.8, obs_mode="rgbd"),
 }
 HEADER = (f"{'benchmark':22s} {'algo':4s} {'seed':>4s} {'target':>6s} {'cost max':>8s} {'steps to':>8s} "
