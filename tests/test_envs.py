@@ -9,7 +9,7 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from conftest import ENV_IDS, assert_same, rollout
-from surgisim.envs import SegLabel, SurgicalEnv, depth_to_metres
+from surgisim.envs import SegLabel, SurgicalEnv, depth_to_metres, make_expert
 from surgisim.envs.core import OBS_MODES
 
 
@@ -137,6 +137,24 @@ def test_compute_reward_is_vectorised_and_matches_step(make_env, env_id):
         assert rewards[1] == pytest.approx(env.unwrapped.compute_reward(desired, desired, info))
         if reward_type == "sparse":
             assert rewards[1] == 0.0  # achieved == desired
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_a_goal_relabelled_from_what_was_achieved_is_reached_there(make_env, env_id):
+    """HER's premise (Andrychowicz et al. 2017): a goal replaced by one achieved later in the
+    episode is a goal that was reached, at every stage of the task (before a grasp, a hole or
+    thread)."""
+    env = make_env(env_id)
+    expert = make_expert(env.unwrapped)
+    observation, _ = env.reset(seed=3)
+    expert.reset()
+    achieved, done = [observation["achieved_goal"]], False
+    while not done:
+        observation, _, terminated, truncated, _ = env.step(expert(observation))
+        achieved.append(observation["achieved_goal"])
+        done = terminated or truncated
+    achieved = np.array(achieved)
+    assert np.all(env.unwrapped.task.distance(achieved, achieved) < 1e-9)
 
 
 def test_anatomy_contact_costs_and_fails_the_episode(make_env):

@@ -61,7 +61,9 @@ class SutureThrow(NeedleInsert):
 
     ## Rewards
     The goal distance is the larger hole-to-mark distance plus the thread still to draw (m),
-    plus 0.1 m until the exit is made. Sparse: -1 per step until that is under 3 mm, then 0.
+    plus 0.1 m while no thread is drawn through (against a goal that asks for thread: a goal that
+    HER relabels from a stage before the exit asks for none). Sparse: -1 per step until that is
+    under 3 mm, then 0.
     Dense: minus it. Both subtract 0.1 per mm of tissue damage in the step.
 
     ## Info
@@ -123,7 +125,10 @@ class SutureThrow(NeedleInsert):
         entry = np.linalg.norm(achieved[..., 0:3] - desired[..., 0:3], axis=-1)
         exit_ = np.linalg.norm(achieved[..., 3:6] - desired[..., 3:6], axis=-1)
         to_draw = np.maximum(desired[..., 6] - achieved[..., 6], 0.0)
-        return np.maximum(entry, exit_) + to_draw + UNFINISHED * (achieved[..., 6] <= 0.0)
+        # Unfinished only against a goal that asks for thread: a goal relabelled by HER from what was
+        # achieved before the exit (no thread) is then reached where it was achieved.
+        unfinished = (achieved[..., 6] <= 0.0) & (desired[..., 6] > 0.0)
+        return np.maximum(entry, exit_) + to_draw + UNFINISHED * unfinished
 
     def extra_info(self, scene: Scene) -> dict[str, Any]:
         return {**super().extra_info(scene), "thread_through_mm": self.drawn_through() * 1000.0}
