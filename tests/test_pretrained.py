@@ -17,7 +17,7 @@ from surgisim.agents.ship import ship
 from surgisim.agents.train import train
 
 SHIPPED = ["surgisim/NeedleReach-v0", "surgisim/NavigateAnatomy-v0", "surgisim/EndoscopeTrack-v0",
-           "surgisim/NeedlePick-v0", "surgisim/NeedleHandover-v0"]  # fmt: skip
+           "surgisim/NeedlePick-v0", "surgisim/NeedleHandover-v0", "surgisim/NeedleInsert-v0"]  # fmt: skip
 
 
 @pytest.mark.parametrize("env_id", SHIPPED)
