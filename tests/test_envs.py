@@ -1,5 +1,6 @@
 """Every registered environment: API checks, determinism, pickling, observations, rendering."""
 
+import glob
 import pickle
 
 import gymnasium as gym
@@ -11,6 +12,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from conftest import ENV_IDS, assert_same, rollout
 from surgisim.envs import SegLabel, SurgicalEnv, depth_to_metres, make_expert
 from surgisim.envs.core import OBS_MODES
+from surgisim.envs.sim import software_gl
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
@@ -249,7 +251,19 @@ def test_egl_renderer_renders_or_falls_back(recwarn):
     assert observation["rgb"].shape == (84, 84, 3) and observation["rgb"].std() > 5
     if env.scene.sim.renderer == "tiny":
         assert any("EGL" in str(warning.message) for warning in recwarn)
+    elif not glob.glob("/dev/nvidia*") and not glob.glob("/dev/dri/renderD*"):  # no GPU: Mesa draws on the CPU
+        assert any("runs in software" in str(warning.message) for warning in recwarn)
     env.close()
+
+
+def test_software_opengl_is_told_from_a_gpu_by_the_driver_the_plugin_reports():
+    # As PyBullet's EGL plugin prints them: Mesa's CPU drivers, and a GPU's.
+    assert software_gl("Vendor = Mesa/X.org\nRenderer = llvmpipe (LLVM 15.0.6, 256 bits)\n") == (
+        "llvmpipe (LLVM 15.0.6, 256 bits)"
+    )
+    assert software_gl("Renderer = softpipe\n") == "softpipe"
+    assert software_gl("Vendor = NVIDIA Corporation\nRenderer = NVIDIA H200/PCIe/SSE2\n") is None
+    assert software_gl("") is None
 
 
 def test_many_envs_in_one_process():
