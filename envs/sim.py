@@ -26,37 +26,23 @@ RENDERERS = ("tiny", "egl")
 
 
 @contextlib.contextmanager
-def _stdout_to_stderr() -> Iterator[None]:
-    """Send C-level prints to stderr, so that stdout stays clean (e.g. for ``--json`` output)."""
+def _stdout_to_stderr() -> Iterator[list[str]]:
+    """Send C-level prints to stderr, so that stdout stays clean (e.g. for ``--json`` output).
+    They go through a file, so the yielded list holds their text once the block has ended."""
     sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        os.dup2(2, 1)
-        yield
-    finally:
-        # C stdio buffers output to a pipe: flush it while it still goes to stderr.
-        ctypes.CDLL(None).fflush(None)
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
-@contextlib.contextmanager
-def _stdout_captured() -> Iterator[list[str]]:
-    """Capture C-level prints to stdout (passed on to stderr); the list holds the text once the
-    block has ended."""
-    sys.stdout.flush()
-    saved, captured = os.dup(1), []
+    saved, printed = os.dup(1), []
     with tempfile.TemporaryFile() as sink:
         try:
             os.dup2(sink.fileno(), 1)
-            yield captured
+            yield printed
         finally:
+            # C stdio buffers output to a file: flush it while it still goes there.
             ctypes.CDLL(None).fflush(None)
             os.dup2(saved, 1)
             os.close(saved)
             sink.seek(0)
-            captured.append(sink.read().decode(errors="replace"))
-            sys.stderr.write(captured[0])
+            printed.append(sink.read().decode(errors="replace"))
+            sys.stderr.write(printed[0])
 
 
 # OpenGL drivers that draw on the CPU (Mesa's), as the EGL plugin names them.
@@ -90,7 +76,7 @@ class Sim:
         spec = importlib.util.find_spec("eglRenderer")  # the plugin ships as a module in the pybullet wheel
         egl_plugin = spec.origin if spec else None
         if egl_plugin:
-            with _stdout_captured() as printed:  # the plugin reports its GL driver on stdout
+            with _stdout_to_stderr() as printed:  # the plugin reports its GL driver on stdout
                 loaded = self.client.loadPlugin(egl_plugin, "_eglRendererPlugin") >= 0
             if loaded:
                 driver = software_gl(printed[0])
