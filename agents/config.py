@@ -205,5 +205,8 @@ def export_rl_zoo(algo: str, env_ids: list[str], path: Path) -> list[str]:
               f"# Train: python -m rl_zoo3.train --algo {algo} --env ENV_ID --gym-packages surgisim.envs "
               f"--conf-file {path.name}\n"
               f"# Left out (surgisim's own): {', '.join(sorted(dropped)) or 'nothing'}.\n")  # fmt: skip
-    path.write_text(header + yaml.safe_dump(entries, sort_keys=False))
+    from surgisim.agents.files import atomic_write  # imageio and numpy: loaded only to write
+
+    text = header + yaml.safe_dump(entries, sort_keys=False)
+    atomic_write(path, lambda temporary: temporary.write_text(text))
     return sorted(dropped)

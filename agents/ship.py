@@ -72,7 +72,10 @@ def training_commands(run: Path, settings: dict[str, Any], run_name: str, demos_
     paths = {str(run.resolve()): run_name, settings.get("demos"): demos_name}
     commands = []
     for line in (run / "command.txt").read_text().splitlines():
-        words = shlex.split(line)
+        try:
+            words = shlex.split(line)
+        except ValueError as error:  # a line cut short by a kill
+            raise ValueError(f"{run / 'command.txt'}: cannot read {line[:80]!r} ({error})") from None
         if words[:2] != ["surgisim", "train"]:
             raise ValueError(f"{run / 'command.txt'}: {line[:80]!r} is not a surgisim train command (a run of an "
                              "older surgisim): its card could not say how it was made; train it again")  # fmt: skip

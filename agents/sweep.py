@@ -23,7 +23,7 @@ import numpy as np
 import yaml
 
 from surgisim.agents.config import load_config, read_yaml, validate
-from surgisim.agents.files import check_writable, plot_curves
+from surgisim.agents.files import atomic_write, check_writable, plot_curves
 from surgisim.agents.stats import bootstrap_ci, iqm
 from surgisim.envs import task_name
 
@@ -143,9 +143,13 @@ def summarise(folder: Path, spec: dict[str, Any], trials: list[dict[str, Any]]) 
         rows.append({"point": point, "seeds": len(evaluations), "final_success_iqm": iqm(finals), "ci_low": low,
                      "ci_high": high, "steps_to_target": ";".join(reached)})  # fmt: skip
         curves[point] = evaluations
-    with (folder / "summary.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["point"])
-        writer.writeheader()
-        writer.writerows(rows)
+
+    def write(temporary: Path) -> None:
+        with temporary.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["point"])
+            writer.writeheader()
+            writer.writerows(rows)
+
+    atomic_write(folder / "summary.csv", write)
     plot_curves(curves, folder / "curves.png", f"{spec['env_id']} ({spec['algo']}): success over seeds")
     return rows

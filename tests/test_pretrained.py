@@ -58,6 +58,9 @@ def test_ship_refuses_a_run_its_card_could_not_reproduce(tmp_path):
     run = train("surgisim/NeedleReach-v0", run_dir=tmp_path / "run", progress_bar=False, config_file=config)
     with pytest.raises(ValueError, match=r"tiny.yaml, not configs/sac.yaml"):
         ship(run, episodes=2, folder=tmp_path / "shipped")
+    (run / "command.txt").write_text("surgisim train NeedleReach --run-dir '/tmp/ru\n")  # cut short by a kill
+    with pytest.raises(ValueError, match=r"command.txt: cannot read .*No closing quotation"):
+        ship(run, episodes=2, folder=tmp_path / "shipped")
     (run / "command.txt").write_text("/usr/bin/python train.py\n")  # an older surgisim kept argv
     with pytest.raises(ValueError, match="not a surgisim train command"):
         ship(run, episodes=2, folder=tmp_path / "shipped")
