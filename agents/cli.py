@@ -70,8 +70,13 @@ def cmd_envs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _randomization(args: argparse.Namespace) -> dict[str, Any]:
+    """The env arguments of ``--randomize`` and ``--randomize-config``."""
+    return {"randomize": args.randomize, "randomize_config": args.randomize_config}
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    env_kwargs = {"obs_mode": args.obs_mode, "control": args.control}
+    env_kwargs = {"obs_mode": args.obs_mode, "control": args.control, **_randomization(args)}
     if args.video is None:
         metrics = evaluate(args.env_id, args.policy, args.episodes, args.seed, env_kwargs)
     else:
@@ -91,7 +96,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     name = args.env_id.removeprefix("surgisim/")
     path = Path(args.out) if args.out else Path("surgisim-demo") / f"{name}-seed{args.seed}.mp4"
     path = free_path(check_writable(path, "video", VIDEO_SUFFIXES))
-    env_kwargs = {"render_mode": "rgb_array", "render_size": args.video_size}
+    env_kwargs = {"render_mode": "rgb_array", "render_size": args.video_size, **_randomization(args)}
     policy = args.policy or ("pretrained" if args.env_id in available() else "expert")  # the best there is
     with video_writer(path, fps=10) as append:
         metrics = evaluate(args.env_id, policy, args.episodes, args.seed, env_kwargs, on_frame=append)
@@ -185,6 +190,13 @@ def _add_rollout_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--obs-mode", default="state", choices=tuple(OBS_MODES))
 
 
+def _add_randomization_arguments(parser: argparse.ArgumentParser) -> None:
+    groups = "all, or some of appearance,kinematics,control,observation"
+    parser.add_argument("--randomize", metavar="GROUPS", help=f"domain randomisation: {groups}")
+    parser.add_argument("--randomize-config", metavar="FILE", help="YAML of randomisation ranges "
+                        "(default: the package's configs/randomize.yaml)")  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="surgisim", description="Surgical-robot learning in PyBullet.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -200,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--video-size", type=int, default=256, help="video side in pixels (16 to 1024)")
     demo.add_argument("--policy", help="expert, pretrained, a run folder, a model .zip or a policy .onnx "
                       "(default: the shipped policy where there is one, else the expert)")  # fmt: skip
+    _add_randomization_arguments(demo)
     demo.set_defaults(run=cmd_demo)
 
     evaluation = commands.add_parser("evaluate", help="success rate and metrics over seeded episodes")
@@ -208,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--json", action="store_true", help="print one JSON object")
     evaluation.add_argument("--video", help="also write the endoscope view of every episode to this .mp4")
     evaluation.add_argument("--video-size", type=int, default=256, help="video side in pixels (16 to 1024)")
+    _add_randomization_arguments(evaluation)
     evaluation.set_defaults(run=cmd_evaluate)
 
     training = commands.add_parser("train", help="train a policy with Stable-Baselines3 into a run folder")
@@ -229,7 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--torch-threads", type=_positive, default=1,
                           help="torch threads of the learner (default 1: faster on a busy or small CPU)")  # fmt: skip
     training.add_argument("--env-kwargs", nargs="+", type=_env_kwarg, metavar="KEY=VALUE",
-                          help="env arguments: control=joint, action_frame=world, tool=NAME, renderer=egl")  # fmt: skip
+                          help="env arguments: control=joint, action_frame=world, tool=NAME, renderer=egl, "
+                          "randomize=GROUPS, randomize_config=FILE")  # fmt: skip
     training.set_defaults(run=cmd_train)
 
     sweeping = commands.add_parser("sweep", help="train over seeds and a hyperparameter grid on Ray")

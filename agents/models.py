@@ -30,7 +30,9 @@ ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"sac": SAC, "td3": TD3, "tqc": TQC
 
 
 # Env arguments a run may set besides those its settings own (obs_mode, image_size, reward_type).
-RUN_ENV_KWARGS = ("control", "action_frame", "renderer", "tool")
+RUN_ENV_KWARGS = ("control", "action_frame", "renderer", "tool", "randomize", "randomize_config")
+# What a run's env was like, not what its policy needs to see or do: an evaluation may change them.
+WORLD_ENV_KWARGS = ("reward_type", "randomize", "randomize_config")
 
 
 def check_env_kwargs(env_id: str, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -47,7 +49,7 @@ def check_env_kwargs(env_id: str, kwargs: dict[str, Any]) -> dict[str, Any]:
 
 def env_kwargs(settings: dict[str, Any]) -> dict[str, Any]:
     """The env arguments of a run: its observation mode, image size, reward and any it set
-    (``env_kwargs``: control, action frame, renderer, tool)."""
+    (``env_kwargs``: control, action frame, renderer, tool, randomisation)."""
     hyper = settings.get("hyperparameters", {})
     kwargs = {"obs_mode": settings.get("obs_mode", "state"), "reward_type": hyper.get("reward_type", "sparse")}
     if "image_size" in hyper:
@@ -78,7 +80,7 @@ class ModelPolicy:
                  source: str = "the model") -> None:  # fmt: skip
         self.model, self.normalizer, self.env_id, self.source = model, normalizer, env_id, source
         self.keys = list(model.observation_space.spaces)
-        self.env_kwargs = {key: value for key, value in (env_kwargs or {}).items() if key != "reward_type"}
+        self.env_kwargs = {key: value for key, value in (env_kwargs or {}).items() if key not in WORLD_ENV_KWARGS}
         # What it takes, as the env gives it: SB3 stores images channels first.
         self.observation_shapes = {
             key: (*space.shape[1:], space.shape[0]) if len(space.shape) == 3 else space.shape

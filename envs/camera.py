@@ -11,20 +11,23 @@ from enum import IntEnum
 
 import numpy as np
 
+from surgisim.envs.appearance import Light
 from surgisim.envs.sim import Sim
 
 
 class SegLabel(IntEnum):
-    """Labels in the ``"seg"`` image (uint8). Values 8-255 are free for future object classes."""
+    """Labels in the ``"seg"`` image (uint8). Values 10-255 are free for future object classes."""
 
     BACKGROUND = 0
     TISSUE = 1
-    INSTRUMENT = 2  # PSM shaft, wrist and jaws
+    INSTRUMENT = 2  # PSM1's shaft, wrist and jaws (the only instrument of one-handed tasks)
     TARGET = 3  # goal markers and lesions
     ANATOMY = 4  # vessels and organs to avoid
     NEEDLE = 5
     THREAD = 6
     ENDOSCOPE = 7
+    INSTRUMENT_PSM2 = 8  # PSM2's shaft, wrist and jaws
+    DAMAGE = 9  # punctures and drag marks on the tissue
 
 
 CAMERA_NEAR = 0.01  # metres; the depth image spans [CAMERA_NEAR, CAMERA_FAR]
@@ -58,20 +61,26 @@ class Camera:
     far: float = CAMERA_FAR
 
     def __post_init__(self) -> None:
-        self.projection = self.sim.projection_matrix(self.fov_deg, self.near, self.far)
+        self.set_fov(self.fov_deg)
         self.labels = np.zeros(1, dtype=np.uint8)  # body id + 1 -> label
+
+    def set_fov(self, fov_deg: float) -> None:
+        """The vertical field of view (degrees) of the images and of ``intrinsics``."""
+        self.fov_deg = float(fov_deg)
+        self.projection = self.sim.projection_matrix(self.fov_deg, self.near, self.far)
 
     def set_label(self, body: int, label: SegLabel) -> None:
         if body + 1 >= len(self.labels):
             self.labels = np.pad(self.labels, (0, body + 2 - len(self.labels)))
         self.labels[body + 1] = label
 
-    def render(self, pose: np.ndarray, size: int, depth: bool, seg: bool) -> dict[str, np.ndarray]:
+    def render(self, pose: np.ndarray, size: int, depth: bool, seg: bool, light: Light | None = None
+               ) -> dict[str, np.ndarray]:  # fmt: skip
         """``{"rgb": (H, W, 3)}`` plus ``"depth"`` and ``"seg"`` (H, W, 1) when asked, all uint8."""
         eye = pose[:3, 3]
         forward, down = pose[:3, 2], pose[:3, 1]
         view = self.sim.view_matrix(eye, eye + forward, -down)
-        rgb, depth_buffer, seg_ids = self.sim.render(view, self.projection, size, size, segmentation=seg)
+        rgb, depth_buffer, seg_ids = self.sim.render(view, self.projection, size, size, seg, light)
         images = {"rgb": rgb}
         if depth:
             images["depth"] = encode_depth(depth_buffer, self.near, self.far)[..., None]

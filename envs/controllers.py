@@ -27,7 +27,8 @@ Frame = Callable[[], np.ndarray]  # the rotation of the action frame now (camera
 class CartesianMotion:
     """Tip translation (x, y, z) of up to ``MAX_TRANSLATION`` in the action frame, then a roll about
     the tip's own axis (1 number) or a rotation vector in the action frame (3), up to ``MAX_ROLL``.
-    The tip stays in the task's workspace box."""
+    The tip stays in the task's workspace box. Motion is of the arm's model tip (``model_tip_pose``),
+    as a robot's controller moves it."""
 
     def __init__(self, arm: Arm, rotation_size: int, frame: Frame, workspace: tuple[tuple[float, ...], ...]) -> None:
         self.arm, self.rotation_size, self.frame, self.workspace = arm, rotation_size, frame, workspace
@@ -39,9 +40,12 @@ class CartesianMotion:
     def _motion(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The world tip position and the world rotation vector (to turn the tip by) of an action."""
         translation = self.frame() @ (action[:3] * MAX_TRANSLATION)
-        target = np.clip(self.arm.tip_pose()[:3, 3] + translation, *self.workspace)
+        model = self.arm.model_tip_pose()[:3, 3]
+        # The box bounds where the tip really is (the same place unless the arm has a kinematic error).
+        error = model - self.arm.tip_pose()[:3, 3]
+        target = np.clip(model + translation - error, *self.workspace) + error
         if self.rotation_size == 1:
-            rotation = action[3] * MAX_ROLL * self.arm.tip_pose()[:3, 2]
+            rotation = action[3] * MAX_ROLL * self.arm.model_tip_pose()[:3, 2]
         else:
             rotation = self.frame() @ (action[3:6] * MAX_ROLL)
         return target, rotation
@@ -49,7 +53,7 @@ class CartesianMotion:
     def set_point(self, action: np.ndarray) -> np.ndarray:
         """The world tip pose the action asks for (no inverse kinematics: joint limits are the arm's)."""
         position, rotation = self._motion(action)
-        return make_pose(rotation_from_vector(rotation) @ self.arm.tip_pose()[:3, :3], position)
+        return make_pose(rotation_from_vector(rotation) @ self.arm.model_tip_pose()[:3, :3], position)
 
     def toward(self, delta: np.ndarray, turn: np.ndarray) -> np.ndarray:
         """The motion part of the action for a world translation and rotation vector of one step."""
@@ -57,7 +61,7 @@ class CartesianMotion:
         if self.rotation_size == 3:
             turn_part = frame.T @ turn / MAX_ROLL
         else:
-            turn_part = [float(np.dot(turn, self.arm.tip_pose()[:3, 2])) / MAX_ROLL]
+            turn_part = [float(np.dot(turn, self.arm.model_tip_pose()[:3, 2])) / MAX_ROLL]
         return np.concatenate([frame.T @ delta / MAX_TRANSLATION, turn_part])
 
 
@@ -78,7 +82,7 @@ class JointMotion:
 
     def toward(self, delta: np.ndarray, turn: np.ndarray) -> np.ndarray:
         arm = self.arm
-        target = arm.joints_toward(arm.tip_pose()[:3, 3] + delta, turn)
+        target = arm.joints_toward(arm.model_tip_pose()[:3, 3] + delta, turn)
         motion = (np.clip(target, arm.lower, arm.upper) - arm.q) / arm.joint_step
         return motion / max(1.0, float(np.abs(motion).max()))
 
@@ -112,11 +116,17 @@ class Controller:
         self.arm, self.motion, self.jaw = arm, motion, jaw
         self.size = motion.size + (jaw.size if jaw else 0)
 
-    def apply(self, action: np.ndarray) -> None:
-        """Move the arm by its (validated, clipped) slice of the action."""
-        self.motion.apply(action[: self.motion.size])
+    def apply(self, action: np.ndarray, motion_scale: float = 1.0) -> None:
+        """Move the arm by its (validated, clipped) slice of the action, its motion scaled by
+        ``motion_scale`` (a control period longer or shorter than nominal)."""
+        self.motion.apply(action[: self.motion.size] * motion_scale)
         if self.jaw:
             self.jaw.apply(action[-1])
+
+    def hold(self) -> np.ndarray:
+        """The action slice that keeps the arm where it is, jaw included."""
+        jaw = self.jaw.toward(self.arm.jaw) if self.jaw else []
+        return np.concatenate([np.zeros(self.motion.size), jaw])
 
     def set_point(self, action: np.ndarray) -> tuple[np.ndarray, float | None]:
         """The world tip pose and the jaw angle (None without a jaw) that ``apply`` would move the
@@ -129,12 +139,16 @@ class Controller:
     ) -> np.ndarray:
         """The action slice that moves the tip in a straight line towards a world ``position`` and
         turns it by ``roll`` radians about its axis, or by the world ``rotation`` vector (at most
-        one step's worth of each), setting the jaw to ``jaw`` radians."""
+        one step's worth of each), setting the jaw to ``jaw`` radians. The step is measured from
+        where the tip really is (``tip_pose``; privileged when the arm has a kinematic error)."""
         tip = self.arm.tip_pose()
         delta = np.asarray(position, dtype=np.float64) - tip[:3, 3]
         delta *= min(1.0, MAX_TRANSLATION / max(float(np.linalg.norm(delta)), 1e-12))
         turn = roll * tip[:3, 2] if rotation is None else np.array(rotation, dtype=np.float64)
         turn *= min(1.0, MAX_ROLL / max(float(np.linalg.norm(turn)), 1e-12))
+        if self.arm.error is not None:  # the same motion of the model tip, which the controller moves
+            to_model = self.arm.model_tip_pose()[:3, :3] @ tip[:3, :3].T
+            delta, turn = to_model @ delta, to_model @ turn
         motion = self.motion.toward(delta, turn)
         if self.jaw:
             motion = np.concatenate([motion, self.jaw.toward(jaw)])

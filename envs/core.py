@@ -19,6 +19,10 @@ Arguments
     tool: the PSMs' instrument, a shipped dVRK tool name or a dVRK tool file's path (default
         ``LARGE_NEEDLE_DRIVER_400006``; see ``surgisim.envs.tools``). The tip the tasks score is
         the jaw tips, 10.2 mm past the pose a dVRK reports.
+    randomize: domain randomisation groups, ``None`` (default), ``"all"`` or some of
+        ``"appearance,kinematics,control,observation"`` (see ``surgisim.envs.randomization``).
+    randomize_config: the YAML of randomisation ranges (default: the package's
+        ``configs/randomize.yaml``; copy and edit it).
 
 Actions, all in [-1, 1], one block per driven arm in the task's order
     PSM, cartesian (5): tip translation (x, y, z) of up to 5 mm per step, a roll of the tool about
@@ -41,7 +45,8 @@ Observation (a dict; HER-ready)
 
 Info
     ``is_success`` (bool), ``distance_mm`` (goal distance in mm) and ``cost`` (safety cost of
-    the step, e.g. a contact with anatomy).
+    the step, e.g. a contact with anatomy); tasks add theirs (e.g. ``damage_mm``,
+    ``contact_depth_mm``, ``contact_force_n``).
 """
 
 from __future__ import annotations
@@ -51,7 +56,9 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
+from surgisim.envs.appearance import degrade, distort
 from surgisim.envs.controllers import make_controller
+from surgisim.envs.randomization import Episode, Randomizer
 from surgisim.envs.scene import Scene
 from surgisim.envs.sim import RENDERERS
 from surgisim.envs.tasks import REGISTRY
@@ -93,6 +100,8 @@ class SurgicalEnv(gym.Env):
         renderer: str = "tiny",
         render_size: int = 256,
         tool: str = DEFAULT_TOOL,
+        randomize: str | None = None,
+        randomize_config: str | None = None,
     ) -> None:
         _check_choice("task", task, tuple(REGISTRY))
         _check_choice("obs_mode", obs_mode, tuple(OBS_MODES))
@@ -107,8 +116,12 @@ class SurgicalEnv(gym.Env):
         self._init_kwargs = dict(
             task=task, obs_mode=obs_mode, image_size=int(image_size), reward_type=reward_type, control=control,
             action_frame=action_frame, render_mode=render_mode, renderer=renderer, render_size=int(render_size),
-            tool=str(tool),
+            tool=str(tool), randomize=randomize, randomize_config=randomize_config,
         )  # fmt: skip
+        self.randomizer = Randomizer(randomize, randomize_config)
+        self.episode = Episode()
+        self._randomizer_rng: np.random.Generator | None = None
+        self._pending: list[np.ndarray] = []  # actions given but not yet applied (control latency)
         self.obs_mode, self.image_size, self.reward_type = obs_mode, int(image_size), reward_type
         self.control, self.action_frame, self.render_mode = control, action_frame, render_mode
         self.render_size = int(render_size)
@@ -144,6 +157,11 @@ class SurgicalEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         self._check_open()
         super().reset(seed=seed)
+        if seed is not None or self._randomizer_rng is None:
+            # Its own stream from the same seed, so that randomising leaves the task's draws alone.
+            self._randomizer_rng = np.random.default_rng(self.np_random.bit_generator.seed_seq.spawn(1)[0])
+        if self.randomizer.groups:
+            self._set_episode(self.randomizer.episode(self._randomizer_rng, self.scene.arms))
         self._reset_arms()
         self.task.failed = False
         self.task.reset(self.scene, self.np_random)
@@ -151,18 +169,26 @@ class SurgicalEnv(gym.Env):
         observation = self._observation()
         return observation, self._info(observation, cost=0.0)
 
+    def _set_episode(self, episode: Episode) -> None:
+        self.episode = episode
+        self.scene.set_look(episode.look)
+        for name, arm in self.scene.arms.items():
+            arm.set_error(episode.arm_errors.get(name))
+        self._pending = []
+
     def _reset_arms(self) -> None:
         for arm in self.scene.arms.values():
             arm.reset()
 
     def _action_frame(self) -> np.ndarray:
         """The rotation of the frame cartesian actions are given in, now."""
-        return self.scene.camera_pose()[:3, :3] if self.action_frame == "camera" else np.eye(3)
+        return self.scene.ecm.model_tip_pose()[:3, :3] if self.action_frame == "camera" else np.eye(3)
 
     def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
         if not self._has_reset:
             raise RuntimeError("call reset() before step()")
-        self.apply_action(action)
+        self._check_open()
+        self._apply(*self._as_executed(self._validated(action)))
         observation, info = self.advance()
         reward = float(self.compute_reward(observation["achieved_goal"], observation["desired_goal"], info))
         terminated = bool(self.task.terminate_on_success and info["is_success"])
@@ -243,9 +269,28 @@ class SurgicalEnv(gym.Env):
             raise ValueError(f"action has NaN or inf at index {bad.tolist()}: {array.tolist()}; nothing was applied")
         return np.clip(array, -1.0, 1.0)
 
-    def _apply(self, action: np.ndarray) -> None:
+    def _apply(self, action: np.ndarray, motion_scale: float = 1.0) -> None:
         for controller, part in zip(self.controllers, self._action_slices, strict=True):
-            controller.apply(action[part])
+            controller.apply(action[part], motion_scale)
+
+    def _as_executed(self, action: np.ndarray) -> tuple[np.ndarray, float]:
+        """The action the robot carries out this step under the ``control`` randomisation (the one
+        given ``latency_steps`` before, holding still until there is one, with noise) and how much
+        its motion is scaled by the control period's jitter."""
+        episode = self.episode
+        if episode.latency_steps:
+            self._pending.append(action)
+            if len(self._pending) <= episode.latency_steps:
+                action = np.concatenate([controller.hold() for controller in self.controllers])
+            else:
+                action = self._pending.pop(0)
+        if episode.action_noise_std:
+            noise = self._randomizer_rng.normal(0.0, episode.action_noise_std, action.shape)
+            action = np.clip(action + noise, -1.0, 1.0)
+        scale = 1.0
+        if episode.period_jitter != (0.0, 0.0):
+            scale += float(self._randomizer_rng.uniform(*episode.period_jitter))
+        return action, scale
 
     def action_toward(
         self,
@@ -279,9 +324,16 @@ class SurgicalEnv(gym.Env):
 
     def _observation(self) -> dict[str, np.ndarray]:
         observation = self._state_obs()
+        episode = self.episode
+        if episode.observation_noise_m:
+            noise = self._randomizer_rng.normal(0.0, episode.observation_noise_m, observation["observation"].shape)
+            observation["observation"] = (observation["observation"] + noise).astype(np.float32)
         keys = OBS_MODES[self.obs_mode]
         if keys:
             images = self.scene.render(self.image_size, depth="depth" in keys, seg="seg" in keys)
+            images = distort(images, self.scene.look.fov_deg, episode.lens_distortion_k1)
+            blur = episode.blur_sigma_px * self.image_size / 84
+            images["rgb"] = degrade(images["rgb"], blur, episode.image_noise_std, self._randomizer_rng)
             observation.update({key: images[key] for key in keys})
         return observation
 
@@ -309,9 +361,12 @@ class SurgicalEnv(gym.Env):
             "jaws": {name: arm.jaw for name, arm in self.scene.arms.items() if arm.has_jaw},
             "task": self.task.get_state(),
             "has_reset": self._has_reset,
+            "randomization": {"episode": self.episode, "pending": [a.copy() for a in self._pending]},
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
+        self._set_episode(state["randomization"]["episode"])
+        self._pending = [np.array(a) for a in state["randomization"]["pending"]]
         for name, q in state["joints"].items():
             self.scene.arms[name].set_joints(q)
         for name, jaw in state["jaws"].items():
@@ -321,7 +376,9 @@ class SurgicalEnv(gym.Env):
 
     def __getstate__(self) -> dict[str, Any]:
         rng_state = self._np_random.bit_generator.state if self._np_random is not None else None
-        return {"init_kwargs": self._init_kwargs, "state": self.get_state(), "rng_state": rng_state}
+        randomizer_rng = self._randomizer_rng.bit_generator.state if self._randomizer_rng is not None else None
+        return {"init_kwargs": self._init_kwargs, "state": self.get_state(), "rng_state": rng_state,
+                "randomizer_rng": randomizer_rng}  # fmt: skip
 
     def __setstate__(self, pickled: dict[str, Any]) -> None:
         self.__init__(**pickled["init_kwargs"])
@@ -329,6 +386,9 @@ class SurgicalEnv(gym.Env):
         if pickled["rng_state"] is not None:
             self._np_random = np.random.Generator(np.random.PCG64())
             self._np_random.bit_generator.state = pickled["rng_state"]
+        if pickled["randomizer_rng"] is not None:
+            self._randomizer_rng = np.random.Generator(np.random.PCG64())
+            self._randomizer_rng.bit_generator.state = pickled["randomizer_rng"]
 
     def close(self) -> None:
         self.scene.close()

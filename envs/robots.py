@@ -7,6 +7,8 @@ simulated links match exactly (``tests/test_kinematics.py``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 
 from surgisim.envs.kinematics import (
@@ -23,6 +25,29 @@ from surgisim.envs.sim import Sim
 from surgisim.envs.tools import Tool, default_tool
 from surgisim.envs.transforms import make_pose, matrix_to_quat, quat_to_matrix, rot6d, rotation_from_vector
 from surgisim.envs.urdf_builder import psm_urdf
+
+
+@dataclass
+class ArmError:
+    """How an arm really differs from its kinematic model: offsets added to the joints (rad; m
+    for the insertion), a gain error of the wrist's joints (4 and 5) and the true base frame
+    relative to the modelled one (4x4)."""
+
+    joint_offset: np.ndarray
+    wrist_coupling: float = 0.0
+    base: np.ndarray = field(default_factory=lambda: np.eye(4))
+
+    def true_joints(self, q: np.ndarray) -> np.ndarray:
+        """Where joints that report ``q`` really are."""
+        true = q + self.joint_offset
+        true[4:6] += self.wrist_coupling * q[4:6]
+        return true
+
+    def reported_joints(self, true: np.ndarray) -> np.ndarray:
+        """What joints that really are at ``true`` report (the inverse of ``true_joints``)."""
+        q = true - self.joint_offset
+        q[4:6] /= 1.0 + self.wrist_coupling
+        return q
 
 
 class Arm:
@@ -50,6 +75,8 @@ class Arm:
         self.q = np.zeros(len(joint_names))
         self.home = self.q.copy()
         self._tip: np.ndarray | None = None  # tip pose of self.q, computed once per set_joints
+        self._model_tip: np.ndarray | None = None
+        self.error: ArmError | None = None  # how the arm really differs from its model (randomisation)
         # Whether the PyBullet body follows the joints; a kinematic model of a real arm (the ROS 2
         # runner's) turns it off: it needs the poses, not the body, and saves the calls.
         self.in_sim = True
@@ -64,15 +91,40 @@ class Arm:
 
     def set_joints(self, q: np.ndarray) -> None:
         self.q = np.clip(np.asarray(q, dtype=np.float64), self.lower, self.upper)
-        self._tip = None
+        self._tip = self._model_tip = None
         if self.in_sim:
-            self.sim.set_joint_positions(self.name, self.joint_ids, self.q)
+            self.sim.set_joint_positions(self.name, self.joint_ids, self.true_joints())
+
+    def set_error(self, error: ArmError | None) -> None:
+        """Make the real arm differ from its kinematic model by ``error`` (None: not at all). ``q``
+        stays what the joints report; the body, ``tip_pose`` and all the world sees move."""
+        self.error = error
+        base = self.base if error is None else self.base @ error.base
+        if self.in_sim:
+            self.sim.set_base_pose(self.name, base[:3, 3], matrix_to_quat(base[:3, :3]))
+        self.set_joints(self.q)
+
+    def true_joints(self) -> np.ndarray:
+        """Where the joints really are: ``q`` unless the arm has a kinematic ``error``."""
+        return self.q if self.error is None else self.error.true_joints(self.q)
 
     def tip_pose(self) -> np.ndarray:
-        """World pose (4x4) of the tool tip or camera, from the DH model."""
+        """World pose (4x4) of the tool tip or camera: where it really is (the DH model, of the
+        true joints and base when the arm has a kinematic ``error``)."""
         if self._tip is None:
-            self._tip = self.base @ self.local_tip_pose(self.q)
+            if self.error is None:
+                self._tip = self.model_tip_pose()
+            else:
+                self._tip = self.base @ self.error.base @ self.local_tip_pose(self.true_joints())
         return self._tip.copy()
+
+    def model_tip_pose(self) -> np.ndarray:
+        """World pose (4x4) of the tip as the arm's kinematic model puts it from the joints it
+        reports: what a robot knows, and what controllers and observations use. It is
+        ``tip_pose`` unless the arm has a kinematic ``error``."""
+        if self._model_tip is None:
+            self._model_tip = self.base @ self.local_tip_pose(self.q)
+        return self._model_tip.copy()
 
     def sim_tip_pose(self) -> np.ndarray:
         """World pose (4x4) of the tip frame as PyBullet computes it from the URDF."""
@@ -107,7 +159,7 @@ class Arm:
 
     def cp(self) -> np.ndarray:
         """``measured_cp`` of the joints now, from the cached tip pose."""
-        return self.cp_from_tip(self.tip_pose())
+        return self.cp_from_tip(self.model_tip_pose())
 
     def cp_from_tip(self, tip: np.ndarray) -> np.ndarray:
         """The ``measured_cp`` pose of a world tip pose."""
@@ -157,19 +209,28 @@ class PSM(Arm):
             self.sim.set_joint_positions(self.name, self.jaw_ids, np.array([self.jaw / 2, -self.jaw / 2]))
 
     def ik(self, tip_pose_world: np.ndarray, q_ref: np.ndarray | None = None) -> np.ndarray:
-        """Joints for a world tool-tip pose; the tool roll is the one nearest ``q_ref`` (default: now)."""
-        return self.tool.ik(self.base_inv @ tip_pose_world, q_ref=self.q if q_ref is None else q_ref)
+        """Joints (as reported) that put the real tool tip at a world pose: the inverse of
+        ``tip_pose``. The tool roll is the one nearest ``q_ref`` (default: now)."""
+        q_ref = self.q if q_ref is None else q_ref
+        if self.error is None:
+            return self.model_ik(tip_pose_world, q_ref)
+        local = np.linalg.inv(self.base @ self.error.base) @ tip_pose_world
+        return self.error.reported_joints(self.tool.ik(local, q_ref=self.error.true_joints(q_ref)))
+
+    def model_ik(self, tip_pose_world: np.ndarray, q_ref: np.ndarray) -> np.ndarray:
+        """Joints for a world tip pose by the arm's kinematic model (the inverse of ``model_tip_pose``)."""
+        return self.tool.ik(self.base_inv @ tip_pose_world, q_ref=q_ref)
 
     def joints_toward(self, position: np.ndarray, rotation: np.ndarray) -> np.ndarray:
-        """Joints with the tip at a world position, turned by a world-frame rotation vector."""
-        target = self.tip_pose()
+        """Joints with the model's tip at a world position, turned by a world-frame rotation vector."""
+        target = self.model_tip_pose()
         target[:3, :3] = rotation_from_vector(rotation) @ target[:3, :3]
         target[:3, 3] = position
-        return self.ik(target)
+        return self.model_ik(target, self.q)
 
     def state(self) -> np.ndarray:
-        """Tip position (3), tip rotation as 6-D (6), jaw angle (1)."""
-        pose = self.tip_pose()
+        """Tip position (3), tip rotation as 6-D (6), jaw angle (1), as the arm reports them."""
+        pose = self.model_tip_pose()
         return np.concatenate([pose[:3, 3], rot6d(pose[:3, :3]), [self.jaw]])
 
 
@@ -207,9 +268,9 @@ class ECM(Arm):
     def joints_toward(self, position: np.ndarray, rotation: np.ndarray) -> np.ndarray:
         """Joints with the camera at a world position, looking along the shaft line: of a rotation,
         only the roll about the optical axis applies."""
-        return self.ik(position, self.q[3] + float(np.dot(rotation, self.tip_pose()[:3, 2])))
+        return self.ik(position, self.q[3] + float(np.dot(rotation, self.model_tip_pose()[:3, 2])))
 
     def state(self) -> np.ndarray:
-        """Camera position (3) and rotation as 6-D (6)."""
-        pose = self.tip_pose()
+        """Camera position (3) and rotation as 6-D (6), as the arm reports them."""
+        pose = self.model_tip_pose()
         return np.concatenate([pose[:3, 3], rot6d(pose[:3, :3])])

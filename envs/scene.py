@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
 
-from surgisim.envs.camera import Camera, SegLabel
+from surgisim.envs.appearance import Light, texture_file
+from surgisim.envs.camera import CAMERA_FOV_DEG, Camera, SegLabel
 from surgisim.envs.kinematics import shaft_angles
 from surgisim.envs.robots import ECM, PSM, Arm
 from surgisim.envs.sim import Sim
 from surgisim.envs.tools import Tool, default_tool
 from surgisim.envs.transforms import look_at_base
+from surgisim.envs.urdf_builder import TISSUE_HALF_SIZE
 
-TISSUE_HALF_EXTENTS = np.array([0.25, 0.25, 0.005])  # a 50 cm x 50 cm tissue bed whose top face is z = 0
-TISSUE_RGBA = (0.82, 0.52, 0.5, 1.0)
+TISSUE_HALF_EXTENTS = np.array([TISSUE_HALF_SIZE, TISSUE_HALF_SIZE, 0.005])  # a tissue bed whose top face is z = 0
 PSM_RCM = np.array([-0.07, 0.05, 0.10])  # where the instrument passes the body wall
 PSM_AIM = np.array([0.0, 0.0, 0.02])
 PSM2_RCM = np.array([0.07, 0.05, 0.10])  # the second instrument, mirrored (the surgeon's left hand)
@@ -24,6 +26,19 @@ ECM_HOME_DISTANCE = 0.13  # camera to the aim point
 ArmType = TypeVar("ArmType", bound=Arm)
 
 
+@dataclass
+class Look:
+    """How the scene looks in one episode: the tissue texture's number, a colour gain (RGB) on
+    tissue, organs and vessels, the light, the camera's field of view and a pose offset of the
+    rendered view from the endoscope's tip (4x4; what an unmodelled camera mount does)."""
+
+    tissue_texture: int = 0
+    tint: np.ndarray = field(default_factory=lambda: np.ones(3))
+    light: Light = field(default_factory=Light)
+    fov_deg: float = CAMERA_FOV_DEG
+    camera_jitter: np.ndarray = field(default_factory=lambda: np.eye(4))
+
+
 class Scene:
     """Builds the bodies once; tasks add theirs in ``Task.build`` and move them on reset."""
 
@@ -31,12 +46,13 @@ class Scene:
         self.sim = Sim(renderer)
         self.tool = tool or default_tool()  # every PSM's instrument
         self.camera = Camera(self.sim)
+        surface = {"fileName": "tissue.obj", "visualFramePosition": [0.0, 0.0, TISSUE_HALF_EXTENTS[2]]}
         tissue = self.sim.create_body(
-            "tissue",
-            visual=("box", {"halfExtents": TISSUE_HALF_EXTENTS.tolist()}),
-            collision=("box", {"halfExtents": TISSUE_HALF_EXTENTS.tolist()}),
-            rgba=TISSUE_RGBA,
+            "tissue", visual=("mesh", surface), collision=("box", {"halfExtents": TISSUE_HALF_EXTENTS.tolist()})
         )
+        self.look = Look()
+        self.textured: dict[str, tuple[str, tuple[float, ...]]] = {}  # body -> (texture kind, colour)
+        self.add_textured("tissue", "tissue", (1.0, 1.0, 1.0, 1.0))
         self.sim.set_base_pose("tissue", np.array([0.0, 0.0, -TISSUE_HALF_EXTENTS[2]]), np.array([0, 0, 0, 1.0]))
         self.camera.set_label(tissue, SegLabel.TISSUE)
         self.arms: dict[str, Arm] = {}
@@ -45,6 +61,25 @@ class Scene:
         direction = (ECM_AIM - ECM_RCM) / np.linalg.norm(ECM_AIM - ECM_RCM)
         self.ecm.move_tip(ECM_AIM - ECM_HOME_DISTANCE * direction, np.zeros(3))
         self.ecm.home = self.ecm.q.copy()
+
+    def add_textured(self, name: str, kind: str, rgba: tuple[float, ...]) -> None:
+        """Give body ``name`` the scene's texture of ``kind`` (``appearance.KINDS``) tinted by ``rgba``;
+        ``set_look`` changes them all."""
+        self.textured[name] = (kind, rgba)
+        self._apply_texture(name)
+
+    def _apply_texture(self, name: str) -> None:
+        kind, rgba = self.textured[name]
+        tint = np.append(self.look.tint, 1.0)
+        seed = self.look.tissue_texture if kind == "tissue" else 0
+        self.sim.set_look(name, texture_file(kind, seed), tuple(np.clip(np.asarray(rgba) * tint, 0.0, 1.0)))
+
+    def set_look(self, look: Look) -> None:
+        """Change how the scene looks (textures, colours, light, the camera's optics)."""
+        self.look = look
+        for name in self.textured:
+            self._apply_texture(name)
+        self.camera.set_fov(look.fov_deg)
 
     def add_arm(self, kind: type[ArmType], name: str, base: np.ndarray, label: SegLabel, **options: Any) -> ArmType:
         """Add an arm of ``kind`` (made with ``options``) with its RCM frame at ``base``; a PSM's home
@@ -58,7 +93,7 @@ class Scene:
 
     def add_second_psm(self) -> PSM:
         """Add PSM2 (for two-handed tasks); call once, from a task's ``build``."""
-        return self.add_arm(PSM, "psm2", look_at_base(PSM2_RCM, PSM_AIM), SegLabel.INSTRUMENT, tool=self.tool)
+        return self.add_arm(PSM, "psm2", look_at_base(PSM2_RCM, PSM_AIM), SegLabel.INSTRUMENT_PSM2, tool=self.tool)
 
     def psms(self) -> list[PSM]:
         return [arm for arm in self.arms.values() if isinstance(arm, PSM)]
@@ -82,7 +117,8 @@ class Scene:
         return self.ecm.tip_pose()
 
     def render(self, size: int, depth: bool = False, seg: bool = False) -> dict[str, np.ndarray]:
-        return self.camera.render(self.camera_pose(), size, depth, seg)
+        """The endoscope's view (its pose jittered by ``look.camera_jitter``), lit by ``look.light``."""
+        return self.camera.render(self.camera_pose() @ self.look.camera_jitter, size, depth, seg, self.look.light)
 
     def close(self) -> None:
         self.sim.close()

@@ -22,6 +22,8 @@ import numpy as np
 import pybullet
 from pybullet_utils.bullet_client import BulletClient
 
+from surgisim.envs.appearance import Light
+
 RENDERERS = ("tiny", "egl")
 
 
@@ -68,6 +70,7 @@ class Sim:
             self.client = BulletClient(connection_mode=pybullet.DIRECT)
         self.client.setGravity(0.0, 0.0, -9.81)
         self.bodies: dict[str, int] = {}
+        self.textures: dict[str, int] = {}  # file -> PyBullet texture id, loaded once
         self.renderer = self._select_renderer(renderer)
 
     def _select_renderer(self, renderer: str) -> str:
@@ -163,6 +166,18 @@ class Sim:
         self.bodies[name] = body
         return body
 
+    def set_look(self, name: str, texture: str | None = None, rgba: tuple[float, ...] | None = None,
+                 link: int = -1) -> None:  # fmt: skip
+        """Put the image file ``texture`` on a body's link (it multiplies the colour) and/or set its colour."""
+        options: dict = {}
+        if texture is not None:
+            if texture not in self.textures:
+                self.textures[texture] = self.client.loadTexture(texture)
+            options["textureUniqueId"] = self.textures[texture]
+        if rgba is not None:
+            options["rgbaColor"] = list(rgba)
+        self.client.changeVisualShape(self.bodies[name], link, **options)
+
     def set_collisions(self, name: str, enabled: bool) -> None:
         """Take a body (all its links) out of physics contacts, or put it back; contact queries
         such as ``in_contact`` still see it."""
@@ -237,14 +252,18 @@ class Sim:
         return list(pybullet.computeViewMatrix(eye.tolist(), target.tolist(), up.tolist()))
 
     def render(
-        self, view: list[float], projection: list[float], width: int, height: int, segmentation: bool
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        self, view: list[float], projection: list[float], width: int, height: int, segmentation: bool,
+        light: Light | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:  # fmt: skip
         """RGB (uint8, H x W x 3), the raw depth buffer (float, H x W) and body-id segmentation."""
         flags = 0 if segmentation else pybullet.ER_NO_SEGMENTATION_MASK
         renderer = pybullet.ER_BULLET_HARDWARE_OPENGL if self.renderer == "egl" else pybullet.ER_TINY_RENDERER
+        light = light or Light()
         _, _, rgba, depth, seg = self.client.getCameraImage(
-            width, height, view, projection, shadow=0, flags=flags, renderer=renderer
-        )
+            width, height, view, projection, shadow=0, flags=flags, renderer=renderer,
+            lightDirection=list(light.direction), lightColor=list(light.color), lightAmbientCoeff=light.ambient,
+            lightDiffuseCoeff=light.diffuse, lightSpecularCoeff=light.specular,
+        )  # fmt: skip
         rgb = np.asarray(rgba, dtype=np.uint8).reshape(height, width, 4)[..., :3]
         depth = np.asarray(depth, dtype=np.float32).reshape(height, width)
         seg_ids = np.asarray(seg, dtype=np.int32).reshape(height, width) if segmentation else None

@@ -58,7 +58,9 @@ class Replay:
     commanded: dict[str, np.ndarray]  # the set-points after assistance (N, 3) per arm
     reached: dict[str, np.ndarray]  # the tip after inverse kinematics and joint limits
     corrections: dict[str, np.ndarray]  # per assistance, the largest correction over the arms (m)
-    contact_depth: np.ndarray  # deepest penetration into anatomy or the tissue bed (m, 0: none)
+    # deepest penetration into anatomy or the tissue bed (m, 0: none); where anatomy stopped the
+    # instrument, how deep the set-point went (the task's ``contact_depth_mm``)
+    contact_depth: np.ndarray
     contact_points: list[np.ndarray]  # where (world), per step (empty: none)
     clearance: np.ndarray  # the instrument's distance to organs and vessels (to the tissue bed without them), m;
     # negative: interpenetration; at most CLEARANCE_RANGE
@@ -180,6 +182,7 @@ class _Recorder:
                 for distance, point, _ in model.scene.sim.closest_points(name, body, 0.0):
                     deepest = max(deepest, -distance)
                     where.append(point)
+        deepest = max(deepest, float(info.get("contact_depth_mm", 0.0)) / 1000.0)
         self.depth[step], camera = deepest, model.scene.camera_pose()
         distances = [distance for name in self.driven for body in self.nearby
                      for distance, _, _ in model.scene.sim.closest_points(name, body, CLEARANCE_RANGE)]  # fmt: skip

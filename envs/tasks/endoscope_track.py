@@ -10,7 +10,8 @@ from surgisim.envs.scene import Scene
 from surgisim.envs.tasks.base import Expert, Task
 from surgisim.envs.tasks.markers import add_target_marker
 
-LESION_HALF_AXES = (0.006, 0.006, 0.0015)
+LESION_HALF_AXES = (0.006, 0.006, 0.004)  # a raised dome, 12 mm across: tall enough to show in depth
+LESION_CENTRE_Z = 0.00075  # the tracked point, 0.75 mm above the tissue
 LESION_RGBA = (0.45, 0.1, 0.45, 1.0)
 VIEW_DISTANCE = 0.08  # metres from the camera to the lesion, along the optical axis
 START_VIEW_ANGLE_DEG = 25.0  # the lesion starts at most this far off the optical axis
@@ -45,7 +46,8 @@ class EndoscopeTrack(Task):
     step says whether the lesion is centred then.
 
     ## Version history
-    v0: first release.
+    v0: first release. Since 2026-11-29 the scene is textured and the lesion is a 4 mm dome
+    (it was 1.5 mm high); the tracked point and the state observation are unchanged.
     """
 
     arms = ("ecm",)
@@ -80,7 +82,7 @@ class EndoscopeTrack(Task):
 
     def lesion_position(self, time: float) -> np.ndarray:
         xy = self.centre + self.amplitude * np.sin(self.frequency * time + self.phase)
-        return np.array([xy[0], xy[1], LESION_HALF_AXES[2] * 0.5])
+        return np.array([xy[0], xy[1], LESION_CENTRE_Z])
 
     def _place_lesion(self, scene: Scene) -> None:
         scene.sim.set_base_pose("lesion", self.lesion_position(self.time), np.array([0.0, 0.0, 0.0, 1.0]))

@@ -32,3 +32,42 @@ class GoalMarker:
     def place(self, position: np.ndarray) -> None:
         self.position = np.array(position, dtype=np.float64)
         self.scene.sim.set_base_pose(self.name, self.position, NO_ROTATION)
+
+
+DAMAGE_RGBA = (0.32, 0.03, 0.04, 1.0)  # bruised, bleeding tissue
+DAMAGE_MARK_RADIUS = 0.0012  # m: a 1 mm needle's puncture, slightly bruised around
+DAMAGE_MARK_SPACING = 0.0015  # m between the marks of a drag, so that they join into a smear
+DAMAGE_MARKS = 40  # at most this many marks an episode (60 mm of drag); later damage adds none
+DAMAGE_MARK_HEIGHT = 0.0007  # m: over the tissue's entry and exit marks (0.6 mm high), as blood would be
+HIDDEN = np.array([0.0, 0.0, -1.0])  # below the tissue bed, out of every view
+
+
+class DamageMarks:
+    """Punctures and drag marks on the tissue surface: flat dark-red discs where the needle went
+    in and out and along the way the holes were dragged, labelled DAMAGE in segmentation."""
+
+    def __init__(self, scene: Scene) -> None:
+        self.scene = scene
+        shape = {"fileName": "prism8.obj", "meshScale": [DAMAGE_MARK_RADIUS, DAMAGE_MARK_RADIUS, 0.0002]}
+        for i in range(DAMAGE_MARKS):
+            body = scene.sim.create_body(f"damage{i}", visual=("mesh", shape), collision=None, rgba=DAMAGE_RGBA)
+            scene.camera.set_label(body, SegLabel.DAMAGE)
+        self.points: list[np.ndarray] = []
+
+    def reset(self) -> None:
+        self.set_points([])
+
+    def add(self, point: np.ndarray) -> None:
+        """Mark the tissue surface under ``point``, unless a mark is already there (or none are left)."""
+        spot = np.array([point[0], point[1], DAMAGE_MARK_HEIGHT])
+        near = any(np.linalg.norm(spot - mark) < DAMAGE_MARK_SPACING for mark in self.points)
+        if not near and len(self.points) < DAMAGE_MARKS:
+            self.scene.sim.set_base_pose(f"damage{len(self.points)}", spot, NO_ROTATION)
+            self.points.append(spot)
+
+    def set_points(self, points: list) -> None:
+        self.points = []
+        for i in range(DAMAGE_MARKS):
+            self.scene.sim.set_base_pose(f"damage{i}", HIDDEN, NO_ROTATION)
+        for point in points:
+            self.add(np.asarray(point, dtype=np.float64))

@@ -21,6 +21,8 @@ ORGAN_RGBA = ((0.55, 0.3, 0.2, 1.0), (0.75, 0.65, 0.3, 1.0))
 CLEARANCE = 0.003  # planned paths keep this far (m) from anatomy
 SAFE_RADIUS = 0.04  # with the tip this close to the RCM, the instrument is above all anatomy
 BLOCKER = 3  # index of the largest organ in the anatomy list
+CONTACT_TOLERANCE = 0.0005  # m: how far into anatomy a stopped instrument may rest
+ANATOMY_STIFFNESS = 300.0  # N/m: a soft organ's resistance to indentation, for the reported force
 
 
 class NavigateAnatomy(NeedleReach):
@@ -34,7 +36,10 @@ class NavigateAnatomy(NeedleReach):
     target is placed so that the instrument can reach it without contact along a path that
     first retracts towards the RCM, swings above the anatomy and then inserts. Contact of any
     part of the instrument with anatomy costs 1 per step (``info["cost"]``) and makes the
-    episode a failure (``is_success`` stays False).
+    episode a failure (``is_success`` stays False). Anatomy is solid: a motion that would take
+    the instrument into it stops where the instrument meets its surface (within 0.5 mm), and
+    ``info`` reports how deep the commanded motion would have gone (``contact_depth_mm``) and the
+    force an organ of 300 N/m stiffness would push back with (``contact_force_n``).
 
     ## Action space
     PSM actions (see ``SurgicalEnv``). Workspace: x, y in [-8, 8] cm, z in [0.3, 9] cm.
@@ -55,7 +60,8 @@ class NavigateAnatomy(NeedleReach):
     Terminates on reaching the target; truncated after 100 steps.
 
     ## Version history
-    v0: first release.
+    v0: first release. Since 2026-11-29 anatomy stops the instrument (before, contact was only
+    counted) and the scene is textured; the shipped policy scores the same (0.95, contact 0.05).
     """
 
     max_episode_steps = 100
@@ -76,20 +82,23 @@ class NavigateAnatomy(NeedleReach):
                 name,
                 visual=("mesh", {"fileName": "prism8.obj", "meshScale": [radius, radius, VESSEL_LENGTH]}),
                 collision=("cylinder", {"radius": radius, "height": VESSEL_LENGTH}),
-                rgba=rgba,
             )
+            scene.add_textured(name, "vessel", rgba)
             self.anatomy.append(name)
             self.shape_features.append(np.array([radius, radius, VESSEL_LENGTH / 2, 0.0]))
         for i, (axes, rgba) in enumerate(zip(ORGAN_HALF_AXES, ORGAN_RGBA, strict=True)):
             name = f"organ{i}"
             mesh = {"fileName": "icosphere.obj", "meshScale": list(axes)}
-            scene.sim.create_body(name, visual=("mesh", mesh), collision=("mesh", mesh), rgba=rgba)
+            scene.sim.create_body(name, visual=("mesh", mesh), collision=("mesh", mesh))
+            scene.add_textured(name, "organ", rgba)
             self.anatomy.append(name)
             self.shape_features.append(np.array([*axes, 1.0]))
         for name in self.anatomy:
             scene.camera.set_label(scene.sim.bodies[name], SegLabel.ANATOMY)
         self.anatomy_poses = np.zeros((len(self.anatomy), 4))  # x, y, z, heading
         self.touching = False
+        self.contact_depth = 0.0  # m, how far the last commanded motion went into anatomy
+        self.free_joints = scene.psm.q.copy()  # the PSM's last joints outside anatomy
 
     def reset(self, scene: Scene, rng: np.random.Generator) -> None:
         # Rejection sampling: the largest organ sits between start and target, across the straight
@@ -110,7 +119,7 @@ class NavigateAnatomy(NeedleReach):
             scene.psm.set_joints(start)
             if clear:
                 self.target.place(goal)
-                self.touching = False
+                self.touching, self.contact_depth, self.free_joints = False, 0.0, start.copy()
                 return
 
     def _place_anatomy(self, scene: Scene, xy: np.ndarray, headings: np.ndarray) -> None:
@@ -148,20 +157,45 @@ class NavigateAnatomy(NeedleReach):
         pairs = zip(self.anatomy_poses, self.shape_features, strict=True)
         return np.concatenate([np.concatenate([pose[:3], shape]) for pose, shape in pairs])
 
+    def _depth(self, scene: Scene) -> float:
+        """How far (m) the instrument is inside the anatomy (0 when it is not)."""
+        points = [point for name in self.anatomy for point in scene.sim.closest_points(scene.psm.name, name, 0.0)]
+        return max((-distance for distance, _, _ in points), default=0.0)
+
     def step_world(self, scene: Scene) -> None:
+        """Stop the instrument at the anatomy's surface: of the motion from the last joints that
+        were outside it, keep the largest part (by bisection) that stays within ``CONTACT_TOLERANCE``."""
+        psm = scene.psm
+        self.contact_depth = self._depth(scene)
+        if self.contact_depth > CONTACT_TOLERANCE:
+            commanded, free, reach = psm.q.copy(), self.free_joints, 0.0
+            step = 0.5
+            for _ in range(10):
+                psm.set_joints(free + (reach + step) * (commanded - free))
+                if self._depth(scene) <= CONTACT_TOLERANCE:
+                    reach += step
+                step /= 2
+            psm.set_joints(free + reach * (commanded - free))
+        self.free_joints = psm.q.copy()
         self.touching = not self._clear(scene, margin=0.0)
         self.failed = self.failed or self.touching
 
     def cost(self, scene: Scene) -> float:
         return float(self.touching)
 
+    def extra_info(self, scene: Scene) -> dict[str, Any]:
+        depth_mm = self.contact_depth * 1000.0
+        return {"contact_depth_mm": depth_mm, "contact_force_n": ANATOMY_STIFFNESS * self.contact_depth}
+
     def get_state(self) -> dict[str, Any]:
-        return {**super().get_state(), "anatomy_poses": self.anatomy_poses.copy(), "touching": self.touching}
+        return {**super().get_state(), "anatomy_poses": self.anatomy_poses.copy(), "touching": self.touching,
+                "contact_depth": self.contact_depth, "free_joints": self.free_joints.copy()}  # fmt: skip
 
     def set_state(self, scene: Scene, state: dict[str, Any]) -> None:
         super().set_state(scene, state)
         self.anatomy_poses = np.array(state["anatomy_poses"])
         self.touching = bool(state["touching"])
+        self.contact_depth, self.free_joints = float(state["contact_depth"]), np.array(state["free_joints"])
         self._apply_anatomy_poses(scene)
 
 

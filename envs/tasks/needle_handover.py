@@ -48,7 +48,8 @@ class NeedleHandover(NeedleTask):
     Terminates on success; truncated after 100 steps.
 
     ## Version history
-    v0: first release.
+    v0: first release. Since 2026-11-29 PSM2 has its own segmentation label (8) and the scene
+    is textured, with visible damage marks; the state observation is unchanged.
     """
 
     max_episode_steps = 100

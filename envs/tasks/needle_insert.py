@@ -15,7 +15,7 @@ from surgisim.envs.tasks.needle_task import NeedleTask, drive_along_arc
 from surgisim.envs.tissue import tip_position
 from surgisim.envs.transforms import make_pose
 
-MARK_HALF_AXES = (0.0015, 0.0015, 0.0003)
+MARK_HALF_AXES = (0.003, 0.003, 0.0003)  # 6 mm across: 3 pixels of an 84² image at the home view
 ENTRY_RGBA, EXIT_RGBA = (0.1, 0.8, 0.2, 1.0), (0.1, 0.4, 0.95, 1.0)
 START_BEFORE_ENTRY = 0.15  # rad of arc between the tip and the entry mark at the ideal start
 UNFINISHED = 0.1  # metres added to the goal distance until the tip has come out
@@ -76,7 +76,8 @@ class NeedleInsert(NeedleTask):
     Terminates on success; truncated after 60 steps.
 
     ## Version history
-    v0: first release.
+    v0: first release. Since 2026-11-29 the scene is textured, the marks are 6 mm across (were 3)
+    and punctures and drags leave visible damage marks; the state observation is unchanged.
     """
 
     max_episode_steps = 60

@@ -51,7 +51,7 @@ class NeedlePick(NeedleTask):
     Terminates on success; truncated after 80 steps.
 
     ## Version history
-    v0: first release.
+    v0: first release. Since 2026-11-29 the scene is textured, with visible damage marks (images only).
     """
 
     max_episode_steps = 80

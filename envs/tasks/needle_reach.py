@@ -37,7 +37,7 @@ class NeedleReach(Task):
     Terminates on success; truncated after 50 steps.
 
     ## Version history
-    v0: first release.
+    v0: first release. Since 2026-11-29 the scene is textured (images only).
     """
 
     max_episode_steps = 50

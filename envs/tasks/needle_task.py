@@ -13,6 +13,7 @@ from surgisim.envs.kinematics import JAW_LIMITS, rot_z
 from surgisim.envs.needle import NEEDLE_ARC, NEEDLE_RADIUS, NEEDLE_WIRE_RADIUS, Needle
 from surgisim.envs.scene import Scene
 from surgisim.envs.tasks.base import ExpertEnv, Task
+from surgisim.envs.tasks.markers import DamageMarks
 from surgisim.envs.tissue import Tissue, rot_about_z
 from surgisim.envs.transforms import make_pose, rot6d
 
@@ -50,6 +51,7 @@ class NeedleTask(Task):
         self.grasp = self.grasps[0]  # PSM1's
         self.holders: list[int] = []  # indices of the grasps that hold the needle, earliest first
         self.tissue = Tissue()
+        self.damage_marks = DamageMarks(scene)
         self.previous_jaws = [0.0] * len(self.grasps)
         self.falling = False  # physics runs only while a released needle has not come to rest
 
@@ -59,6 +61,7 @@ class NeedleTask(Task):
             grasp.reset()
         self.holders = []
         self.tissue.reset()
+        self.damage_marks.reset()
         self.falling = False
         self.needle.set_pose(pose)
         if held:
@@ -89,7 +92,11 @@ class NeedleTask(Task):
                 self.needle.forget_contacts()  # so that a restored (unpickled) env steps the same
                 scene.step_physics(PHYSICS_SUBSTEPS)
                 self.falling = bool(np.abs(self.needle.velocity()).max() > REST_SPEED)
+        holes = (self.tissue.entry, self.tissue.exit)
         self.tissue.update(before, self.needle.pose())
+        for hole_before, hole in zip(holes, (self.tissue.entry, self.tissue.exit), strict=True):
+            if hole is not None and (hole_before is None or not np.array_equal(hole, hole_before)):
+                self.damage_marks.add(hole)  # a puncture, or a hole dragged through the tissue
         self.failed = self.failed or self.tissue.damage_mm > self.damage_limit_mm
 
     def _follow_first_holder(self) -> None:
@@ -126,6 +133,7 @@ class NeedleTask(Task):
             "holders": list(self.holders),
             "previous_jaws": list(self.previous_jaws),
             "tissue": self.tissue.get_state(),
+            "damage_marks": [point.copy() for point in self.damage_marks.points],
         }
 
     def set_state(self, scene: Scene, state: dict[str, Any]) -> None:
@@ -137,6 +145,7 @@ class NeedleTask(Task):
         self.holders = [int(i) for i in state["holders"]]
         self.previous_jaws = [float(jaw) for jaw in state["previous_jaws"]]
         self.tissue.set_state(state["tissue"])
+        self.damage_marks.set_points(state["damage_marks"])
 
 
 def jaws_down_pose(tip: np.ndarray, heading: float) -> np.ndarray:

@@ -73,7 +73,8 @@ class SutureThrow(NeedleInsert):
     Terminates on success; truncated after 400 steps.
 
     ## Version history
-    v0: first release.
+    v0: first release. Since 2026-11-29 the scene is textured, the marks are 6 mm across (were 3)
+    and damage is visible; the state observation is unchanged.
     """
 
     max_episode_steps = 400

@@ -1,0 +1,207 @@
+"""Domain randomisation: named groups of seeded draws that make each episode look and behave a
+little differently, as a real robot, camera and operating room would.
+
+``gymnasium.make(ID, randomize="appearance,control")`` (or ``"all"``) turns groups on; their
+ranges come from ``configs/randomize.yaml`` or a copy the user edits (``randomize_config=PATH``).
+Groups and what each changes (nothing else):
+
+- ``appearance``: the images only: tissue texture, colours, light, camera intrinsics and pose
+  jitter (of the rendered view, not of the arm), lens distortion, sensor noise and blur.
+- ``kinematics``: where the arms really are versus what their joints report (joint, insertion and
+  wrist-coupling errors, RCM shift and base registration). The world (contacts, grasps, success)
+  follows the true arm; the observation and the controllers use the arm's kinematic model, as a
+  robot's do. Scripted experts close the loop on the true tip (privileged state).
+- ``control``: latency of whole steps, action noise, control-period jitter.
+- ``observation``: noise on ``obs["observation"]``.
+
+Every draw comes from a generator spawned from the env's seed (not from the task's draws), so
+the same seed gives the same randomised episode, and turning a group on leaves the task's own
+draws (goals, layouts) as they were.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from surgisim.envs.appearance import LIGHT_AZIMUTH_DEG, LIGHT_ELEVATION_DEG, Light, light_direction
+from surgisim.envs.robots import ArmError
+from surgisim.envs.scene import Look
+from surgisim.envs.transforms import make_pose, rotation_from_vector
+
+# Per group, each key: (integer draw, whether its values must be >= 0).
+KEYS: dict[str, dict[str, tuple[bool, bool]]] = {
+    "appearance": {
+        "tissue_texture": (True, True), "tint": (False, True), "light_azimuth_deg": (False, False),
+        "light_elevation_deg": (False, True), "light_color": (False, True), "light_ambient": (False, True),
+        "light_diffuse": (False, True), "light_specular": (False, True), "fov_deg": (False, True),
+        "camera_shift_mm": (False, True), "camera_tilt_deg": (False, True), "lens_distortion_k1": (False, False),
+        "image_noise_std": (False, True), "blur_sigma_px": (False, True),
+    },
+    "kinematics": {
+        "joint_offset_deg": (False, False), "insertion_offset_mm": (False, False), "wrist_coupling": (False, False),
+        "rcm_shift_mm": (False, True), "registration_deg": (False, True),
+    },
+    "control": {"latency_steps": (True, True), "action_noise_std": (False, True), "period_jitter": (False, False)},
+    "observation": {"noise_std_mm": (False, True)},
+}  # fmt: skip
+GROUPS = tuple(KEYS)
+DEFAULT_CONFIG = "randomize.yaml"
+
+
+def config_path(name: str) -> Path:
+    """A YAML file shipped in ``surgisim.configs``."""
+    return Path(str(files("surgisim.configs"))) / name
+
+
+def parse_groups(randomize: Any) -> tuple[str, ...]:
+    """The groups of a ``randomize`` argument: None, a comma-separated string (``"all"`` for every
+    group) or a sequence of names; a ``ValueError`` names one that is not a group."""
+    if randomize is None or randomize == "":
+        return ()
+    names = randomize.split(",") if isinstance(randomize, str) else list(randomize)
+    names = [str(name).strip() for name in names]
+    if names == ["all"]:
+        return GROUPS
+    unknown = [name for name in names if name not in GROUPS]
+    if unknown:
+        raise ValueError(f"randomize={randomize!r}: {', '.join(map(repr, unknown))} is not a randomisation group; "
+                         f"use 'all' or some of {', '.join(GROUPS)}")  # fmt: skip
+    return tuple(dict.fromkeys(names))
+
+
+def load_ranges(path: str | Path | None = None) -> dict[str, dict[str, tuple[float, float]]]:
+    """Every group's ranges from a randomisation YAML (default: the package's), checked: an unknown
+    group or key, a range that is not two finite numbers, one whose high is below its low, a
+    negative value where only positive make sense or a fraction in an integer range raises a
+    ``ValueError`` naming the file and the key."""
+    path = Path(path) if path is not None else config_path(DEFAULT_CONFIG)
+    try:
+        document = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise ValueError(f"randomisation config {path}: cannot read it: {error}") from None
+    if not isinstance(document, dict):
+        raise ValueError(f"{path}: a randomisation config maps groups ({', '.join(GROUPS)}) to their ranges")
+    ranges: dict[str, dict[str, tuple[float, float]]] = {}
+    for group, entries in document.items():
+        if group not in KEYS:
+            raise ValueError(f"{path}: {group!r} is not a randomisation group; the groups are {', '.join(GROUPS)}")
+        if not isinstance(entries, dict):
+            raise ValueError(f"{path}: {group}: expected keys with [low, high] ranges, got {entries!r}")
+        ranges[group] = {}
+        for key, value in entries.items():
+            ranges[group][key] = _checked_range(path, group, key, value)
+    return ranges
+
+
+def _checked_range(path: Path, group: str, key: str, value: Any) -> tuple[float, float]:
+    where = f"{path}: {group}.{key}"
+    if key not in KEYS[group]:
+        raise ValueError(f"{path}: {group}.{key} is not a key of {group}; its keys are {', '.join(KEYS[group])}")
+    integer, positive = KEYS[group][key]
+    numbers = value if isinstance(value, list) else [value]
+    if len(numbers) != 2 or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in numbers):
+        raise ValueError(f"{where}: {value!r} is not a range [low, high] of two numbers")
+    low, high = float(numbers[0]), float(numbers[1])
+    if not (np.isfinite(low) and np.isfinite(high)):
+        raise ValueError(f"{where}: {value!r} is not finite")
+    if high < low:
+        raise ValueError(f"{where}: {value!r} is a negative range (high below low)")
+    if positive and low < 0:
+        raise ValueError(f"{where}: {value!r} goes below 0, which it cannot")
+    if integer and not (low.is_integer() and high.is_integer()):
+        raise ValueError(f"{where}: {value!r} must be whole numbers")
+    return low, high
+
+
+@dataclass
+class Episode:
+    """One episode's draws: how it looks, each arm's kinematic error, the control latency and the
+    noise levels that apply every step."""
+
+    look: Look = field(default_factory=Look)
+    arm_errors: dict[str, ArmError] = field(default_factory=dict)
+    latency_steps: int = 0
+    action_noise_std: float = 0.0
+    period_jitter: tuple[float, float] = (0.0, 0.0)
+    observation_noise_m: float = 0.0
+    lens_distortion_k1: float = 0.0
+    image_noise_std: float = 0.0
+    blur_sigma_px: float = 0.0
+
+
+class Randomizer:
+    """Draws an ``Episode`` for the groups turned on, from the ranges of a config."""
+
+    def __init__(self, randomize: Any = None, config: str | None = None) -> None:
+        self.groups = parse_groups(randomize)
+        all_ranges = load_ranges(config) if self.groups or config is not None else {}
+        self.ranges = {group: all_ranges.get(group, {}) for group in self.groups}
+
+    def _draw(self, rng: np.random.Generator, group: str, key: str, default: float, size: int | None = None) -> Any:
+        if key not in self.ranges.get(group, {}):
+            return default if size is None else np.full(size, default)
+        low, high = self.ranges[group][key]
+        if KEYS[group][key][0]:
+            return int(rng.integers(int(low), int(high) + 1))
+        return float(rng.uniform(low, high)) if size is None else rng.uniform(low, high, size)
+
+    def episode(self, rng: np.random.Generator, arms: dict[str, Any]) -> Episode:
+        """A new episode's draws (``arms``: name -> arm, for their joint counts)."""
+        episode = Episode()
+        if "appearance" in self.groups:
+            episode.look = self._look(rng)
+            episode.lens_distortion_k1 = self._draw(rng, "appearance", "lens_distortion_k1", 0.0)
+            episode.image_noise_std = self._draw(rng, "appearance", "image_noise_std", 0.0)
+            episode.blur_sigma_px = self._draw(rng, "appearance", "blur_sigma_px", 0.0)
+        if "kinematics" in self.groups:
+            episode.arm_errors = {name: self._arm_error(rng, len(arm.q)) for name, arm in arms.items()}
+        if "control" in self.groups:
+            episode.latency_steps = self._draw(rng, "control", "latency_steps", 0)
+            episode.action_noise_std = self._draw(rng, "control", "action_noise_std", 0.0)
+            episode.period_jitter = self.ranges["control"].get("period_jitter", (0.0, 0.0))
+        if "observation" in self.groups:
+            episode.observation_noise_m = self._draw(rng, "observation", "noise_std_mm", 0.0) / 1000.0
+        return episode
+
+    def _look(self, rng: np.random.Generator) -> Look:
+        nominal = Look()
+
+        def draw(key: str, default: float, size: int | None = None) -> Any:
+            return self._draw(rng, "appearance", key, default, size)
+
+        direction = light_direction(draw("light_azimuth_deg", LIGHT_AZIMUTH_DEG),
+                                    draw("light_elevation_deg", LIGHT_ELEVATION_DEG))  # fmt: skip
+        light = Light(direction, tuple(draw("light_color", 1.0, 3)), draw("light_ambient", nominal.light.ambient),
+                      draw("light_diffuse", nominal.light.diffuse),
+                      draw("light_specular", nominal.light.specular))  # fmt: skip
+        shift = _random_direction(rng) * draw("camera_shift_mm", 0.0) / 1000.0
+        tilt = _random_direction(rng) * np.deg2rad(draw("camera_tilt_deg", 0.0))
+        return Look(
+            tissue_texture=draw("tissue_texture", 0),
+            tint=draw("tint", 1.0, 3),
+            light=light,
+            fov_deg=draw("fov_deg", nominal.fov_deg),
+            camera_jitter=make_pose(rotation_from_vector(tilt), shift),
+        )
+
+    def _arm_error(self, rng: np.random.Generator, joints: int) -> ArmError:
+        def draw(key: str, size: int | None = None) -> Any:
+            return self._draw(rng, "kinematics", key, 0.0, size)
+
+        offsets = np.deg2rad(draw("joint_offset_deg", joints))
+        offsets[2] = draw("insertion_offset_mm") / 1000.0  # every arm's third joint is its insertion
+        shift = _random_direction(rng) * draw("rcm_shift_mm") / 1000.0
+        turn = _random_direction(rng) * np.deg2rad(draw("registration_deg"))
+        coupling = draw("wrist_coupling") if joints > 4 else 0.0
+        return ArmError(offsets, coupling, make_pose(rotation_from_vector(turn), shift))
+
+
+def _random_direction(rng: np.random.Generator) -> np.ndarray:
+    vector = rng.standard_normal(3)
+    return vector / max(float(np.linalg.norm(vector)), 1e-12)
