@@ -94,7 +94,7 @@ def cmd_twin(args: argparse.Namespace) -> int:
     configure_logging(args)
     transport = make_transport(args.transport, node_name="surgisim_twin")
     twin = SimTwin(transport, args.env_id, DvrkProfile(_namespace(args)), args.seed, args.camera, args.image_size,
-                   args.tool, args.dvrk_version)  # fmt: skip
+                   args.tool, args.dvrk_version, args.randomize, args.randomize_config)  # fmt: skip
     stopped = _stop_on_signals()
     try:
         summary = run_twin(twin, args.rate, args.duration, args.until_success, stop=lambda: stopped[0])
@@ -262,6 +262,9 @@ def add_commands(commands: Any) -> None:
     twin.add_argument("--camera", action="store_true", help="also publish the endoscope image")
     twin.add_argument("--image-size", type=int, default=84, help="side of the published image, pixels")
     twin.add_argument("--until-success", action="store_true", help="stop once the task succeeds")
+    twin.add_argument("--randomize", metavar="GROUPS", help="e.g. kinematics: arms off their reported poses, "
+                      "as an uncalibrated dVRK (see README, Domain randomisation)")  # fmt: skip
+    twin.add_argument("--randomize-config", metavar="FILE", help="YAML of randomisation ranges")
     twin.add_argument("--dvrk-version", default="2.3", choices=("2.2", "2.3"),
                       help="joint names as this dVRK release publishes them: 2.2 outer_yaw..., 2.3 yaw...")  # fmt: skip
     tool(twin)

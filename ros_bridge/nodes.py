@@ -188,15 +188,19 @@ class TwinArm:
 
 class SimTwin:
     """A surgisim env playing the dVRK arms its task drives (``profile`` for the first, the
-    dVRK's names for the others: ``/PSM1``, ``/PSM2``, ``/ECM``)."""
+    dVRK's names for the others: ``/PSM1``, ``/PSM2``, ``/ECM``). ``randomize`` (groups, ranges
+    from ``randomize_config``) makes it a less ideal robot: under ``"kinematics"`` its arms are
+    not where their joints and ``measured_cp`` say, as an uncalibrated dVRK's are not."""
 
     def __init__(self, transport: Transport, env_id: str, profile: DvrkProfile, seed: int = 0,
                  camera: bool = False, image_size: int = 84, tool: str = DEFAULT_TOOL,
-                 dvrk_version: str = "2.3") -> None:  # fmt: skip
+                 dvrk_version: str = "2.3", randomize: str | None = None,
+                 randomize_config: str | None = None) -> None:  # fmt: skip
         if dvrk_version not in DVRK_JOINT_NAMES:
             raise ValueError(f"dVRK version {dvrk_version!r}: use {' or '.join(DVRK_JOINT_NAMES)}")
         self.transport, self.profile = transport, profile
-        self.env = gym.make(env_id, obs_mode="rgb" if camera else "state", image_size=image_size, tool=tool)
+        self.env = gym.make(env_id, obs_mode="rgb" if camera else "state", image_size=image_size, tool=tool,
+                            randomize=randomize, randomize_config=randomize_config)  # fmt: skip
         self.model = self.env.unwrapped
         self.model.reset(seed=seed)
         names = self.model.task.arms

@@ -44,6 +44,21 @@ def test_evaluate_json_is_one_object_on_stdout():
     assert 1 <= metrics["mean_episode_length"] <= 50
 
 
+def test_evaluate_under_randomisation_and_a_bad_group_or_config(tmp_path):
+    plain = run("evaluate", "NeedleReach", "--policy", "pretrained", "--episodes", "3", "--json")
+    varied = run("evaluate", "NeedleReach", "--policy", "pretrained", "--episodes", "3", "--json",
+                 "--randomize", "kinematics,observation")  # fmt: skip
+    assert plain.returncode == varied.returncode == 0, varied.stderr
+    assert json.loads(plain.stdout)["mean_final_distance_mm"] != json.loads(varied.stdout)["mean_final_distance_mm"]
+    result = run("evaluate", "NeedleReach", "--episodes", "1", "--randomize", "lighting")
+    assert result.returncode != 0 and "'lighting' is not a randomisation group" in result.stderr
+    (tmp_path / "ranges.yaml").write_text("kinematics:\n  rcm_shift_mm: [3, 1]\n")
+    result = run("demo", "NeedleReach", "--episodes", "1", "--randomize", "all", "--randomize-config",
+                 str(tmp_path / "ranges.yaml"), "--out", str(tmp_path / "d.mp4"))  # fmt: skip
+    assert result.returncode != 0 and "kinematics.rcm_shift_mm: [3, 1] is a negative range" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "d.mp4").exists()
+
+
 def test_any_policy_can_be_filmed_by_evaluate_and_demo(tmp_path):
     result = run("evaluate", "NeedleReach", "--policy", "pretrained", "--episodes", "2", "--json", "--video",
                  str(tmp_path / "eval.mp4"), "--video-size", "48")  # fmt: skip

@@ -379,6 +379,23 @@ def _pair(policy="pretrained", dry_run=False, command="servo_cp"):
     return twin, runner, spy, seen
 
 
+def test_a_twin_with_kinematic_errors_reports_its_joints_model_not_where_the_tip_is():
+    bus = InProcessBus()
+    twin = SimTwin(InProcessTransport(bus), REACH, DvrkProfile(), seed=3, randomize="kinematics")
+    spy, seen = InProcessTransport(bus), {}
+    spy.subscribe("/PSM1/measured_cp", msg.POSE_STAMPED, lambda m: seen.__setitem__("cp", msg.pose_matrix(m)))
+    spy.subscribe("/PSM1/measured_js", msg.JOINT_STATE, lambda m: seen.__setitem__("js", np.array(m.position)))
+    twin.tick()
+    spy.spin_once()
+    tool = twin.arm.tool
+    # What a dVRK computes from its encoders (the dVRK's own FK, conftest) ...
+    assert np.allclose(seen["cp"], dvrk_measured_cp(dvrk_tool_file(tool.name), seen["js"]), atol=5e-5)
+    # ... while the instrument is elsewhere, by the millimetres of an uncalibrated arm.
+    reported_tip = twin.arm.base @ seen["cp"] @ twin.arm.cp_to_tip
+    assert 0.0005 < np.linalg.norm(reported_tip[:3, 3] - twin.arm.tip_pose()[:3, 3]) < 0.01
+    twin.close()
+
+
 @pytest.mark.parametrize("command", ["servo_cp", "servo_jp"])
 def test_runner_completes_needle_reach_on_the_twin_and_nothing_moves_while_disabled(command):
     twin, runner, spy, seen = _pair(command=command)
