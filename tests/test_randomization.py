@@ -5,6 +5,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import yaml
+from gymnasium.utils.env_checker import check_env
 
 from conftest import ENV_IDS
 from surgisim.agents.evaluate import evaluate
@@ -32,6 +33,13 @@ def write_config(tmp_path, document) -> str:
     path = tmp_path / "randomize.yaml"
     path.write_text(yaml.safe_dump(document))
     return str(path)
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_gymnasium_checks_every_randomised_env(env_id):
+    env = gym.make(env_id, obs_mode="rgb", image_size=36, randomize="all")
+    check_env(env.unwrapped, skip_render_check=True)  # its seeding check included
+    env.close()
 
 
 def test_the_same_seed_gives_the_same_randomised_episode_and_another_seed_another():
