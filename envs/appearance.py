@@ -95,12 +95,15 @@ def _texture_folder() -> tempfile.TemporaryDirectory:
     return tempfile.TemporaryDirectory(prefix="surgisim-textures-")
 
 
-@cache
 def texture_file(kind: str, seed: int) -> str:
     """A PNG of texture ``seed`` of ``kind`` (PyBullet loads textures from files), made once per
-    process in a temporary folder that goes with it."""
-    path = Path(_texture_folder().name) / f"{kind}-{seed}.png"
-    cv2.imwrite(str(path), GENERATORS[kind](seed)[..., ::-1])
+    process in a temporary folder that goes with it (and made again if a forked process that
+    shared the folder removed it on exit)."""
+    folder = Path(_texture_folder().name)
+    path = folder / f"{kind}-{seed}.png"
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path), GENERATORS[kind](seed)[..., ::-1])
     return str(path)
 
 

@@ -21,6 +21,7 @@ draws (goals, layouts) as they were.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
@@ -64,6 +65,8 @@ def parse_groups(randomize: Any) -> tuple[str, ...]:
     group) or a sequence of names; a ``ValueError`` names one that is not a group."""
     if randomize is None or randomize == "":
         return ()
+    if not isinstance(randomize, str | list | tuple):
+        raise ValueError(f"randomize={randomize!r}: give group names, e.g. 'appearance,kinematics' or 'all'")
     names = randomize.split(",") if isinstance(randomize, str) else list(randomize)
     names = [str(name).strip() for name in names]
     if names == ["all"]:
@@ -80,6 +83,8 @@ def load_ranges(path: str | Path | None = None) -> dict[str, dict[str, tuple[flo
     group or key, a range that is not two finite numbers, one whose high is below its low, a
     negative value where only positive make sense or a fraction in an integer range raises a
     ``ValueError`` naming the file and the key."""
+    if path is not None and not isinstance(path, str | os.PathLike):
+        raise ValueError(f"randomize_config={path!r}: give the path of a YAML file")
     path = Path(path) if path is not None else config_path(DEFAULT_CONFIG)
     try:
         document = yaml.safe_load(path.read_text())

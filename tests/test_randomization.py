@@ -141,6 +141,12 @@ def test_a_bad_config_is_an_error_naming_the_key(tmp_path, document, message):
 def test_an_unknown_group_or_unreadable_config_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="'lighting' is not a randomisation group; use 'all' or some of appearance"):
         gym.make("surgisim/NeedleReach-v0", randomize="appearance,lighting")
+    with pytest.raises(ValueError, match="randomize=5: give group names"):
+        gym.make("surgisim/NeedleReach-v0", randomize=5)
+    with pytest.raises(ValueError, match=r"randomize_config=3\.5: give the path of a YAML file"):
+        gym.make("surgisim/NeedleReach-v0", randomize="all", randomize_config=3.5)
+    with pytest.raises(ValueError, match=r"nowhere\.yaml: cannot read it"):
+        gym.make("surgisim/NeedleReach-v0", randomize="all", randomize_config=str(tmp_path / "nowhere.yaml"))
     (tmp_path / "broken.yaml").write_text("appearance: [tint\n")
     with pytest.raises(ValueError, match=r"broken\.yaml: cannot read it"):
         gym.make("surgisim/NeedleReach-v0", randomize="all", randomize_config=str(tmp_path / "broken.yaml"))
