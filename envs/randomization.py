@@ -5,8 +5,10 @@ little differently, as a real robot, camera and operating room would.
 ranges come from ``configs/randomize.yaml`` or a copy the user edits (``randomize_config=PATH``).
 Groups and what each changes (nothing else):
 
-- ``appearance``: the images only: tissue texture, colours, light, camera intrinsics and pose
-  jitter (of the rendered view, not of the arm), lens distortion, sensor noise and blur.
+- ``appearance``: the images: tissue texture, colours, light, camera intrinsics, lens
+  distortion, sensor noise and blur, and the camera's pose on the endoscope (jitter of its mount,
+  unknown to the ECM's model): what is defined in the camera's frame (EndoscopeTrack's lesion)
+  follows the real camera too.
 - ``kinematics``: where the arms really are versus what their joints report (joint, insertion and
   wrist-coupling errors, RCM shift and base registration). The world (contacts, grasps, success)
   follows the true arm; the observation and the controllers use the arm's kinematic model, as a

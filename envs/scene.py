@@ -29,8 +29,8 @@ ArmType = TypeVar("ArmType", bound=Arm)
 @dataclass
 class Look:
     """How the scene looks in one episode: the tissue texture's number, a colour gain (RGB) on
-    tissue, organs and vessels, the light, the camera's field of view and a pose offset of the
-    rendered view from the endoscope's tip (4x4; what an unmodelled camera mount does)."""
+    tissue, organs and vessels, the light, the camera's field of view and the camera's pose on the
+    endoscope's tip (4x4; an unmodelled mount)."""
 
     tissue_texture: int = 0
     tint: np.ndarray = field(default_factory=lambda: np.ones(3))
@@ -72,7 +72,7 @@ class Scene:
         kind, rgba = self.textured[name]
         tint = np.append(self.look.tint, 1.0)
         seed = self.look.tissue_texture if kind == "tissue" else 0
-        self.sim.set_look(name, texture_file(kind, seed), tuple(np.clip(np.asarray(rgba) * tint, 0.0, 1.0)))
+        self.sim.set_look(name, texture_file(kind, seed), tuple(np.asarray(rgba) * tint))  # above 1 brightens
 
     def set_look(self, look: Look) -> None:
         """Change how the scene looks (textures, colours, light, the camera's optics)."""
@@ -114,11 +114,13 @@ class Scene:
             arm.set_joints(arm.q)
 
     def camera_pose(self) -> np.ndarray:
-        return self.ecm.tip_pose()
+        """Where the endoscope's camera really is: the ECM's tip, moved by ``look.camera_jitter``
+        (a mount the model does not know of). Images and the task's camera frame follow it."""
+        return self.ecm.tip_pose() @ self.look.camera_jitter
 
     def render(self, size: int, depth: bool = False, seg: bool = False) -> dict[str, np.ndarray]:
-        """The endoscope's view (its pose jittered by ``look.camera_jitter``), lit by ``look.light``."""
-        return self.camera.render(self.camera_pose() @ self.look.camera_jitter, size, depth, seg, self.look.light)
+        """The endoscope's view, lit by ``look.light``."""
+        return self.camera.render(self.camera_pose(), size, depth, seg, self.look.light)
 
     def close(self) -> None:
         self.sim.close()
