@@ -3,8 +3,8 @@
 Run: ``python benchmarks/transfer.py [--steps N] [--randomized-steps M] [--episodes E] [--parts pixels kinematics]``.
 
 ``pixels``: trains the EndoscopeTrack pixel policy (PPO from RGB only, the package's config, the
-same seed) twice, without randomisation (300k steps) and with ``randomize="appearance"`` (600k:
-it learns more slowly), into ``runs/transfer/`` (a finished run is reused; an unfinished one is
+same seed, 300k steps each) twice, without randomisation and with ``randomize="appearance"``,
+into ``runs/transfer/`` (a finished run is reused; an unfinished one is
 continued), then evaluates each on the nominal scene (the training appearance of the plain
 policy), on the training randomisation, and on the held-out appearances of
 ``configs/randomize_heldout.yaml`` (textures, lights and tints that training never draws). The
@@ -89,8 +89,8 @@ def main() -> None:
     parser.add_argument(
         "--steps", type=int, default=300_000, help="PPO steps of the pixel policy without randomisation"
     )
-    parser.add_argument("--randomized-steps", type=int, default=600_000,
-                        help="PPO steps of the one with appearance randomisation (it needs more)")  # fmt: skip
+    parser.add_argument("--randomized-steps", type=int, default=300_000,
+                        help="PPO steps of the one with appearance randomisation")  # fmt: skip
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--seed", type=int, default=1000, help="evaluation episodes use seeds from here")
     parser.add_argument("--runs", type=Path, default=Path("runs/transfer"))

@@ -498,7 +498,9 @@ def test_the_shipped_endoscope_policy_tracks_the_lesion_it_hears_of_on_the_ecm()
         assert runner.tick() == "sent"
         if tick >= 2:  # with a control period of history, the lesion is what the env would show
             features = twin.model.observe()["observation"][-6:] - runner.model.observe()["observation"][-6:]
-            assert np.abs(features[:3]).max() < 1e-6 and np.abs(features[3:]).max() < 1e-4
+            # The velocity comes from stamps 0.1 s apart: on a busy machine they jitter by several ms,
+            # which moves a step's 1.5 mm by up to 0.2 mm.
+            assert np.abs(features[:3]).max() < 1e-6 and np.abs(features[3:]).max() < 2.5e-4
         time.sleep(0.1)
     assert info["is_success"] and info["distance_mm"] < 5.0
     runner.close()
