@@ -130,11 +130,17 @@ class Light:
     specular: float = 0.25
 
 
+def pinhole_matrix(size: int, fov_deg: float) -> np.ndarray:
+    """The 3x3 pinhole matrix of a ``size`` x ``size`` image with a vertical field of view (degrees),
+    as TinyRenderer samples it (``Camera.intrinsics`` says why the centre row is size/2 - 1)."""
+    focal = size / 2 / np.tan(np.deg2rad(fov_deg) / 2)
+    return np.array([[focal, 0.0, size / 2], [0.0, focal, size / 2 - 1], [0.0, 0.0, 1.0]])
+
+
 @lru_cache(maxsize=16)
 def _distortion_maps(size: int, fov_deg: float, k1: float) -> tuple[np.ndarray, np.ndarray]:
     """For each pixel of the distorted image, the point of the pinhole image it shows."""
-    focal = size / 2 / np.tan(np.deg2rad(fov_deg) / 2)
-    matrix = np.array([[focal, 0.0, size / 2], [0.0, focal, size / 2 - 1], [0.0, 0.0, 1.0]])
+    matrix = pinhole_matrix(size, fov_deg)
     rows, columns = np.mgrid[0:size, 0:size].astype(np.float32)
     pixels = np.stack([columns.ravel(), rows.ravel()], axis=1)[:, None, :]
     ideal = cv2.undistortPoints(pixels, matrix, np.array([k1, 0.0, 0.0, 0.0]), P=matrix).reshape(size, size, 2)

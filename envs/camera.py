@@ -11,7 +11,7 @@ from enum import IntEnum
 
 import numpy as np
 
-from surgisim.envs.appearance import Light
+from surgisim.envs.appearance import Light, pinhole_matrix
 from surgisim.envs.sim import Sim
 
 
@@ -96,8 +96,7 @@ class Camera:
         samples that pixel at the point (c, size - 1 - r) of OpenGL's bottom-up image, so the
         optical axis meets the image at column size/2, row size/2 - 1 (``tests/test_envs.py``
         checks it against the renderer's own segmentation)."""
-        focal = size / 2 / np.tan(np.deg2rad(self.fov_deg) / 2)
-        return np.array([[focal, 0.0, size / 2], [0.0, focal, size / 2 - 1], [0.0, 0.0, 1.0]])
+        return pinhole_matrix(size, self.fov_deg)
 
     def project(self, pose: np.ndarray, point_world: np.ndarray, size: int) -> tuple[np.ndarray, float]:
         """Pixel (column, row) of a world point and its depth along the optical axis."""
