@@ -7,6 +7,12 @@ size) is replaced atomically to name the new set, and only then are older sets r
 any instant leaves the manifest naming a complete set: the previous one or the new one. What a
 killed writer leaves (a set the manifest does not name, a half-written manifest) is removed by
 the next ``surgisim train`` of the run, which holds a lock on the run folder while it trains.
+
+Nothing outside the run folder is ever removed: a run whose parts are symbolic links (its
+``checkpoints`` moved to another disk, say) is refused, naming them (``check_contained``), and
+only folders named as sets are removed from ``checkpoints/``. A manifest that is missing while
+complete sets lie in ``checkpoints/`` is rebuilt from the newest of them (``current``); a damaged
+one is refused, never taken for "no checkpoint yet".
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import json
 import os
 import re
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,10 +34,14 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 
 from surgisim.agents.config import OFF_POLICY
 from surgisim.agents.files import atomic_write, remove, remove_stale, unprivate
+from surgisim.envs.documents import DocumentError, excerpt, read_json, read_yaml, shorten
 
 MANIFEST = "checkpoint.json"
 FOLDER = "checkpoints"
 MODEL, REPLAY_BUFFER, NORMALIZATION, CONFIG = "model.zip", "replay_buffer.pkl", "vecnormalize.pkl", "config.yaml"
+SET_NAME = re.compile(r"[0-9]{9}-\w+")  # a set's folder: its step count, then tempfile's random part
+# What surgisim writes in a run folder: none of it may be a link that leads out of the folder.
+RUN_PARTS = (MANIFEST, FOLDER, CONFIG, "command.txt", "eval.csv", "success.png", "final_policy.mp4", "tensorboard")
 
 
 def normalised(settings: dict[str, Any]) -> bool:
@@ -55,6 +66,7 @@ class Checkpoint:
     folder: Path
     timesteps: int
     files: dict[str, int]
+    recovered: bool = False  # found without a manifest (``current``); ``write_manifest`` names it again
 
     def __getitem__(self, name: str) -> Path:
         return self.folder / name
@@ -78,11 +90,17 @@ def save(model: BaseAlgorithm, run_dir: Path, settings: dict[str, Any]) -> Check
         with path.open("rb") as handle:
             os.fsync(handle.fileno())  # on disk before the manifest names it
         files[path.name] = path.stat().st_size
-    manifest = {"timesteps": int(model.num_timesteps), "folder": f"{FOLDER}/{folder.name}", "files": files}
-    atomic_write(run_dir / MANIFEST, lambda path: _write_synced(path, json.dumps(manifest, indent=1)))
     saved = Checkpoint(folder, int(model.num_timesteps), files)
+    write_manifest(run_dir, saved)
     clean(run_dir, saved)  # the older sets, now that the manifest names this one
     return saved
+
+
+def write_manifest(run_dir: Path, checkpoint: Checkpoint) -> None:
+    """Make ``checkpoint`` the run's current one: replace ``checkpoint.json`` atomically."""
+    manifest = {"timesteps": checkpoint.timesteps, "folder": f"{FOLDER}/{checkpoint.folder.name}",
+                "files": checkpoint.files}  # fmt: skip
+    atomic_write(run_dir / MANIFEST, lambda path: _write_synced(path, json.dumps(manifest, indent=1)))
 
 
 def write_settings(path: Path, settings: dict[str, Any]) -> None:
@@ -99,18 +117,21 @@ def _write_synced(path: Path, text: str) -> None:
 
 def current(run_dir: Path) -> Checkpoint | None:
     """The run's current checkpoint (``None`` before the first one), with every file checked:
-    a missing or damaged file is a ``ValueError`` naming it."""
+    a missing or damaged file is a ``ValueError`` naming it. Without a manifest, the newest
+    complete set in ``checkpoints/`` is returned, marked ``recovered``; if sets lie there but none
+    is complete, or the manifest is damaged, a ``ValueError`` says so: never "no checkpoint yet"."""
     manifest = run_dir / MANIFEST
-    if not manifest.is_file():
-        return None
+    if not os.path.lexists(manifest):
+        return _recover(run_dir)
     try:
-        data = json.loads(manifest.read_text())
+        data = read_json(manifest, "checkpoint manifest")
         folder, timesteps, files = data["folder"], int(data["timesteps"]), dict(data["files"])
         sizes = {str(name): int(size) for name, size in files.items()}
-    except (OSError, ValueError, TypeError, KeyError) as error:
-        raise ValueError(f"{manifest}: not a checkpoint manifest ({type(error).__name__}: {error})") from None
-    if not isinstance(folder, str) or not re.fullmatch(rf"{FOLDER}/[0-9]{{9}}-\w+", folder):
-        raise ValueError(f"{manifest}: names {folder!r}, not a folder in {run_dir / FOLDER}")
+    except (ValueError, TypeError, KeyError, AttributeError) as error:  # DocumentError is a ValueError
+        detail = error if isinstance(error, DocumentError) else f"{manifest}: {type(error).__name__}: {error}"
+        raise ValueError(f"{shorten(str(detail), 300)}; not a checkpoint manifest.{_recovery_hint(run_dir)}") from None
+    if not isinstance(folder, str) or not re.fullmatch(rf"{FOLDER}/{SET_NAME.pattern}", folder):
+        raise ValueError(f"{manifest}: names {excerpt(folder)}, not a folder in {run_dir / FOLDER}")
     checkpoint = Checkpoint(run_dir / folder, timesteps, sizes)
     for name, size in sizes.items():
         path = checkpoint[name]
@@ -119,6 +140,78 @@ def current(run_dir: Path) -> Checkpoint | None:
         if path.stat().st_size != size:
             raise ValueError(f"{path} is damaged: {path.stat().st_size} bytes, {MANIFEST} records {size}")
     return checkpoint
+
+
+def _sets(run_dir: Path) -> list[Path]:
+    """The set folders in ``checkpoints/``, newest (most steps, then latest written) first."""
+    sets = run_dir / FOLDER
+    if not sets.is_dir() or sets.is_symlink():
+        return []
+    found = [entry for entry in sets.iterdir() if SET_NAME.fullmatch(entry.name) and not entry.is_symlink()]
+    return sorted(found, key=lambda entry: (entry.name[:9], entry.stat().st_mtime), reverse=True)
+
+
+def _complete(folder: Path, names: list[str]) -> bool:
+    """Whether a set written without a manifest naming it holds every file whole: the model's
+    zip archive checks out (its index is written last, and holds SB3's parts) and each pickle ends
+    with pickle's STOP."""
+    try:
+        if not all((folder / name).is_file() and (folder / name).stat().st_size > 0 for name in names):
+            return False
+        with zipfile.ZipFile(folder / MODEL) as archive:  # a truncated one may show a zip inside it instead
+            if not {"data", "policy.pth"} <= set(archive.namelist()) or archive.testzip() is not None:
+                return False
+        for name in names:
+            if name.endswith(".pkl"):
+                with (folder / name).open("rb") as handle:
+                    handle.seek(-1, os.SEEK_END)
+                    if handle.read(1) != b".":
+                        return False
+    except (OSError, zipfile.BadZipFile):
+        return False
+    return True
+
+
+def _recover(run_dir: Path) -> Checkpoint | None:
+    sets = _sets(run_dir)
+    if not sets:
+        return None
+    try:
+        settings = read_yaml(run_dir / CONFIG, "run configuration")
+        names = [*set_files(settings), CONFIG]  # the set's own settings are written last
+    except (ValueError, TypeError, AttributeError):
+        raise ValueError(f"{run_dir / MANIFEST} is missing and {run_dir / CONFIG} cannot be read, so the sets in "
+                         f"{run_dir / FOLDER} cannot be checked; nothing was changed") from None  # fmt: skip
+    for folder in sets:
+        if _complete(folder, names):
+            files = {name: (folder / name).stat().st_size for name in sorted(os.listdir(folder))}
+            return Checkpoint(folder, int(folder.name[:9]), files, recovered=True)
+    raise ValueError(f"{run_dir / MANIFEST} is missing and no set in {run_dir / FOLDER} is complete "
+                     f"({', '.join(folder.name for folder in sets)}); nothing was changed. To train the run again "
+                     f"from step 0, move {run_dir / FOLDER} away first")  # fmt: skip
+
+
+def _recovery_hint(run_dir: Path) -> str:
+    sets = _sets(run_dir)
+    if not sets:
+        return ""
+    return (f" Nothing was changed; to continue from the newest complete set in {run_dir / FOLDER} "
+            f"({sets[0].name}), move {MANIFEST} away and resume again")  # fmt: skip
+
+
+def check_contained(run_dir: Path) -> None:
+    """A ``ValueError`` naming the parts of a run folder that are symbolic links: surgisim writes
+    and removes files there, and will not follow a link out of the run."""
+    parts = [run_dir / name for name in RUN_PARTS]
+    sets = run_dir / FOLDER
+    if sets.is_dir() and not sets.is_symlink():
+        parts += sorted(sets.iterdir())
+    links = [part for part in parts if part.is_symlink()]
+    if links:
+        named = ", ".join(f"{link} -> {os.readlink(link)}" for link in links)
+        raise ValueError(f"{named}: a symbolic link in a run folder; surgisim writes and removes files there and does "
+                         "not follow links out of it. Put what it points to in its place (or move the whole run "
+                         "folder where you need it); nothing was changed")  # fmt: skip
 
 
 def require(checkpoint: Checkpoint, names: list[str]) -> None:
@@ -130,13 +223,12 @@ def require(checkpoint: Checkpoint, names: list[str]) -> None:
 
 def clean(run_dir: Path, keep: Checkpoint | None) -> None:
     """Remove what killed writers left in the run: sets other than ``keep``, a half-written
-    manifest. Call it while holding ``locked(run_dir)``."""
+    manifest. Only set folders are removed, never a link or what it points to. Call it while
+    holding ``locked(run_dir)``, after ``check_contained``."""
     remove_stale(run_dir / MANIFEST)
-    sets = run_dir / FOLDER
-    if sets.is_dir():
-        for other in sets.iterdir():
-            if keep is None or other != keep.folder:
-                remove(other)
+    for other in _sets(run_dir):
+        if keep is None or other != keep.folder:
+            remove(other)
 
 
 @contextlib.contextmanager

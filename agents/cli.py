@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 import surgisim.envs
 from surgisim.agents.config import ALGORITHM_NAMES
@@ -17,7 +16,9 @@ from surgisim.agents.demos import record_demos
 from surgisim.agents.evaluate import evaluate
 from surgisim.agents.files import VIDEO_SUFFIXES, check_writable, free_path, video_writer
 from surgisim.agents.pretrained import available
+from surgisim.envs import task_name
 from surgisim.envs.core import CONTROLS, OBS_MODES
+from surgisim.envs.documents import DocumentError, parse_yaml
 
 # Packages add their own subcommands here (``add(commands)`` on the subparsers), as ros2 CLI
 # extensions do: the ROS 2 bridge adds ``surgisim ros`` without this module importing it.
@@ -42,12 +43,29 @@ def _positive(value: str) -> int:
     return number
 
 
+def _positive_number(value: str) -> float:
+    number = float(value)
+    if not (math.isfinite(number) and number > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {value}")
+    return number
+
+
+def _fraction(value: str) -> float:
+    number = float(value)
+    if not 0 <= number <= 1:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 1, got {value}")
+    return number
+
+
 def _env_kwarg(text: str) -> tuple[str, Any]:
     """``key=value``, the value read as YAML (``control=joint``, ``image_size=64``)."""
     key, equals, value = text.partition("=")
     if not equals or not key:
         raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
-    return key, yaml.safe_load(value)
+    try:
+        return key, parse_yaml(value, f"--env-kwargs {key}", "value")
+    except DocumentError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def seed_type(value: str) -> int:
@@ -143,15 +161,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         )
     from surgisim.agents.sweep import parse_grid, sweep  # ray: loaded only to sweep
 
-    folder = args.resume or args.out or Path("sweeps") / f"{args.env_id.removeprefix('surgisim/')}-{args.algo}"
+    if args.resume is not None and args.out is not None and args.out.resolve() != args.resume.resolve():
+        raise ValueError(f"--out {args.out} and --resume {args.resume} name two folders; a sweep resumes in its own")
+    folder = args.resume or args.out or Path("sweeps") / f"{task_name(args.env_id)}-{args.algo or 'sac'}"
+    grid = parse_grid(args.grid) if args.grid else None
     try:
-        rows = sweep(args.env_id, folder, args.algo, args.seeds, parse_grid(args.grid or []), args.steps, args.config,
-                     args.address, args.cpus_per_trial, args.target, resume=args.resume is not None,
-                     demos=args.demos)  # fmt: skip
+        rows = sweep(args.env_id, folder, args.algo, args.seeds, grid, args.steps, args.config, args.address,
+                     args.cpus_per_trial, args.target, resume=args.resume is not None, demos=args.demos)  # fmt: skip
     except RuntimeError as error:  # trials failed: the others' results are in the folder
         print(f"surgisim: {error}", file=sys.stderr)
         return 1
-    print(f"{'point':32s} {'seeds':>5s} {'success IQM':>11s} {'95% CI':>13s}  steps to {args.target:g} per seed")
+    target = rows[0]["target"]  # every row has the sweep's
+    print(f"{'point':32s} {'seeds':>5s} {'success IQM':>11s} {'95% CI':>13s}  steps to {target:g} per seed")
     for row in rows:
         interval = f"[{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
         print(f"{row['point']:32s} {row['seeds']:5d} {row['final_success_iqm']:11.2f} {interval:>13s}  "
@@ -161,11 +182,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_export_config(args: argparse.Namespace) -> int:
-    from surgisim.agents.config import export_rl_zoo
+    from surgisim.agents.config import export_rl_zoo, is_rl_zoo_export
 
     out = check_writable(Path(args.out), "hyperparameter file", (".yml", ".yaml"))
-    if out.exists() and not args.force:
-        raise ValueError(f"{out} exists; give --force to replace it")
+    if out.exists() or out.is_symlink():
+        if not args.force:
+            raise ValueError(f"{out} exists; give --force to replace it")
+        if out.is_symlink() or not is_rl_zoo_export(out):
+            raise ValueError(f"{out} is not a file that surgisim export-config wrote; --force replaces only those. "
+                             "Choose another --out (nothing was changed)")  # fmt: skip
     ids = args.envs or surgisim.envs.env_ids()
     dropped = export_rl_zoo(args.algo, ids, out)
     print(f"wrote {out}: {len(ids)} env ids for rl_zoo3 --algo {args.algo} (left out: {', '.join(dropped) or 'none'})")
@@ -249,14 +274,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     sweeping = commands.add_parser("sweep", help="train over seeds and a hyperparameter grid on Ray")
     sweeping.add_argument("env_id", type=env_id_type)
-    sweeping.add_argument("--algo", default="sac", choices=ALGORITHM_NAMES)
-    sweeping.add_argument("--seeds", type=_positive, default=5, help="seeds 0 to N-1 per grid point (default 5)")
+    sweeping.add_argument("--algo", choices=ALGORITHM_NAMES, help="default: sac")
+    sweeping.add_argument("--seeds", type=_positive, help="seeds 0 to N-1 per grid point (default 5)")
     sweeping.add_argument("--grid", nargs="+", metavar="KEY=V1,V2", help="hyperparameter values to cross")
     sweeping.add_argument("--steps", type=_positive, help="env steps per run (default: the config's)")
     sweeping.add_argument("--config", type=Path, help="hyperparameter YAML (default: configs/<algo>.yaml)")
     sweeping.add_argument("--address", help="a running Ray cluster (ray start --head); default: a local Ray")
-    sweeping.add_argument("--cpus-per-trial", type=float, default=1.0, help="cores each run takes (default 1)")
-    sweeping.add_argument("--target", type=float, default=0.9, help="success rate for steps-to-target (0.9)")
+    sweeping.add_argument("--cpus-per-trial", type=_positive_number, help="cores each run takes (default 1)")
+    sweeping.add_argument("--target", type=_fraction, help="success rate for steps-to-target (default 0.9)")
     sweeping.add_argument("--demos", type=Path, metavar="DATASET", help="every run learns with these demonstrations")
     sweeping.add_argument("--out", type=Path, help="new sweep folder (default sweeps/<Task>-<algo>)")
     sweeping.add_argument("--resume", type=Path, metavar="SWEEP_DIR", help="continue this sweep's runs")
@@ -266,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     zoo.add_argument("algo", choices=ALGORITHM_NAMES)
     zoo.add_argument("--envs", nargs="+", type=env_id_type, help="these env ids only (default: all)")
     zoo.add_argument("--out", required=True, help="the .yml to write (rl_zoo3's --conf-file)")
-    zoo.add_argument("--force", action="store_true", help="replace an existing file")
+    zoo.add_argument("--force", action="store_true", help="replace a file that surgisim export-config wrote")
     zoo.set_defaults(run=cmd_export_config)
 
     export = commands.add_parser("export", help="export a trained policy for deployment (onnxruntime only)")

@@ -1,7 +1,8 @@
 """Training hyperparameters: YAML files in ``surgisim.configs``, one per algorithm, keyed by env id.
 
-Values are plain YAML (anchors allowed, nothing evaluated), read by ``read_yaml``: numbers as YAML
-1.2 reads them (``3e-4`` is a number, not a string) and a key given twice is an error. Every key is
+Values are plain YAML (anchors allowed, nothing evaluated), read by ``surgisim.envs.documents``:
+numbers as YAML 1.2 reads them (``3e-4`` is a number, not a string), a key given twice is an
+error, and size and nesting are bounded. Every key is
 checked on load against ``SCHEMA``: an unknown key or a bad value raises ``ConfigError`` naming the
 file, the env id and the key. An env id missing from a file gets the file's ``goal_task`` entry,
 if any.
@@ -10,7 +11,6 @@ if any.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
@@ -18,48 +18,11 @@ from typing import Any
 
 import yaml
 
+from surgisim.envs.documents import DocumentError, excerpt, read_yaml
+
 
 class ConfigError(ValueError):
     """A hyperparameter file or value that cannot be used."""
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """PyYAML's safe loader with YAML 1.2 floats and no duplicate keys."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":  # ``<<: *anchor`` may be overridden by explicit keys
-                continue
-            key = self.construct_object(key_node, deep=True)
-            line = key_node.start_mark.line + 1
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} appears twice (lines {seen[key]} and {line})", key_node.start_mark
-                )
-            seen[key] = line
-        return super().construct_mapping(node, deep)
-
-
-# YAML 1.1 (PyYAML) reads 3e-4 and 1e6 as strings: a float needs a dot there. YAML 1.2 does not.
-_StrictLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
-)
-
-
-def read_yaml(path: Path, what: str = "YAML") -> Any:
-    """The content of a YAML file, read strictly (see the module docstring); a ``ConfigError``
-    naming the file and line when it cannot be read."""
-    try:
-        text = Path(path).read_text()
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"{path}: cannot read {what} ({error})") from None
-    try:
-        return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader: nothing is evaluated
-    except yaml.YAMLError as error:
-        mark, problem = getattr(error, "problem_mark", None), getattr(error, "problem", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        raise ConfigError(f"{path}: not valid {what}: {where}{problem or error}") from None
 
 
 def _positive_int(value: Any) -> bool:
@@ -145,21 +108,24 @@ def validate(config: dict[str, Any], source: str, algo: str) -> dict[str, Any]:
     """Check every key and value for ``algo``; ``source`` names where they came from, for the message."""
     for key, value in config.items():
         if key not in SCHEMA:
-            raise ConfigError(f"{source}: unknown key {key!r}; known keys: {', '.join(SCHEMA)}")
+            raise ConfigError(f"{source}: unknown key {excerpt(key)}; known keys: {', '.join(SCHEMA)}")
         check, expected, algorithms = SCHEMA[key]
         if algo not in algorithms:
             raise ConfigError(f"{source}: {key} is not a setting of {algo} (only of {', '.join(algorithms)})")
         if not check(value):
-            raise ConfigError(f"{source}: {key} = {value!r} is not valid; expected {expected}")
+            raise ConfigError(f"{source}: {key} = {excerpt(value)} is not valid; expected {expected}")
     return config
 
 
 def load_config(algo: str, env_id: str, path: Path | None = None) -> dict[str, Any]:
     """The validated hyperparameters for ``env_id`` from ``path`` (default: the algorithm's file)."""
     path = path or config_path(algo)
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError(f"no hyperparameter file for algorithm {algo!r} (looked for {path})")
-    entries = read_yaml(path, "hyperparameter YAML")
+    try:
+        entries = read_yaml(path, "hyperparameter YAML")
+    except DocumentError as error:
+        raise ConfigError(str(error)) from None
     if not isinstance(entries, dict):
         raise ConfigError(f"{path}: expected a mapping from env id to hyperparameters")
     name = env_id if env_id in entries else DEFAULT_ENTRY
@@ -193,6 +159,21 @@ def to_rl_zoo(hyper: dict[str, Any]) -> dict[str, Any]:
     return entry
 
 
+EXPORT_MARK = "# rl_zoo3 hyperparameters for"  # the first line of a file export_rl_zoo wrote
+
+
+def is_rl_zoo_export(path: Path) -> bool:
+    """Whether ``path`` is a regular file that ``export_rl_zoo`` wrote (its first line says so)."""
+    try:
+        if not path.is_file() or path.is_symlink():
+            return False
+        with path.open(encoding="utf-8", errors="replace") as handle:
+            first = handle.readline(200)
+    except OSError:
+        return False
+    return first.startswith(EXPORT_MARK) and "exported by surgisim" in first
+
+
 def export_rl_zoo(algo: str, env_ids: list[str], path: Path) -> list[str]:
     """``path``: rl_zoo3's hyperparameter file for ``algo`` with an entry per env id that has one
     here; returns what each entry leaves out (surgisim-only settings)."""
@@ -201,7 +182,7 @@ def export_rl_zoo(algo: str, env_ids: list[str], path: Path) -> list[str]:
         hyper = load_config(algo, env_id)
         entries[env_id] = to_rl_zoo(hyper)
         dropped |= set(hyper) & set(SURGISIM_ONLY)
-    header = (f"# rl_zoo3 hyperparameters for {algo}, exported by surgisim from configs/{algo}.yaml.\n"
+    header = (f"{EXPORT_MARK} {algo}, exported by surgisim from configs/{algo}.yaml.\n"
               f"# Train: python -m rl_zoo3.train --algo {algo} --env ENV_ID --gym-packages surgisim.envs "
               f"--conf-file {path.name}\n"
               f"# Left out (surgisim's own): {', '.join(sorted(dropped)) or 'nothing'}.\n")  # fmt: skip

@@ -23,7 +23,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from surgisim.agents.evaluate import make_policy
+from surgisim.agents.evaluate import policy_env
 from surgisim.agents.files import check_writable, remove_stale, staging_prefix
 from surgisim.envs import task_name
 
@@ -83,9 +83,8 @@ def record_demos(
                 f"{out} is not a dataset that surgisim recorded; --force replaces only those. "
                 "Choose another --out (nothing was changed)"
             )
-    env = gym.make(env_id, obs_mode=obs_mode)
+    env, actor = policy_env(env_id, policy, {"obs_mode": obs_mode}, fixed=("obs_mode",))
     try:
-        actor = make_policy(policy, env)
         buffers = [_rollout(env, actor, episode, seed + episode) for episode in range(episodes)]
         out.parent.mkdir(parents=True, exist_ok=True)
         remove_stale(out)

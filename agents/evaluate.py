@@ -55,6 +55,26 @@ def check_policy(policy: Any, env_id: str, observation_space: gym.spaces.Dict, a
         raise ValueError(f"{name} gives actions of shape {tuple(action_shape)}; {env_id} takes {action_space.shape}")
 
 
+def policy_env(env_id: str, policy: str | Any, env_kwargs: dict[str, Any], fixed: tuple[str, ...] = ()
+               ) -> tuple[gym.Env, Any]:  # fmt: skip
+    """An env of ``env_id`` and the policy to run on it: the env is made with ``env_kwargs`` and
+    what a learned policy needs of it (its run's observation mode, image size, control, tool...)
+    except the ``fixed`` arguments, and the policy checked against it (``check_policy``)."""
+    env = gym.make(env_id, **env_kwargs)
+    try:
+        actor = make_policy(policy, env)
+        needs = {key: value for key, value in getattr(actor, "env_kwargs", {}).items() if key not in fixed}
+        made_with = env.unwrapped.arguments
+        if any(made_with.get(key) != value for key, value in needs.items()):
+            env.close()
+            env = gym.make(env_id, **{**env_kwargs, **needs})
+        check_policy(actor, env_id, env.observation_space, env.action_space)
+    except BaseException:
+        env.close()
+        raise
+    return env, actor
+
+
 def evaluate(
     env_id: str,
     policy: str | Any = "expert",
@@ -70,15 +90,9 @@ def evaluate(
     """
     if episodes < 1:
         raise ValueError(f"episodes must be at least 1, got {episodes}")
-    env = gym.make(env_id, **(env_kwargs or {}))
+    env, actor = policy_env(env_id, policy, env_kwargs or {})
     successes, lengths, returns, distances, costs = [], [], [], [], []
     try:
-        actor = make_policy(policy, env)
-        needs = getattr(actor, "env_kwargs", {})  # a learned policy's observation mode and image size
-        if any(getattr(env.unwrapped, key) != value for key, value in needs.items()):
-            env.close()
-            env = gym.make(env_id, **{**(env_kwargs or {}), **needs})
-        check_policy(actor, env_id, env.observation_space, env.action_space)
         for episode in range(episodes):
             observation, info = env.reset(seed=seed + episode)
             actor.reset()

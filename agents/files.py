@@ -20,6 +20,8 @@ from pathlib import Path
 import imageio.v2 as imageio
 import numpy as np
 
+from surgisim.envs.documents import shorten
+
 VIDEO_SUFFIXES = (".mp4",)
 
 
@@ -125,13 +127,47 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 @contextlib.contextmanager
 def video_writer(path: Path, fps: int) -> Iterator[Callable[[np.ndarray], None]]:
     """An MP4 written frame by frame (``append(rgb)``), nothing held in memory; it appears at
-    ``path`` when the block ends without error."""
+    ``path`` when the block ends without error, or on Ctrl-C with the frames so far (the
+    ``KeyboardInterrupt`` then names it)."""
+    frames = [0]
+    interrupted: KeyboardInterrupt | None = None
     with atomic_file(path) as temporary:
         writer = imageio.get_writer(temporary, format="FFMPEG", fps=fps, macro_block_size=1)
+
+        def append(frame: np.ndarray) -> None:
+            writer.append_data(frame)
+            frames[0] += 1
+
         try:
-            yield writer.append_data
+            yield append
+        except KeyboardInterrupt as error:
+            if not frames[0]:
+                raise
+            interrupted = error  # a shorter video is still a video: atomic_file keeps it
         finally:
             writer.close()
+    if interrupted is not None:
+        raise KeyboardInterrupt(f"{interrupted}; the video so far: {path}" if str(interrupted) else
+                                f"the video so far: {path}")  # fmt: skip
+
+
+def read_evaluations(eval_csv: Path) -> list[list[str]]:
+    """A run's ``eval.csv``: its header, then one row per evaluation whose step count and success
+    rate are numbers; a ``ValueError`` naming the file otherwise (and ``[]`` where there is none)."""
+    if not eval_csv.exists():
+        return []
+    try:
+        with eval_csv.open(newline="") as handle:
+            rows = list(csv.reader(handle))
+        if not rows or rows[0][:2] != ["timesteps", "success_rate"]:
+            raise ValueError("its header is not timesteps, success_rate, ...")
+        for row in rows[1:]:
+            if len(row) != len(rows[0]):
+                raise ValueError(f"a row of {len(row)} values under {len(rows[0])} columns")
+            int(row[0]), float(row[1])
+    except (OSError, UnicodeDecodeError, csv.Error, ValueError) as error:
+        raise ValueError(f"{eval_csv}: not a run's evaluations ({shorten(str(error))})") from None
+    return rows
 
 
 def plot_success(eval_csv: Path, path: Path, title: str) -> None:
@@ -141,10 +177,9 @@ def plot_success(eval_csv: Path, path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    with eval_csv.open() as handle:
-        rows = list(csv.DictReader(handle))
-    steps = [int(row["timesteps"]) for row in rows]
-    success = [float(row["success_rate"]) for row in rows]
+    rows = read_evaluations(eval_csv)[1:]
+    steps = [int(row[0]) for row in rows]
+    success = [float(row[1]) for row in rows]
     figure, axes = plt.subplots(figsize=(5, 3.2), dpi=100)
     axes.plot(steps, success, marker="o")
     axes.set(xlabel="env steps", ylabel="success rate", ylim=(-0.02, 1.02), title=title)

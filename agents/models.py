@@ -7,6 +7,7 @@ with every file it needs checked (see ``surgisim.agents.checkpoint``).
 from __future__ import annotations
 
 import functools
+import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+import yaml
 from gymnasium.wrappers import FilterObservation
 from sb3_contrib import TQC
 from stable_baselines3 import PPO, SAC, TD3
@@ -23,28 +25,36 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 
 from surgisim.agents import checkpoint
-from surgisim.agents.config import read_yaml, validate
+from surgisim.agents.config import validate
 from surgisim.envs.core import OBS_MODES
+from surgisim.envs.documents import StrictLoader, excerpt, read_yaml
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"sac": SAC, "td3": TD3, "tqc": TQC, "ppo": PPO}
 
 
 # Env arguments a run may set besides those its settings own (obs_mode, image_size, reward_type).
 RUN_ENV_KWARGS = ("control", "action_frame", "renderer", "tool", "randomize", "randomize_config")
+FILE_ENV_KWARGS = ("tool", "randomize_config")  # env arguments that may name a file
 # What a run's env was like, not what its policy needs to see or do: an evaluation may change them.
 WORLD_ENV_KWARGS = ("reward_type", "randomize", "randomize_config")
 
 
 def check_env_kwargs(env_id: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     """``kwargs`` if the env takes them (a probe env is made), else a ``ValueError`` naming the
-    argument and what it may be."""
+    argument and what it may be. File paths (a tool file, a randomisation config) are made
+    absolute, so that the run finds the same files from any folder."""
     unknown = sorted(set(kwargs) - set(RUN_ENV_KWARGS))
     if unknown:
         raise ValueError(f"env argument {', '.join(unknown)} cannot be set for a run; it may set "
                          f"{', '.join(RUN_ENV_KWARGS)} (obs_mode, image_size, reward_type have options)")  # fmt: skip
+    kwargs = dict(kwargs)
+    for key in FILE_ENV_KWARGS:
+        value = kwargs.get(key)
+        if isinstance(value, str) and (key != "tool" or value.endswith(".json")):  # a tool is a name or a file
+            kwargs[key] = os.path.abspath(value)
     if kwargs:
         gym.make(env_id, **kwargs).close()
-    return dict(kwargs)
+    return kwargs
 
 
 def env_kwargs(settings: dict[str, Any]) -> dict[str, Any]:
@@ -121,13 +131,17 @@ def load_policy(path: Path) -> ModelPolicy:
 
 def _rl_zoo_run(path: Path) -> tuple[Path, dict[str, Any]] | None:
     """An rl_zoo3 run folder (``logs/<algo>/<env>_<n>``: ``<env>.zip`` and ``<env>/args.yml``,
-    ``config.yml``, ``vecnormalize.pkl``): its model file and settings, or None."""
+    ``config.yml``, ``vecnormalize.pkl``): its model file and settings, or None. Settings that are
+    not rl_zoo3's are a ``ValueError`` naming the file."""
     found = sorted(path.glob("*/args.yml")) if path.is_dir() else []
     if not found:
         return None
     folder = found[0].parent
     arguments, hyper = _zoo_yaml(folder / "args.yml"), _zoo_yaml(folder / "config.yml")
     env_id, algo = arguments.get("env"), arguments.get("algo")
+    if not (isinstance(env_id, str) and env_id in gym.registry and isinstance(algo, str) and algo in ALGORITHMS):
+        raise ValueError(f"{folder / 'args.yml'}: env {excerpt(env_id)} and algo {excerpt(algo)} are not a "
+                         f"registered env id and one of {', '.join(ALGORITHMS)}")  # fmt: skip
     model_file = path / f"{folder.name}.zip"
     if not model_file.is_file():
         raise ValueError(f"{path}: an rl_zoo3 run folder without its final model {model_file.name}")
@@ -136,21 +150,34 @@ def _rl_zoo_run(path: Path) -> tuple[Path, dict[str, Any]] | None:
     return model_file, settings
 
 
+class _ZooLoader(StrictLoader):
+    """Reads rl_zoo3's ``OrderedDict`` tag (a list of [key, value] pairs) as a dict; no other Python tag."""
+
+
+def _ordered(loader: StrictLoader, node: yaml.Node) -> dict[Any, Any]:
+    pairs = []
+    if isinstance(node, yaml.SequenceNode) and len(node.value) == 1 and isinstance(node.value[0], yaml.SequenceNode):
+        pairs = loader.construct_sequence(node.value[0], deep=True)
+    if not pairs or not all(isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str) for pair in pairs):
+        raise yaml.constructor.ConstructorError(None, None, "an OrderedDict is not a list of [name, value] pairs",
+                                                node.start_mark)  # fmt: skip
+    return dict(pairs)
+
+
+_ZooLoader.add_constructor("tag:yaml.org,2002:python/object/apply:collections.OrderedDict", _ordered)
+
+
 def _zoo_yaml(path: Path) -> dict[str, Any]:
     """rl_zoo3's ``args.yml``/``config.yml`` (an OrderedDict as pairs) as a dict, read safely."""
-    import yaml
-
-    class Loader(yaml.SafeLoader):
-        pass
-
-    def ordered(loader: yaml.SafeLoader, node: yaml.Node) -> dict[str, Any]:
-        return dict(loader.construct_sequence(node.value[0], deep=True))
-
-    Loader.add_constructor("tag:yaml.org,2002:python/object/apply:collections.OrderedDict", ordered)
     try:
-        return yaml.load(path.read_text(), Loader=Loader) or {}
-    except (OSError, yaml.YAMLError) as error:
-        raise ValueError(f"{path}: cannot read rl_zoo3's settings ({error})") from None
+        document = read_yaml(path, "rl_zoo3 settings", _ZooLoader)
+    except ValueError as error:
+        raise ValueError(f"{error} (rl_zoo3's settings)") from None
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        raise ValueError(f"{path}: rl_zoo3's settings are a mapping, not {type(document).__name__}")
+    return document
 
 
 def _model_file(path: Path) -> tuple[Path, dict[str, Any]]:
@@ -198,15 +225,21 @@ def read_settings(path: Path, required: bool = True) -> dict[str, Any]:
             raise ValueError(f"{path.parent}: not a run folder (no config.yaml)")
         return {}
     settings = read_yaml(path, "run configuration")
-    try:
-        hyper = settings["hyperparameters"]
-        missing = [key for key in ("env_id", "algo", "seed", "obs_mode") if key not in settings]
-        algo = settings["algo"]
-    except (TypeError, KeyError) as error:
-        raise ValueError(f"{path}: not a run configuration ({type(error).__name__}: {error})") from None
+    if not isinstance(settings, dict) or not isinstance(settings.get("hyperparameters"), dict):
+        raise ValueError(f"{path}: not a run configuration (a mapping with hyperparameters, env_id, algo, seed, "
+                         "obs_mode)")  # fmt: skip
+    missing = [key for key in ("env_id", "algo", "seed", "obs_mode") if key not in settings]
     if missing:
         raise ValueError(f"{path}: missing {', '.join(missing)}")
-    validate(hyper, str(path), algo)
+    env_id, algo = settings["env_id"], settings["algo"]
+    if not (isinstance(env_id, str) and env_id in gym.registry and isinstance(algo, str) and algo in ALGORITHMS):
+        raise ValueError(f"{path}: env_id {excerpt(settings['env_id'])} and algo {excerpt(settings['algo'])} are not "
+                         f"a registered env id and one of {', '.join(ALGORITHMS)}")  # fmt: skip
+    if not isinstance(settings["obs_mode"], str) or settings["obs_mode"] not in OBS_MODES:
+        raise ValueError(f"{path}: obs_mode {excerpt(settings['obs_mode'])} is not one of {', '.join(OBS_MODES)}")
+    if not isinstance(settings.get("env_kwargs", {}), dict):
+        raise ValueError(f"{path}: env_kwargs {excerpt(settings['env_kwargs'])} is not a mapping")
+    validate(settings["hyperparameters"], str(path), settings["algo"])
     return settings
 
 

@@ -53,7 +53,14 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv,
 from surgisim.agents import checkpoint, imitation
 from surgisim.agents.config import load_config, validate
 from surgisim.agents.evaluate import evaluate
-from surgisim.agents.files import atomic_write, check_writable, free_path, plot_success, video_writer
+from surgisim.agents.files import (
+    atomic_write,
+    check_writable,
+    free_path,
+    plot_success,
+    read_evaluations,
+    video_writer,
+)
 from surgisim.agents.models import (
     ALGORITHMS,
     ModelPolicy,
@@ -172,10 +179,7 @@ class RunCallback(BaseCallback):
 
 
 def _last_evaluated(path: Path) -> int | None:
-    if not path.is_file():
-        return None
-    with path.open(newline="") as handle:
-        rows = list(csv.reader(handle))
+    rows = read_evaluations(path)
     return int(rows[-1][0]) if len(rows) > 1 else None
 
 
@@ -223,6 +227,8 @@ def train(
     if resume is not None:
         run_dir = Path(resume)
         settings = read_settings(run_dir / "config.yaml")
+        checkpoint.check_contained(run_dir)
+        read_evaluations(run_dir / "eval.csv")  # a damaged one is named now, before anything changes
         _check_resume(run_dir, settings, env_id=env_id, algo=algo, seed=seed, obs_mode=obs_mode, her=her,
                       demos=demos, n_envs=n_envs, config_file=config_file,
                       env_kwargs=extra_env_kwargs or None)  # fmt: skip
@@ -301,6 +307,10 @@ def train(
         if resume is None:
             run_dir.mkdir(parents=True, exist_ok=True)
             stack.enter_context(checkpoint.locked(run_dir))
+        if latest is not None and latest.recovered:
+            checkpoint.write_manifest(run_dir, latest)
+            print(f"{run_dir}: {checkpoint.MANIFEST} was missing; continuing from the complete set at "
+                  f"{latest.timesteps} steps in {latest.folder}", file=sys.stderr)  # fmt: skip
         checkpoint.clean(run_dir, latest)
         _keep_evaluations_until(run_dir / "eval.csv", latest.timesteps if latest is not None else None)
         checkpoint.write_settings(run_dir / checkpoint.CONFIG, settings)
@@ -387,10 +397,9 @@ def _check_resume(run_dir: Path, settings: dict[str, Any], **asked: Any) -> None
 def _keep_evaluations_until(path: Path, timesteps: int | None) -> None:
     """Drop the rows of ``eval.csv`` that a resume will measure again: those after the
     checkpoint it continues from (all of them when it starts again from step 0)."""
-    if not path.is_file():
+    rows = read_evaluations(path)
+    if not rows:
         return
-    with path.open(newline="") as handle:
-        rows = list(csv.reader(handle))
     kept = [row for row in rows[1:] if timesteps is not None and int(row[0]) <= timesteps]
     if len(kept) == len(rows) - 1:
         return

@@ -12,6 +12,7 @@ of the 50 cm tissue bed, finer than a pixel of a 256² endoscope view at the hom
 from __future__ import annotations
 
 import tempfile
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
@@ -95,15 +96,24 @@ def _texture_folder() -> tempfile.TemporaryDirectory:
     return tempfile.TemporaryDirectory(prefix="surgisim-textures-")
 
 
+MAX_TEXTURE_FILES = 64  # the PNGs a process keeps (about 1 MB each); the least recently used go first
+_written: OrderedDict[Path, None] = OrderedDict()
+
+
 def texture_file(kind: str, seed: int) -> str:
-    """A PNG of texture ``seed`` of ``kind`` (PyBullet loads textures from files), made once per
-    process in a temporary folder that goes with it (and made again if a forked process that
-    shared the folder removed it on exit)."""
+    """A PNG of texture ``seed`` of ``kind`` (PyBullet loads textures from files), made in a
+    temporary folder that goes with the process and kept while it is among the last
+    ``MAX_TEXTURE_FILES`` used (made again if it was dropped, or removed by a forked process that
+    shared the folder)."""
     folder = Path(_texture_folder().name)
     path = folder / f"{kind}-{seed}.png"
     if not path.exists():
         folder.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(path), GENERATORS[kind](seed)[..., ::-1])
+    _written[path] = None
+    _written.move_to_end(path)
+    while len(_written) > MAX_TEXTURE_FILES:
+        _written.popitem(last=False)[0].unlink(missing_ok=True)
     return str(path)
 
 

@@ -374,6 +374,11 @@ class SurgicalEnv(gym.Env):
         self.task.set_state(self.scene, state["task"])
         self._has_reset = state["has_reset"]
 
+    @property
+    def arguments(self) -> dict[str, Any]:
+        """The arguments the env was made with, as ``SurgicalEnv`` takes them again."""
+        return dict(self._init_kwargs)
+
     def __getstate__(self) -> dict[str, Any]:
         rng_state = self._np_random.bit_generator.state if self._np_random is not None else None
         randomizer_rng = self._randomizer_rng.bit_generator.state if self._randomizer_rng is not None else None

@@ -48,6 +48,7 @@ class Needle:
         self.body = sim.create_compound_body(name, half_extents, centres, orientations, NEEDLE_RGBA, NEEDLE_MASS,
                                              friction=(1.0, 0.001, 0.001))  # fmt: skip
         camera.set_label(self.body, SegLabel.NEEDLE)
+        self.set_pose(np.eye(4))
 
     def pose(self) -> np.ndarray:
         position, orientation = self.sim.base_pose(self.name)
@@ -55,18 +56,25 @@ class Needle:
 
     def set_pose(self, pose: np.ndarray, velocity: np.ndarray | None = None) -> None:
         """Place the needle at a world pose, at rest or with a (linear, angular) ``velocity`` (6,)."""
-        self.sim.set_base_pose(self.name, pose[:3, 3], matrix_to_quat(pose[:3, :3]))
         velocity = np.zeros(6) if velocity is None else np.asarray(velocity, dtype=np.float64)
-        self.sim.set_base_velocity(self.name, velocity[:3], velocity[3:])
+        self.set_state(np.concatenate([pose[:3, 3], matrix_to_quat(pose[:3, :3]), velocity]))
 
     def state(self) -> np.ndarray:
-        """Position (3), orientation quaternion (4) and velocity (6) exactly as PyBullet holds them."""
-        position, orientation = self.sim.base_pose(self.name)
-        return np.concatenate([position, orientation, self.velocity()])
+        """Position (3), orientation quaternion (4) and velocity (6) as last given to PyBullet
+        (``set_state``, ``set_pose``, ``settle``), which ``set_state`` gives it again exactly."""
+        return self._state.copy()
 
     def set_state(self, state: np.ndarray) -> None:
-        self.sim.set_base_pose(self.name, state[:3], state[3:7])
-        self.sim.set_base_velocity(self.name, state[7:10], state[10:13])
+        self._state = np.array(state, dtype=np.float64)
+        self.sim.set_base_pose(self.name, self._state[:3], self._state[3:7])
+        self.sim.set_base_velocity(self.name, self._state[7:10], self._state[10:13])
+
+    def settle(self) -> None:
+        """Take the state physics left as the needle's own. PyBullet rounds a pose it is given
+        (reading it back may differ in the last bit), so a restored needle matches the one that
+        fell only if both were given the same numbers."""
+        position, orientation = self.sim.base_pose(self.name)
+        self.set_state(np.concatenate([position, orientation, self.velocity()]))
 
     def forget_contacts(self) -> None:
         """Drop PyBullet's cached contacts (solver warm-start data) for the needle, which no saved

@@ -30,29 +30,35 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from surgisim.envs.appearance import LIGHT_AZIMUTH_DEG, LIGHT_ELEVATION_DEG, Light, light_direction
+from surgisim.envs.documents import excerpt, read_yaml, shorten
 from surgisim.envs.robots import ArmError
 from surgisim.envs.scene import Look
 from surgisim.envs.transforms import make_pose, rotation_from_vector
 
-# Per group, each key: (integer draw, whether its values must be >= 0).
-KEYS: dict[str, dict[str, tuple[bool, bool]]] = {
+# Per group, each key: whether it is drawn as an integer, and the lowest and highest value that
+# keeps the simulation meaningful (a file's range must lie within them).
+KEYS: dict[str, dict[str, tuple[bool, float, float]]] = {
     "appearance": {
-        "tissue_texture": (True, True), "tint": (False, True), "light_azimuth_deg": (False, False),
-        "light_elevation_deg": (False, True), "light_color": (False, True), "light_ambient": (False, True),
-        "light_diffuse": (False, True), "light_specular": (False, True), "fov_deg": (False, True),
-        "camera_shift_mm": (False, True), "camera_tilt_deg": (False, True), "lens_distortion_k1": (False, False),
-        "image_noise_std": (False, True), "blur_sigma_px": (False, True),
+        "tissue_texture": (True, 0, 1_000_000), "tint": (False, 0.0, 2.0), "light_azimuth_deg": (False, -360.0, 360.0),
+        "light_elevation_deg": (False, 0.0, 90.0), "light_color": (False, 0.0, 2.0), "light_ambient": (False, 0.0, 2.0),
+        "light_diffuse": (False, 0.0, 2.0), "light_specular": (False, 0.0, 2.0), "fov_deg": (False, 20.0, 120.0),
+        "camera_shift_mm": (False, 0.0, 20.0), "camera_tilt_deg": (False, 0.0, 30.0),
+        "lens_distortion_k1": (False, -0.5, 0.5), "image_noise_std": (False, 0.0, 64.0),
+        "blur_sigma_px": (False, 0.0, 8.0),
     },
     "kinematics": {
-        "joint_offset_deg": (False, False), "insertion_offset_mm": (False, False), "wrist_coupling": (False, False),
-        "rcm_shift_mm": (False, True), "registration_deg": (False, True),
+        "joint_offset_deg": (False, -10.0, 10.0), "insertion_offset_mm": (False, -20.0, 20.0),
+        "wrist_coupling": (False, -0.5, 0.5), "rcm_shift_mm": (False, 0.0, 20.0),
+        "registration_deg": (False, 0.0, 20.0),
     },
-    "control": {"latency_steps": (True, True), "action_noise_std": (False, True), "period_jitter": (False, False)},
-    "observation": {"noise_std_mm": (False, True)},
+    "control": {"latency_steps": (True, 0, 10), "action_noise_std": (False, 0.0, 1.0),
+                "period_jitter": (False, -0.5, 0.5)},
+    "observation": {"noise_std_mm": (False, 0.0, 20.0)},
 }  # fmt: skip
+# Textures one range may draw from: each is made, kept on disk and loaded into PyBullet once.
+MAX_TEXTURES = 16
 GROUPS = tuple(KEYS)
 DEFAULT_CONFIG = "randomize.yaml"
 
@@ -68,38 +74,40 @@ def parse_groups(randomize: Any) -> tuple[str, ...]:
     if randomize is None or randomize == "":
         return ()
     if not isinstance(randomize, str | list | tuple):
-        raise ValueError(f"randomize={randomize!r}: give group names, e.g. 'appearance,kinematics' or 'all'")
+        raise ValueError(f"randomize={excerpt(randomize)}: give group names, e.g. 'appearance,kinematics' or 'all'")
     names = randomize.split(",") if isinstance(randomize, str) else list(randomize)
     names = [str(name).strip() for name in names]
     if names == ["all"]:
         return GROUPS
+    if "all" in names:
+        raise ValueError(f"randomize={excerpt(randomize)}: 'all' stands for every group; give it alone")
     unknown = [name for name in names if name not in GROUPS]
     if unknown:
-        raise ValueError(f"randomize={randomize!r}: {', '.join(map(repr, unknown))} is not a randomisation group; "
+        raise ValueError(f"randomize={excerpt(randomize)}: {shorten(', '.join(map(repr, unknown)))} is not a "
+                         "randomisation group; "
                          f"use 'all' or some of {', '.join(GROUPS)}")  # fmt: skip
     return tuple(dict.fromkeys(names))
 
 
 def load_ranges(path: str | Path | None = None) -> dict[str, dict[str, tuple[float, float]]]:
-    """Every group's ranges from a randomisation YAML (default: the package's), checked: an unknown
-    group or key, a range that is not two finite numbers, one whose high is below its low, a
-    negative value where only positive make sense or a fraction in an integer range raises a
+    """Every group's ranges from a randomisation YAML (default: the package's), read strictly
+    (``surgisim.envs.documents``) and checked: an unknown group or key, a range that is not two
+    finite numbers, one whose high is below its low, one beyond the key's bounds in ``KEYS``, a
+    fraction in an integer range or a texture range of over ``MAX_TEXTURES`` raises a
     ``ValueError`` naming the file and the key."""
     if path is not None and not isinstance(path, str | os.PathLike):
-        raise ValueError(f"randomize_config={path!r}: give the path of a YAML file")
+        raise ValueError(f"randomize_config={excerpt(path)}: give the path of a YAML file")
     path = Path(path) if path is not None else config_path(DEFAULT_CONFIG)
-    try:
-        document = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as error:
-        raise ValueError(f"randomisation config {path}: cannot read it: {error}") from None
+    document = read_yaml(path, "randomisation config")
     if not isinstance(document, dict):
         raise ValueError(f"{path}: a randomisation config maps groups ({', '.join(GROUPS)}) to their ranges")
     ranges: dict[str, dict[str, tuple[float, float]]] = {}
     for group, entries in document.items():
         if group not in KEYS:
-            raise ValueError(f"{path}: {group!r} is not a randomisation group; the groups are {', '.join(GROUPS)}")
+            raise ValueError(f"{path}: {shorten(repr(group))} is not a randomisation group; the groups are "
+                             f"{', '.join(GROUPS)}")  # fmt: skip
         if not isinstance(entries, dict):
-            raise ValueError(f"{path}: {group}: expected keys with [low, high] ranges, got {entries!r}")
+            raise ValueError(f"{path}: {group}: expected keys with [low, high] ranges, got {excerpt(entries)}")
         ranges[group] = {}
         for key, value in entries.items():
             ranges[group][key] = _checked_range(path, group, key, value)
@@ -109,20 +117,24 @@ def load_ranges(path: str | Path | None = None) -> dict[str, dict[str, tuple[flo
 def _checked_range(path: Path, group: str, key: str, value: Any) -> tuple[float, float]:
     where = f"{path}: {group}.{key}"
     if key not in KEYS[group]:
-        raise ValueError(f"{path}: {group}.{key} is not a key of {group}; its keys are {', '.join(KEYS[group])}")
-    integer, positive = KEYS[group][key]
+        raise ValueError(f"{path}: {group}.{shorten(str(key))} is not a key of {group}; its keys are "
+                         f"{', '.join(KEYS[group])}")  # fmt: skip
+    integer, lowest, highest = KEYS[group][key]
     numbers = value if isinstance(value, list) else [value]
     if len(numbers) != 2 or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in numbers):
-        raise ValueError(f"{where}: {value!r} is not a range [low, high] of two numbers")
+        raise ValueError(f"{where}: {excerpt(value)} is not a range [low, high] of two numbers")
     low, high = float(numbers[0]), float(numbers[1])
     if not (np.isfinite(low) and np.isfinite(high)):
-        raise ValueError(f"{where}: {value!r} is not finite")
+        raise ValueError(f"{where}: {excerpt(value)} is not finite")
     if high < low:
-        raise ValueError(f"{where}: {value!r} is a negative range (high below low)")
-    if positive and low < 0:
-        raise ValueError(f"{where}: {value!r} goes below 0, which it cannot")
+        raise ValueError(f"{where}: {excerpt(value)} is a negative range (high below low)")
+    if low < lowest or high > highest:
+        raise ValueError(f"{where}: {excerpt(value)} goes beyond [{lowest:g}, {highest:g}], the values that keep "
+                         "the simulation meaningful")  # fmt: skip
     if integer and not (low.is_integer() and high.is_integer()):
-        raise ValueError(f"{where}: {value!r} must be whole numbers")
+        raise ValueError(f"{where}: {excerpt(value)} must be whole numbers")
+    if key == "tissue_texture" and high - low + 1 > MAX_TEXTURES:
+        raise ValueError(f"{where}: {excerpt(value)} names {high - low + 1:g} textures; at most {MAX_TEXTURES}")
     return low, high
 
 
@@ -147,7 +159,10 @@ class Randomizer:
 
     def __init__(self, randomize: Any = None, config: str | None = None) -> None:
         self.groups = parse_groups(randomize)
-        all_ranges = load_ranges(config) if self.groups or config is not None else {}
+        if config is not None and not self.groups:
+            raise ValueError(f"randomize_config={excerpt(config)} does nothing without randomize: name the groups "
+                             "to randomise (randomize='all' or some of " + ", ".join(GROUPS) + ")")  # fmt: skip
+        all_ranges = load_ranges(config) if self.groups else {}
         self.ranges = {group: all_ranges.get(group, {}) for group in self.groups}
 
     def _draw(self, rng: np.random.Generator, group: str, key: str, default: float, size: int | None = None) -> Any:

@@ -81,6 +81,7 @@ class Arm:
         # runner's) turns it off: it needs the poses, not the body, and saves the calls.
         self.in_sim = True
         sim.set_collisions(name, False)  # kinematic: no physics contacts (contact queries still see it)
+        self.set_error(None)  # the base posed as set_state poses it, so that a restored env matches to the bit
 
     def reset(self) -> None:
         """Back to ``home``."""

@@ -14,12 +14,13 @@ the jaw tips. S/Si tools (420xxx) have a longer shaft (roll row D = 0.4670 inste
 Shipped definitions are in ``surgisim/assets/tools``; ``load_tool`` takes their name or a path to
 a user's file. The closed-form IK needs the standard PSM wrist (the dVRK's alphas and offsets of
 0, -pi/2, -pi/2; the files round pi/2 to 1.5708, read here as pi/2); a file with another wrist,
-or a missing or non-numeric field, is a ``ValueError`` naming the file and the field.
+or a missing, non-numeric or out-of-bounds field (``SHAFT_D_RANGE`` and the others below), is a
+``ValueError`` naming the file and the field. Files are read by ``surgisim.envs.documents``: a
+key given twice, an oversized file or one that is not a regular file is refused.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
@@ -28,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from surgisim.envs.documents import excerpt, read_json
 from surgisim.envs.kinematics import (
     PI,
     PSM_ARM_DH,
@@ -47,6 +49,15 @@ TOOL_JOINTS = ("outer_roll", "outer_wrist_pitch", "outer_wrist_yaw")
 # The standard PSM wrist: (alpha, A of the row, theta offset, D) that the IK relies on; None: any value.
 _WRIST = ((0.0, 0.0, 0.0, None), (-PI / 2, 0.0, -PI / 2, 0.0), (-PI / 2, None, -PI / 2, 0.0))
 _QUARTER_TURN_ROUNDING = 1e-4  # the files write pi/2 as 1.5708
+# Bounds that keep a tool a da Vinci instrument on a PSM (the dVRK's 50 tool files lie well inside):
+# the roll row's D (shaft, m; 0.4024-0.4670), the wrist-yaw row's A (pitch to yaw axis, m; 0-0.0112),
+# each joint's limits (rad; roll 260 degrees, the wrist 90), the jaw's (rad; -40 to 80 degrees) and
+# the tooltip offset's translation (m; 0 in every file of a standard wrist).
+SHAFT_D_RANGE = (0.35, 0.55)
+WRIST_A_RANGE = (0.0, 0.02)
+JOINT_LIMIT = (2 * PI, PI / 2 + 0.01, PI / 2 + 0.01)
+JAW_LIMIT = PI / 2 + 0.01
+TOOLTIP_TRANSLATION_MAX = 0.05
 
 
 def tools_folder() -> Path:
@@ -156,46 +167,12 @@ def load_tool(name_or_path: str) -> Tool:
         if not path.is_file():
             shipped = ", ".join(shipped_tools())
             raise ValueError(f"unknown tool {name_or_path!r}; shipped: {shipped}, or give a dVRK tool .json file")
-    try:
-        data = json.loads(strip_comments(path.read_text()))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: not a readable tool file ({error})") from None
-    return _parse(data, path)
-
-
-def strip_comments(text: str) -> str:
-    """JSON text without the ``//`` and ``/* */`` comments the dVRK's files carry (strings kept)."""
-    out, i, in_string = [], 0, False
-    while i < len(text):
-        char = text[i]
-        if in_string:
-            out.append(char)
-            if char == "\\":
-                out.append(text[i + 1 : i + 2])
-                i += 1
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-            out.append(char)
-        elif text.startswith("//", i):
-            i = text.find("\n", i)
-            if i < 0:
-                break
-            continue
-        elif text.startswith("/*", i):
-            end = text.find("*/", i + 2)
-            i = len(text) if end < 0 else end + 2
-            continue
-        else:
-            out.append(char)
-        i += 1
-    return "".join(out)
+    return _parse(read_json(path, "tool file", comments=True), path)
 
 
 def _number(value: Any, path: Path, field: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value):
-        raise ValueError(f"{path}: {field} must be a finite number, not {value!r}")
+        raise ValueError(f"{path}: {field} must be a finite number, not {excerpt(value)}")
     return float(value)
 
 
@@ -223,7 +200,7 @@ def _parse(data: Any, path: Path) -> Tool:
         where = f"DH.joints[{index}]."
         names = (name, name.removeprefix("outer_"))
         if _field(joint, "name", path, where) not in names:
-            raise ValueError(f"{path}: {where}name is {joint['name']!r}, expected {' or '.join(names)}")
+            raise ValueError(f"{path}: {where}name is {excerpt(joint['name'])}, expected {' or '.join(names)}")
         if _field(joint, "type", path, where) != "revolute":
             raise ValueError(f"{path}: {where}type must be 'revolute'")
         values = {key: _number(_field(joint, key, path, where), path, where + key)
@@ -236,12 +213,21 @@ def _parse(data: Any, path: Path) -> Tool:
                                  f"PSM wrist ({key} {expected:.6g})")  # fmt: skip
         if not values["qmin"] < values["qmax"]:
             raise ValueError(f"{path}: {where}qmin must lie below qmax")
+        if max(-values["qmin"], values["qmax"]) > JOINT_LIMIT[index]:
+            raise ValueError(f"{path}: {where}qmin and qmax must lie within +-{JOINT_LIMIT[index]:.4g} rad")
+        bounds = {0: ("D", SHAFT_D_RANGE), 2: ("A", WRIST_A_RANGE)}.get(index)
+        if bounds is not None and not bounds[1][0] <= values[bounds[0]] <= bounds[1][1]:
+            key, (low, high) = bounds
+            raise ValueError(f"{path}: {where}{key} = {values[key]:.6g} m is not a PSM instrument's "
+                             f"(from {low:g} to {high:g} m)")  # fmt: skip
         rows.append(DHRow(name, "R", alpha, values["A"], theta, values["D"], values["qmin"], values["qmax"]))
     jaw = _field(data, "jaw", path, "")
     jaw_limits = (_number(_field(jaw, "qmin", path, "jaw."), path, "jaw.qmin"),
                   _number(_field(jaw, "qmax", path, "jaw."), path, "jaw.qmax"))  # fmt: skip
     if not jaw_limits[0] < jaw_limits[1]:
         raise ValueError(f"{path}: jaw.qmin must lie below jaw.qmax")
+    if max(-jaw_limits[0], jaw_limits[1]) > JAW_LIMIT:
+        raise ValueError(f"{path}: jaw.qmin and jaw.qmax must lie within +-{JAW_LIMIT:.4g} rad")
     key = "tooltip_offset" if "tooltip_offset" in data else "tooltip-offset"
     matrix = _field(data, key, path, "")
     try:
@@ -257,6 +243,9 @@ def _parse(data: Any, path: Path) -> Tool:
     )
     if not rigid:
         raise ValueError(f"{path}: {key} must be a 4x4 rigid transform (a rotation and a translation)")
+    if np.linalg.norm(offset[:3, 3]) > TOOLTIP_TRANSLATION_MAX:
+        raise ValueError(f"{path}: {key} moves the tool tip {np.linalg.norm(offset[:3, 3]):.4g} m; at most "
+                         f"{TOOLTIP_TRANSLATION_MAX:g} m")  # fmt: skip
     return Tool(path.stem, tuple(rows), jaw_limits, offset)
 
 
@@ -264,4 +253,4 @@ def default_tool() -> Tool:
     return load_tool(DEFAULT_TOOL)
 
 
-__all__ = ["DEFAULT_TOOL", "JAW_TIP", "Tool", "default_tool", "load_tool", "shipped_tools", "strip_comments"]
+__all__ = ["DEFAULT_TOOL", "JAW_TIP", "Tool", "default_tool", "load_tool", "shipped_tools"]

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import time
@@ -21,9 +22,9 @@ from typing import Any
 import numpy as np
 
 from surgisim.agents.cli import env_id_type, seed_type
-from surgisim.agents.config import read_yaml
 from surgisim.agents.files import check_writable
 from surgisim.envs import REGISTRY, task_name
+from surgisim.envs.documents import read_yaml
 from surgisim.envs.tools import DEFAULT_TOOL, shipped_tools
 from surgisim.envs.transforms import make_pose
 
@@ -37,6 +38,21 @@ def _positive(value: str) -> float:
     if not number > 0 or number == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {value}")
     return number
+
+
+def _finite(value: str) -> float:
+    number = float(value)
+    if not np.isfinite(number):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {value}")
+    return number
+
+
+def _ros_namespace(value: str) -> str:
+    """A ROS namespace as the bridge uses it, ``/PSM1``: a leading slash added, a trailing one dropped."""
+    name = "/" + value.strip("/")
+    if not re.fullmatch(r"/[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*", name):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a ROS namespace such as /PSM1")
+    return name
 
 
 def _rate(value: str) -> float:
@@ -218,11 +234,10 @@ def _publish_and_wait(args: argparse.Namespace, topic: Any, message: Any) -> dic
 def cmd_goal(args: argparse.Namespace) -> int:
     from surgisim.ros_bridge import messages as msg  # the ros extra
     from surgisim.ros_bridge.nodes import GOAL
+    from surgisim.ros_bridge.profiles import DvrkProfile
 
-    position = np.array(args.position, dtype=np.float64)
-    if not np.all(np.isfinite(position)):
-        raise ValueError(f"a goal is three finite numbers (m), not {args.position}")
-    message = msg.pose_stamped(make_pose(np.eye(3), position), time.time(), f"{args.namespace[1:]}_base")
+    position = np.array([args.x, args.y, args.z], dtype=np.float64)
+    message = msg.pose_stamped(make_pose(np.eye(3), position), time.time(), DvrkProfile(args.namespace).base_frame)
     print(json.dumps({**_publish_and_wait(args, GOAL, message), "goal_m": position.tolist()}))
     return 0
 
@@ -243,7 +258,7 @@ def add_commands(commands: Any) -> None:
 
     def common(parser: argparse.ArgumentParser, namespace: str | None = "/PSM1") -> None:
         where = "the task's first arm (/PSM1; /ECM for EndoscopeTrack)" if namespace is None else namespace
-        parser.add_argument("--namespace", default=namespace,
+        parser.add_argument("--namespace", default=namespace, type=_ros_namespace,
                             help=f"dvrk: the arm (default {where}); ros2_control: the controller")  # fmt: skip
         parser.add_argument("--transport", default="auto", choices=TRANSPORTS,
                             help="auto: rclpy where ROS 2 is installed, else DDS (Cyclone)")  # fmt: skip
@@ -302,7 +317,8 @@ def add_commands(commands: Any) -> None:
     record.set_defaults(run=cmd_record)
 
     goal = nodes.add_parser("goal", help="publish a goal position for the runner and the twin (no ROS 2 needed)")
-    goal.add_argument("position", nargs=3, type=float, metavar=("X", "Y", "Z"), help="in the arm's base frame, m")
+    for axis in "xyz":
+        goal.add_argument(axis, type=_finite, help=f"{axis} of the goal in the arm's base frame, m")
     goal.add_argument("--wait", type=_positive, default=5.0, help="seconds to wait for a reader first")
     common(goal)
     goal.set_defaults(run=cmd_goal)

@@ -33,11 +33,11 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from surgisim.agents.config import read_yaml
 from surgisim.agents.evaluate import check_policy, make_policy
 from surgisim.envs import REGISTRY, task_name
 from surgisim.envs.controllers import CONTROL_PERIOD
 from surgisim.envs.core import OBS_MODES
+from surgisim.envs.documents import excerpt, parse_json, read_yaml
 from surgisim.envs.robots import Arm
 from surgisim.envs.tools import DEFAULT_TOOL
 from surgisim.envs.transforms import make_pose, rotation_from_vector, rotation_vector
@@ -94,8 +94,8 @@ def scene_layout(document: Any, task: str, source: str) -> dict[str, Any]:
     if not isinstance(document, dict) or not isinstance(document.get("layout"), dict):
         raise ValueError(f"{source}: a scene is a mapping with 'task', 'frame' and a 'layout' mapping")
     if document.get("task") != task or document.get("frame") != "world":
-        raise ValueError(f"{source}: the scene is for task {document.get('task')!r} in frame "
-                         f"{document.get('frame')!r}; this run needs task {task!r}, frame 'world'")  # fmt: skip
+        raise ValueError(f"{source}: the scene is for task {excerpt(document.get('task'))} in frame "
+                         f"{excerpt(document.get('frame'))}; this run needs task {task!r}, frame 'world'")  # fmt: skip
     return document["layout"]
 
 
@@ -557,8 +557,9 @@ class PolicyRunner:
 
     def _on_scene(self, message: Any) -> None:
         try:
-            self._new_episode(scene_layout(json.loads(message.data), self.model.task_name, SCENE.name))
-        except ValueError as error:  # json's errors are ValueErrors too
+            self._new_episode(scene_layout(parse_json(message.data, SCENE.name, "scene"), self.model.task_name,
+                                           SCENE.name))  # fmt: skip
+        except ValueError as error:
             LOG.warning("runner: scene ignored: %s", error)
 
     def _new_episode(self, layout: dict[str, Any]) -> None:

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from surgisim.agents.config import is_number
+from surgisim.envs.documents import excerpt
 from surgisim.envs.kinematics import JAW_LIMITS
 from surgisim.envs.transforms import rotation_from_vector, rotation_vector
 from surgisim.ros_bridge.messages import OPERATING_STATES, stamp_seconds
@@ -70,12 +71,12 @@ class ShieldLimits:
         for name, (low, high, unit, count) in LIMIT_RANGES.items():
             value = getattr(self, name)
             if count and (not isinstance(value, list | tuple) or len(value) != count):
-                raise ValueError(f"{name} must be a list of {count} numbers ({unit}), got {value!r}")
+                raise ValueError(f"{name} must be a list of {count} numbers ({unit}), got {excerpt(value)}")
             values = value if count else [value]
             if not all(map(is_number, values)):
-                raise ValueError(f"{name} must hold finite numbers ({unit}), not {value!r}")
+                raise ValueError(f"{name} must hold finite numbers ({unit}), not {excerpt(value)}")
             if not all(low <= number <= high for number in values):
-                raise ValueError(f"{name} = {value!r} lies outside {low} to {high} {unit}")
+                raise ValueError(f"{name} = {excerpt(value)} lies outside {low} to {high} {unit}")
             object.__setattr__(self, name, tuple(map(float, values)) if count else float(value))
         if any(low >= high for low, high in zip(self.box_low, self.box_high, strict=True)):
             raise ValueError(f"box_low {self.box_low} must lie below box_high {self.box_high} on every axis")

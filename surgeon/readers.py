@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from surgisim.agents.config import read_yaml
+from surgisim.envs.documents import excerpt, read_yaml
 from surgisim.envs.transforms import matrix_to_quat, quat_to_matrix, rotation_from_vector, rotation_vector
 from surgisim.surgeon.trajectory import ARMS, FRAMES, ArmPath, Trajectory
 
@@ -93,16 +93,16 @@ def _numbers(fields: list[str], path: Path, line: int) -> list[float]:
         try:
             numbers.append(float(value))
         except ValueError:
-            raise ValueError(f"{path}, line {line}: {value!r} is not a number") from None
+            raise ValueError(f"{path}, line {line}: {excerpt(value)} is not a number") from None
     return numbers
 
 
 def _frame_and_units(meta: dict[str, Any], path: Path) -> tuple[str, float]:
     frame, units = str(meta.get("frame", "world")), str(meta.get("units", "m"))
     if frame not in FRAMES:
-        raise ValueError(f"{path}: frame {frame!r}; use {', '.join(FRAMES)}")
+        raise ValueError(f"{path}: frame {excerpt(frame)}; use {', '.join(FRAMES)}")
     if units not in UNITS:
-        raise ValueError(f"{path}: units {units!r}; use m or mm")
+        raise ValueError(f"{path}: units {excerpt(units)}; use m or mm")
     return frame, UNITS[units]
 
 
@@ -202,7 +202,7 @@ def read_waypoints(path: Path) -> Trajectory:
     arm = document.get("arm", "psm1")
     interpolation = document.get("interpolation", "minimum_jerk")
     if arm not in ARMS or interpolation not in ("linear", "minimum_jerk"):
-        raise ValueError(f"{path}: arm {arm!r} (psm1 or psm2) and interpolation {interpolation!r} "
+        raise ValueError(f"{path}: arm {excerpt(arm)} (psm1 or psm2) and interpolation {excerpt(interpolation)} "
                          "(linear or minimum_jerk)")  # fmt: skip
     times, positions, rotations, jaws = [], [], [], []
     for index, point in enumerate(document["waypoints"]):
@@ -335,5 +335,5 @@ def read_trajectory(path: Path, fmt: str = "auto", tool: str | None = None) -> T
         raise ValueError(f"{path}: no such file")
     fmt = detect_format(path) if fmt == "auto" else fmt
     if fmt not in READERS:
-        raise ValueError(f"unknown trajectory format {fmt!r}; use {', '.join(READERS)}")
+        raise ValueError(f"unknown trajectory format {excerpt(fmt)}; use {', '.join(READERS)}")
     return read_bag(path, tool) if fmt == "bag" else READERS[fmt](path)

@@ -22,6 +22,7 @@ from surgisim.envs.transforms import rotation_from_vector, rotation_vector
 
 FRAMES = ("world", "base", "camera")
 ARMS = ("psm1", "psm2")
+MAX_DURATION_S = 3600.0  # an hour: longer than any motion replayed here, short enough to resample in memory
 
 
 @dataclass
@@ -62,6 +63,9 @@ class Trajectory:
             bad = int(np.argmax(~(np.diff(self.times) > 0))) + 1 if np.all(np.isfinite(self.times)) else 0
             raise ValueError(f"{where}: times must be finite and increasing (sample {bad}: {self.times[bad]!r})")
         self.times = self.times - self.times[0]
+        if self.times[-1] > MAX_DURATION_S:
+            raise ValueError(f"{where}: lasts {self.times[-1]:.4g} s; a replay takes at most {MAX_DURATION_S:.0f} s "
+                             "(are the times in seconds?)")  # fmt: skip
         for name, path in self.arms.items():
             shapes = (path.positions.shape, path.rotations.shape, path.jaws.shape)
             if shapes != ((count, 3), (count, 3, 3), (count,)):

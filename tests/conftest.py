@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import surgisim.envs
-from surgisim.envs.tools import strip_comments, tools_folder
+from surgisim.envs.documents import strip_comments
+from surgisim.envs.tools import tools_folder
 
 ENV_IDS = surgisim.envs.env_ids()
 
@@ -77,3 +78,11 @@ def dvrk_measured_cp(tool_json: dict, q: np.ndarray) -> np.ndarray:
                                 [0, 0, 0, 1]])  # fmt: skip
     key = "tooltip_offset" if "tooltip_offset" in tool_json else "tooltip-offset"
     return pose @ np.array(tool_json[key])
+
+
+def alias_bomb(levels: int = 9) -> str:
+    """A "billion laughs" YAML: a few hundred bytes whose aliases expand to 9**levels strings."""
+    lines = ['l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for level in range(1, levels):
+        lines.append(f"l{level}: &l{level} [{', '.join([f'*l{level - 1}'] * 9)}]")
+    return "\n".join(lines) + "\n"

@@ -6,6 +6,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from importlib.resources import files
 
@@ -164,3 +165,19 @@ def test_ctrl_c_ends_a_command_with_one_line():
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130 and err.strip().endswith("surgisim: interrupted") and "Traceback" not in err
+
+
+def test_ctrl_c_keeps_the_video_so_far():
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONUNBUFFERED"}
+    with tempfile.TemporaryDirectory() as folder:
+        video = os.path.join(folder, "episodes.mp4")
+        process = subprocess.Popen([sys.executable, "-m", "surgisim.agents.cli", "evaluate", "SutureThrow",
+                                    "--episodes", "1000", "--video", video, "--video-size", "64"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+        time.sleep(6.0)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+        assert process.returncode == 130 and err.strip().endswith(f"the video so far: {video}"), err[-2000:]
+        frames = iio.imread(video)
+        assert frames.shape[0] > 1 and frames.shape[1:] == (64, 64, 3)
+        assert os.listdir(folder) == ["episodes.mp4"]  # nothing else left beside it

@@ -51,6 +51,38 @@ def test_pickle_round_trip_mid_episode(make_env, env_id):
         clone.close()
 
 
+@pytest.mark.parametrize(("seed", "randomize"), [(10, None), (4, "kinematics"), (3, "kinematics,appearance")])
+def test_a_pickle_of_a_falling_needle_steps_exactly_as_the_original(seed, randomize):
+    """NeedleHandover with random actions drops the needle, and physics takes over: the copy must
+    match to the bit (PyBullet rounds a pose it is given, so both must be given the same numbers)."""
+    env = gym.make("surgisim/NeedleHandover-v0", randomize=randomize).unwrapped
+    rng = np.random.default_rng(seed)
+    env.reset(seed=seed)
+    for _ in range(4):
+        env.step(rng.uniform(-1, 1, env.action_space.shape))
+    clone = pickle.loads(pickle.dumps(env))
+    falling = 0
+    try:
+        for _ in range(90):
+            action = rng.uniform(-1, 1, env.action_space.shape)
+            mine, theirs = env.step(action)[0], clone.step(action)[0]
+            falling += env.task.falling
+            assert all(np.array_equal(mine[key], theirs[key]) for key in mine)
+    finally:
+        env.close()
+        clone.close()
+    assert falling > 0  # the case that drifted: physics ran
+
+
+def test_a_layout_outside_the_workspace_is_refused_and_changes_nothing(make_env):
+    env = make_env("surgisim/NeedleInsert-v0")
+    env.reset(seed=0)
+    before = env.unwrapped.task.layout()
+    with pytest.raises(ValueError, match="puts scenery outside the task's workspace"):
+        env.unwrapped.task.set_layout(env.unwrapped.scene, {"marks": [[0.0, 0.0, 0.0], [1000.0, 0.0, 0.0]]})
+    assert env.unwrapped.task.layout() == before
+
+
 @pytest.mark.parametrize("env_id", ENV_IDS)
 def test_rgb_array_render(make_env, env_id):
     env = make_env(env_id, render_mode="rgb_array", render_size=128)

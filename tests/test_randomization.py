@@ -119,17 +119,35 @@ def test_observation_noise_changes_the_observation_only():
     assert 0 < np.std(noise) < 0.002  # at most 1 mm, as the package's config says
 
 
+def test_a_config_reads_numbers_as_yaml_1_2_and_no_key_twice(tmp_path):
+    path = tmp_path / "ranges.yaml"
+    path.write_text("appearance:\n  tint: [1e-3, 2e0]\n")  # PyYAML alone reads 1e-3 as a string
+    assert load_ranges(path) == {"appearance": {"tint": (0.001, 2.0)}}
+    path.write_text("appearance:\n  tint: [0.9, 1.0]\n  tint: [0.1, 2.0]\n")  # the last won, silently
+    with pytest.raises(ValueError, match="line 3: key 'tint' appears twice"):
+        load_ranges(path)
+
+
 @pytest.mark.parametrize(
     ("document", "message"),
     [
         ({"apperance": {"tint": [0.9, 1.1]}}, "'apperance' is not a randomisation group"),
         ({"appearance": {"tnit": [0.9, 1.1]}}, r"appearance\.tnit is not a key of appearance"),
         ({"kinematics": {"rcm_shift_mm": [3, 1]}}, r"kinematics\.rcm_shift_mm: \[3, 1\] is a negative range"),
-        ({"appearance": {"image_noise_std": [-2, 4]}}, r"appearance\.image_noise_std: .* goes below 0"),
+        ({"appearance": {"image_noise_std": [-2, 4]}}, r"appearance\.image_noise_std: .* goes beyond \[0, 64\]"),
         ({"observation": {"noise_std_mm": [0, float("nan")]}}, r"observation\.noise_std_mm: .* is not finite"),
         ({"control": {"latency_steps": [0, 1.5]}}, r"control\.latency_steps: .* whole numbers"),
         ({"control": {"action_noise_std": "a lot"}}, r"control\.action_noise_std: 'a lot' is not a range"),
         ({"control": ["latency_steps"]}, "control: expected keys with"),
+        # Ranges that would stall or break the simulation, or fill memory (found by an adversarial pass).
+        ({"appearance": {"blur_sigma_px": [10000, 10000]}}, r"blur_sigma_px: .* goes beyond \[0, 8\]"),
+        ({"appearance": {"tissue_texture": [0, 1000000]}}, r"tissue_texture: .* names 1e\+06 textures; at most 16"),
+        ({"appearance": {"tissue_texture": [1e20, 1e20]}}, r"tissue_texture: .* goes beyond"),
+        ({"appearance": {"fov_deg": [720, 720]}}, r"fov_deg: .* goes beyond \[20, 120\]"),
+        ({"appearance": {"camera_shift_mm": [0, 1e9]}}, "camera_shift_mm: .* goes beyond"),
+        ({"control": {"period_jitter": [-3, 0]}}, r"period_jitter: .* goes beyond \[-0.5, 0.5\]"),
+        ({"control": {"latency_steps": [0, 1000000000]}}, "latency_steps: .* goes beyond"),
+        ({"kinematics": {"insertion_offset_mm": [0, 1e9]}}, "insertion_offset_mm: .* goes beyond"),
     ],
 )
 def test_a_bad_config_is_an_error_naming_the_key(tmp_path, document, message):
@@ -145,11 +163,15 @@ def test_an_unknown_group_or_unreadable_config_is_a_clear_error(tmp_path):
         gym.make("surgisim/NeedleReach-v0", randomize=5)
     with pytest.raises(ValueError, match=r"randomize_config=3\.5: give the path of a YAML file"):
         gym.make("surgisim/NeedleReach-v0", randomize="all", randomize_config=3.5)
-    with pytest.raises(ValueError, match=r"nowhere\.yaml: cannot read it"):
+    with pytest.raises(ValueError, match=r"nowhere\.yaml: cannot read the randomisation config"):
         gym.make("surgisim/NeedleReach-v0", randomize="all", randomize_config=str(tmp_path / "nowhere.yaml"))
     (tmp_path / "broken.yaml").write_text("appearance: [tint\n")
-    with pytest.raises(ValueError, match=r"broken\.yaml: cannot read it"):
+    with pytest.raises(ValueError, match=r"broken\.yaml: not valid randomisation config: line 2"):
         gym.make("surgisim/NeedleReach-v0", randomize="all", randomize_config=str(tmp_path / "broken.yaml"))
+    with pytest.raises(ValueError, match="'all' stands for every group; give it alone"):
+        gym.make("surgisim/NeedleReach-v0", randomize="all,appearance")
+    with pytest.raises(ValueError, match="does nothing without randomize"):  # was silently ignored
+        gym.make("surgisim/NeedleReach-v0", randomize_config=str(config_path("randomize.yaml")))
 
 
 def test_the_shipped_configs_are_valid_and_cover_every_group():

@@ -18,7 +18,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import dvrk_measured_cp, dvrk_tool_file
+from conftest import alias_bomb, dvrk_measured_cp, dvrk_tool_file
 from surgisim.envs import SurgicalEnv
 from surgisim.envs.tasks import REGISTRY
 from surgisim.envs.transforms import make_pose, quat_to_matrix, rotation_from_vector, rotation_vector
@@ -517,13 +517,20 @@ def test_a_scene_file_gives_the_runner_the_layout_and_a_wrong_one_is_named(tmp_p
     assert np.array_equal(runner.model.task.marks, twin_env.task.marks)
     runner.close()
     bad = {"marks": [[0.0, 0.0, float("nan")], [0.01, 0.0, 0.0]]}
+    far = {"marks": [[0.0, 0.0, 0.0], [1000.0, 0.0, 0.0]]}  # marks a kilometre apart
     for task, layout, problem in (("NeedlePick", {}, "is for task 'NeedlePick'"),
                                   ("NeedleInsert", bad, "not (2, 3) finite numbers"),
-                                  ("NeedleInsert", {}, "missing: marks")):  # fmt: skip
+                                  ("NeedleInsert", {}, "missing: marks"),
+                                  ("NeedleInsert", far, "outside the task's workspace")):  # fmt: skip
         scene.write_text(yaml.safe_dump({"task": task, "frame": "world", "layout": layout}))
         with pytest.raises(ValueError, match=re.escape(f"{scene}: ") + ".*" + re.escape(problem)):
             PolicyRunner(InProcessTransport(InProcessBus()), "surgisim/NeedleInsert-v0", "expert", DvrkProfile(),
                          SafetyShield(), scene_file=scene)  # fmt: skip
+    scene.write_text(alias_bomb())  # 1 GB of memory once read without limits
+    with pytest.raises(ValueError, match="over 100000 values once its aliases are expanded") as error:
+        PolicyRunner(InProcessTransport(InProcessBus()), "surgisim/NeedleInsert-v0", "expert", DvrkProfile(),
+                     SafetyShield(), scene_file=scene)  # fmt: skip
+    assert len(str(error.value)) < 300
     twin_env.close()
 
 
@@ -953,7 +960,7 @@ def test_other_tasks_run_over_dds_from_the_twins_topics(task, policy, domain):
         twin_out, twin_err = twin.communicate(timeout=60)
     finally:
         twin.kill()
-    assert runner.returncode == 0, runner.stderr
+    assert runner.returncode == 0, f"runner: {runner.stderr}\ntwin: {twin_err}"
     assert json.loads(twin_out.strip().splitlines()[-1])["is_success"], twin_err
 
 
@@ -1146,9 +1153,21 @@ def test_ros_goal_and_reset_commands_publish_without_ros2():
                                                                  "goal_m": [0.01, 0.02, -0.1]}  # fmt: skip
     bad = subprocess.run([*cli, "goal", "0.01", "nan", "-0.1", "--transport", "dds"], env=env, capture_output=True,
                          text=True, timeout=120)  # fmt: skip
-    assert bad.returncode == 2 and "three finite numbers" in bad.stderr
+    assert bad.returncode == 2 and "must be a finite number" in bad.stderr and "Traceback" not in bad.stderr
     reset = subprocess.run([*cli, "reset", "--seed", "-2"], env=env, capture_output=True, text=True, timeout=120)
     assert reset.returncode == 2 and "a seed is an integer from 0" in reset.stderr
+    for words in (["0", "0"], ["0", "0", "-inf"], ["0", "0", "0", "--namespace", "1/PSM"]):  # were TypeErrors
+        bad = subprocess.run([*cli, "goal", *words], env=env, capture_output=True, text=True, timeout=120)
+        assert bad.returncode == 2 and "Traceback" not in bad.stderr and "error:" in bad.stderr, bad.stderr
+
+
+def test_a_namespace_is_taken_with_or_without_its_slashes():
+    from surgisim.agents.cli import build_parser
+
+    for given_name in ("PSM2", "/PSM2", "PSM2/"):
+        arguments = build_parser().parse_args(["ros", "goal", "0", "0", "-0.1", "--namespace", given_name])
+        assert arguments.namespace == "/PSM2" and (arguments.x, arguments.y, arguments.z) == (0.0, 0.0, -0.1)
+        assert DvrkProfile(arguments.namespace).base_frame == "PSM2_base"  # not "SM2_base"
 
 
 def test_record_takes_the_topics_asked_for(tmp_path):

@@ -1,9 +1,12 @@
 """How the operative field looks and acts: textures, solid anatomy, visible damage, labels."""
 
+from pathlib import Path
+
 import gymnasium as gym
 import numpy as np
 import pytest
 
+from surgisim.envs import appearance
 from surgisim.envs.appearance import Light, degrade, distort, tissue_texture
 from surgisim.envs.camera import SegLabel, depth_to_metres
 from surgisim.envs.tasks import REGISTRY
@@ -17,6 +20,13 @@ def test_tissue_textures_are_seeded_reddish_and_varied():
     mean = first.reshape(-1, 3).mean(axis=0)
     assert mean[0] > mean[1] + 40 and mean[0] > mean[2] + 40  # red dominates, as in tissue
     assert first.reshape(-1, 3).std(axis=0).min() > 8  # mottled and veined, not a flat colour
+
+
+def test_texture_files_are_kept_with_a_bound(monkeypatch):
+    monkeypatch.setattr(appearance, "MAX_TEXTURE_FILES", 3)
+    paths = [Path(appearance.texture_file("vessel", seed)) for seed in range(6)]  # small ones: quick to make
+    assert [path.exists() for path in paths] == [False, False, False, True, True, True]
+    assert Path(appearance.texture_file("vessel", 0)).exists()  # made again when it is wanted again
 
 
 def test_the_endoscope_image_has_texture_and_follows_the_light():

@@ -14,7 +14,7 @@ import imageio.v2 as imageio
 import numpy as np
 import pytest
 
-from conftest import dvrk_measured_cp, dvrk_tool_file
+from conftest import alias_bomb, dvrk_measured_cp, dvrk_tool_file
 from surgisim.envs.tasks.navigate_anatomy import CONTACT_TOLERANCE
 from surgisim.envs.transforms import make_pose, rotation_from_vector
 from surgisim.surgeon import metrics
@@ -173,6 +173,11 @@ BAD_FILES = {
     "short.txt": (" ".join(["0"] * 75) + "\n", "line 1: 75 numbers; JIGSAWS kinematics have 76"),
     "w.yaml": ("waypoints: [{time: 0}]\n", "waypoint 0: needs 'time' and 'position'"),
     "data.json": ("{}", "cannot tell the format"),
+    "eon.yaml": (
+        "waypoints: [{time: 0, position: [0, 0, 0]}, {time: 1.0e9, position: [0, 0, 1]}]\n",
+        "lasts 1e+09 s; a replay takes at most 3600 s",
+    ),  # was a 745 GiB allocation
+    "bomb.yaml": (alias_bomb(), "over 100000 values once its aliases are expanded"),
 }
 
 

@@ -1,6 +1,7 @@
 """dVRK tool definitions: the dVRK's file format read as the dVRK reads it, and the PSM it gives."""
 
 import json
+import os
 import re
 
 import numpy as np
@@ -8,7 +9,8 @@ import pytest
 
 from conftest import dvrk_measured_cp, dvrk_tool_file
 from surgisim.envs import SurgicalEnv, make_expert
-from surgisim.envs.tools import load_tool, shipped_tools, strip_comments
+from surgisim.envs.documents import strip_comments
+from surgisim.envs.tools import load_tool, shipped_tools
 
 # A tool file laid out as sawIntuitiveResearchKit's share/tool/*.json are (older files: hyphenated
 # keys, "outer_" joint names), with the fields surgisim does not use (coupling, engage angles).
@@ -106,7 +108,15 @@ def test_a_file_in_the_dvrks_own_layout_loads(tmp_path):
      (lambda d: d.update({"tooltip-offset": [[1, 0, 0], [0, 1, 0]]}), "tooltip-offset must be a 4x4 rigid transform"),
      (lambda d: d.update({"tooltip-offset": (2 * np.eye(4)).tolist()}), "tooltip-offset must be a 4x4 rigid"),
      (lambda d: d["jaw"].update(qmin=2.0), "jaw.qmin must lie below jaw.qmax"),
-     (lambda d: d.pop("jaw"), "jaw is missing")],
+     (lambda d: d.pop("jaw"), "jaw is missing"),
+     # Numbers that no PSM instrument has: each would make a meaningless arm (bounds from the dVRK's own files).
+     (lambda d: d["DH"]["joints"][0].update(D=1e9), "DH.joints[0].D = 1e+09 m is not a PSM instrument's"),
+     (lambda d: d["DH"]["joints"][0].update(D=-0.5), "DH.joints[0].D = -0.5 m is not a PSM instrument's"),
+     (lambda d: d["DH"]["joints"][0].update(D=0), "DH.joints[0].D = 0 m is not a PSM instrument's"),
+     (lambda d: d["DH"]["joints"][2].update(A=0.5), "DH.joints[2].A = 0.5 m"),
+     (lambda d: d["DH"]["joints"][1].update(qmax=7.0), "DH.joints[1].qmin and qmax must lie within"),
+     (lambda d: d["jaw"].update(qmax=6.0), "jaw.qmin and jaw.qmax must lie within"),
+     (lambda d: d["tooltip-offset"][0].__setitem__(3, 1e9), "tooltip-offset moves the tool tip 1e+09 m")],
 )  # fmt: skip
 def test_a_malformed_tool_file_is_named_with_its_field(tmp_path, change, field):
     data = json.loads(strip_comments(DVRK_STYLE))
@@ -116,6 +126,16 @@ def test_a_malformed_tool_file_is_named_with_its_field(tmp_path, change, field):
     with pytest.raises(ValueError, match=re.escape(field)) as error:
         load_tool(str(path))
     assert str(path) in str(error.value)
+
+
+def test_a_key_twice_or_a_file_that_is_not_a_file_is_refused(tmp_path):
+    twice = tmp_path / "twice.json"
+    twice.write_text(DVRK_STYLE.replace('"D":  0.4162,', '"D":  0.4162, "D": 1e9,', 1))
+    with pytest.raises(ValueError, match=r"twice\.json: key 'D' appears twice"):
+        load_tool(str(twice))
+    os.mkfifo(tmp_path / "fifo.json")  # would block a reader for ever
+    with pytest.raises(ValueError, match="must be a regular file"):
+        load_tool(str(tmp_path / "fifo.json"))
 
 
 def test_unknown_tool_names_the_shipped_ones():

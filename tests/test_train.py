@@ -22,6 +22,7 @@ import yaml
 from surgisim.agents import checkpoint
 from surgisim.agents.cli import build_parser
 from surgisim.agents.config import ConfigError, load_config
+from surgisim.agents.demos import load_demos
 from surgisim.agents.evaluate import evaluate
 from surgisim.agents.export import OnnxPolicy, export_onnx
 from surgisim.agents.models import load_model, load_policy
@@ -313,11 +314,11 @@ def test_death_while_writing_each_file_keeps_the_previous_set(tmp_path, target):
     assert_no_leftovers(run)
 
 
-@pytest.mark.parametrize("damaged", ["vecnormalize.pkl", "replay_buffer.pkl", "config.yaml"])
+@pytest.mark.parametrize("damaged", ["vecnormalize.pkl", "replay_buffer.pkl", "config.yaml", "eval.csv"])
 def test_resume_from_a_damaged_run_says_which_file_and_changes_nothing(tmp_path, small_config, damaged):
     run = train("surgisim/NeedleReach-v0", steps=100, run_dir=tmp_path / "run", progress_bar=False,
                 config_file=small_config)  # fmt: skip
-    path = run / damaged if damaged == "config.yaml" else checkpoint.current(run)[damaged]
+    path = run / damaged if damaged in ("config.yaml", "eval.csv") else checkpoint.current(run)[damaged]
     size = path.stat().st_size
     path.write_bytes(b"\x00 not what it should be: [".ljust(size, b"x"))  # the size the manifest records
     before = files_of(run)
@@ -411,6 +412,75 @@ def test_a_run_killed_before_its_first_checkpoint_can_be_resumed(tmp_path, small
     train("surgisim/NeedleReach-v0", steps=200, resume=run, progress_bar=False)
     assert checkpoint.current(run).timesteps == 200
     assert [row["timesteps"] for row in eval_rows(run)] == ["0", "200"]  # step 0 measured once
+
+
+def decoy(folder):
+    """A folder of a user's own files (which must survive whatever surgisim does next door)."""
+    (folder / "thesis").mkdir(parents=True)
+    (folder / "notes.txt").write_text("mine")
+    (folder / "thesis" / "ch1.tex").write_text("\\chapter{Mine}")
+    return files_of(folder)
+
+
+@pytest.mark.parametrize("where", ["another disk", "the runs folder"])
+def test_a_resume_never_follows_a_link_out_of_the_run(run_copy, tmp_path, where):
+    if where == "another disk":  # checkpoints moved to a bigger disk, a link left in their place
+        target = tmp_path / "big-disk" / "checkpoints"
+        shutil.move(run_copy / "checkpoints", target)
+        os.symlink(target, run_copy / "checkpoints")
+    else:  # a relative link up to the folder that holds this run and its siblings
+        target = tmp_path
+        shutil.rmtree(run_copy / "checkpoints")
+        os.symlink("..", run_copy / "checkpoints")
+    mine = decoy(target / "other")
+    theirs, before = files_of(target), files_of(run_copy)
+    with pytest.raises(ValueError, match=r"checkpoints -> .*: a symbolic link in a run folder"):
+        train("surgisim/NeedleReach-v0", steps=200, resume=run_copy, progress_bar=False)
+    result = subprocess.run([*CLI, "train", "NeedleReach", "--resume", str(run_copy), "--steps", "200"],
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 2 and "symbolic link" in result.stderr and "Traceback" not in result.stderr
+    assert files_of(target / "other") == mine and files_of(target) == theirs and files_of(run_copy) == before
+
+
+def test_a_missing_manifest_is_rebuilt_from_the_newest_complete_set(run_copy, tmp_path):
+    saved = checkpoint.current(run_copy)
+    (run_copy / "checkpoints" / "README.txt").write_text("not a set: never removed")
+    killed = run_copy / "checkpoints" / f"{saved.timesteps + 100:09d}-killed"  # a writer killed mid-set
+    shutil.copytree(saved.folder, killed)
+    (killed / "model.zip").write_bytes((killed / "model.zip").read_bytes()[:-100])
+    (run_copy / "checkpoint.json").unlink()
+    history = eval_rows(run_copy)
+    policy = load_policy(run_copy)  # evaluate, export: from the complete set, writing nothing
+    assert policy.model.num_timesteps == saved.timesteps and not (run_copy / "checkpoint.json").exists()
+    result = subprocess.run([*CLI, "train", "NeedleReach", "--resume", str(run_copy), "--steps", "200"],
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert f"continuing from the complete set at {saved.timesteps} steps" in result.stderr
+    assert checkpoint.current(run_copy).timesteps == 200 and not killed.exists()
+    assert eval_rows(run_copy)[: len(history)] == history  # the run's history kept, not started again
+    assert (run_copy / "checkpoints" / "README.txt").exists()
+
+
+@pytest.mark.parametrize("damage", ["a folder", "garbage", "no complete set"])
+def test_a_damaged_manifest_is_refused_and_nothing_is_removed(run_copy, damage):
+    manifest = run_copy / "checkpoint.json"
+    manifest.unlink()
+    if damage == "a folder":
+        manifest.mkdir()
+        (manifest / "keep.txt").write_text("mine")
+    elif damage == "garbage":
+        manifest.write_text("{not json")
+    else:
+        for model in (run_copy / "checkpoints").glob("*/model.zip"):
+            model.write_bytes(b"PK truncated")
+    before = files_of(run_copy)
+    message = {"a folder": "must be a regular file", "garbage": "move checkpoint.json away and resume again",
+               "no complete set": "no set in .* is complete"}[damage]  # fmt: skip
+    with pytest.raises(ValueError, match=message):
+        train("surgisim/NeedleReach-v0", steps=200, resume=run_copy, progress_bar=False)
+    with pytest.raises(ValueError, match=message):  # not "the run stopped before its first checkpoint"
+        evaluate("surgisim/NeedleReach-v0", str(run_copy), episodes=1)
+    assert files_of(run_copy) == before
 
 
 @pytest.mark.parametrize(
@@ -529,6 +599,31 @@ def test_ctrl_c_saves_a_checkpoint_where_it_stopped_and_prints_the_resume_comman
     assert_no_leftovers(run)
 
 
+def test_a_run_with_its_own_tool_file_evaluates_and_records_from_anywhere(tmp_path, small_config, monkeypatch):
+    shipped = files("surgisim.assets") / "tools" / "LARGE_NEEDLE_DRIVER_420006.json"
+    (tmp_path / "mytool.json").write_text(shipped.read_text())
+    monkeypatch.chdir(tmp_path)
+    run = train("surgisim/NeedleReach-v0", steps=150, config_file=small_config, run_dir=tmp_path / "run",
+                progress_bar=False, extra_env_kwargs={"tool": "mytool.json", "control": "joint"})  # fmt: skip
+    settings = yaml.safe_load((run / "config.yaml").read_text())
+    assert settings["env_kwargs"]["tool"] == str(tmp_path / "mytool.json")  # absolute: found from anywhere
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    for command in (
+        ["evaluate", "NeedleReach", "--policy", str(run), "--episodes", "1", "--json"],
+        ["demos", "record", "NeedleReach", "--policy", str(run), "--episodes", "1", "--out", "demos"],
+    ):
+        result = subprocess.run([*CLI, *command], capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert result.returncode == 0, result.stderr[-2000:]
+    dataset = load_demos(elsewhere / "demos")
+    assert dataset.spec.env_spec.kwargs["tool"] == str(tmp_path / "mytool.json")  # recorded with the run's tool
+    assert np.asarray(next(dataset.iterate_episodes()).actions).shape[1] == 7  # and its joint control
+    result = subprocess.run([*CLI, "demos", "record", "NeedlePick", "--policy", str(run), "--episodes", "1",
+                             "--out", "pick"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 2 and "trained on surgisim/NeedleReach-v0, not surgisim/NeedlePick-v0" in result.stderr
+
+
 def test_env_arguments_train_the_run_and_stay_with_it(tmp_path, small_config):
     run = train("surgisim/NeedleReach-v0", steps=150, config_file=small_config, run_dir=tmp_path / "run",
                 progress_bar=False, extra_env_kwargs={"control": "joint", "action_frame": "world"})  # fmt: skip
@@ -582,3 +677,25 @@ def test_rl_zoo3_trains_from_the_exported_config_and_its_run_evaluates_here(tmp_
     result = subprocess.run([*CLI, "evaluate", "NeedlePick", "--policy", str(run), "--episodes", "1"],
                             capture_output=True, text=True)  # fmt: skip
     assert result.returncode == 2 and "was trained on surgisim/NeedleReach-v0" in result.stderr
+    # Damaged copies of its settings: a one-line error naming the file, whatever the damage.
+    args = run / "surgisim-NeedleReach-v0" / "args.yml"
+    original = args.read_bytes()
+    ordered = "!!python/object/apply:collections.OrderedDict"
+    for damage in ("- a list\n- of things\n", f"{ordered} []\n", f"{ordered}\n- {{a: 1}}\n",
+                   f"{ordered}\n- - [env, 5]\n  - [algo, sac]\n", "env: surgisim/NeedleReach-v0\nalgo: [sac]\n",
+                   "!!python/object/apply:os.system ['true']\n", b"env: caf\xe9\n", "[" * 100_000):  # fmt: skip
+        args.write_bytes(damage if isinstance(damage, bytes) else damage.encode())
+        with pytest.raises(ValueError, match=re.escape(str(args))):
+            load_policy(run)
+    args.write_bytes(original)
+    # export-config --force replaces only a file it wrote; never a user's own, never through a link.
+    (tmp_path / "mine.yml").write_text("# my own notes\n")
+    os.symlink(tmp_path / "sac.yml", tmp_path / "link.yml")
+    for name in ("mine.yml", "link.yml"):
+        result = subprocess.run([*CLI, "export-config", "sac", "--out", name, "--force"], capture_output=True,
+                                text=True, cwd=tmp_path)  # fmt: skip
+        assert result.returncode == 2 and "--force replaces only those" in result.stderr
+    assert (tmp_path / "mine.yml").read_text() == "# my own notes\n" and (tmp_path / "link.yml").is_symlink()
+    result = subprocess.run([*CLI, "export-config", "td3", "--out", "sac.yml", "--force"], capture_output=True,
+                            text=True, cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0 and "hyperparameters for td3" in (tmp_path / "sac.yml").read_text()

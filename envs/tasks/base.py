@@ -8,8 +8,11 @@ from typing import Any, ClassVar, Protocol
 import gymnasium as gym
 import numpy as np
 
+from surgisim.envs.documents import excerpt
 from surgisim.envs.robots import Arm
 from surgisim.envs.scene import Scene
+
+LAYOUT_MARGIN = 0.02  # m: scenery from a scene file may lie this far outside the tip's workspace box
 
 # What each of a task's ``robot_inputs`` is (the ROS 2 bridge's ``SUPPLIED_INPUTS`` says where
 # it takes each from).
@@ -42,7 +45,8 @@ class Task:
     # What the task's observation needs from the world besides the driven arms' own state, which
     # on a robot must come from somewhere (``ROBOT_INPUTS`` says what each is).
     robot_inputs: ClassVar[tuple[str, ...]] = ("goal",)
-    # The keys of ``get_state`` that are the episode's fixed scenery (its "layout" input).
+    # The keys of ``get_state`` that are the episode's fixed scenery (its "layout" input): a row
+    # per object, whose first three numbers are its world position (m).
     layout_keys: ClassVar[tuple[str, ...]] = ()
     # Whether the world moves with time whatever the arms do (a lesion on its path), so that a ROS 2
     # twin ticking faster than the control period advances it once per period, not every tick.
@@ -96,7 +100,13 @@ class Task:
             except (TypeError, ValueError):
                 value = np.full(1, np.nan)
             if value.shape != expected or not np.all(np.isfinite(value)):
-                raise ValueError(f"layout {key!r}: {layout[key]!r} is not {expected} finite numbers")
+                raise ValueError(f"layout {key!r}: {excerpt(layout[key])} is not {expected} finite numbers")
+            low, high = np.array(self.workspace) + np.array([[-LAYOUT_MARGIN], [LAYOUT_MARGIN]])
+            positions = value.reshape(-1, value.shape[-1])[:, :3]
+            if np.any(positions < low) or np.any(positions > high):
+                box = f"x, y, z from {np.round(low, 3).tolist()} to {np.round(high, 3).tolist()} m"
+                raise ValueError(f"layout {key!r}: {excerpt(layout[key])} puts scenery outside the task's workspace "
+                                 f"({box})")  # fmt: skip
             state[key] = value
         self.set_state(scene, state)
 

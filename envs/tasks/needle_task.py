@@ -91,6 +91,7 @@ class NeedleTask(Task):
             if self.falling:
                 self.needle.forget_contacts()  # so that a restored (unpickled) env steps the same
                 scene.step_physics(PHYSICS_SUBSTEPS)
+                self.needle.settle()
                 self.falling = bool(np.abs(self.needle.velocity()).max() > REST_SPEED)
         holes = (self.tissue.entry, self.tissue.exit)
         self.tissue.update(before, self.needle.pose())
