@@ -33,8 +33,8 @@ import yaml
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from surgisim.agents.config import OFF_POLICY
-from surgisim.agents.files import atomic_write, remove, remove_stale, unprivate
 from surgisim.envs.documents import DocumentError, excerpt, read_json, read_yaml, shorten
+from surgisim.envs.files import atomic_write, remove, remove_stale, unprivate
 
 MANIFEST = "checkpoint.json"
 FOLDER = "checkpoints"

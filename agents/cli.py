@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -14,47 +13,18 @@ import surgisim.envs
 from surgisim.agents.config import ALGORITHM_NAMES
 from surgisim.agents.demos import record_demos
 from surgisim.agents.evaluate import evaluate
-from surgisim.agents.files import VIDEO_SUFFIXES, check_writable, free_path, video_writer
 from surgisim.agents.pretrained import available
 from surgisim.envs import task_name
+from surgisim.envs.arguments import env_id_type, fraction, positive_int, positive_number, seed_type
 from surgisim.envs.core import CONTROLS, OBS_MODES
 from surgisim.envs.documents import DocumentError, parse_yaml
+from surgisim.envs.files import VIDEO_SUFFIXES, check_writable, free_path, video_writer
 
 # Packages add their own subcommands here (``add(commands)`` on the subparsers), as ros2 CLI
 # extensions do: the ROS 2 bridge adds ``surgisim ros`` without this module importing it.
 COMMANDS_GROUP = "surgisim.commands"
 
 DEFAULT_ENV = "surgisim/NeedleReach-v0"
-
-
-def env_id_type(value: str) -> str:
-    """Accept ``surgisim/NeedleReach-v0`` or the short ``NeedleReach``."""
-    ids = surgisim.envs.env_ids()
-    for env_id in ids:
-        if value in (env_id, env_id.removeprefix("surgisim/"), surgisim.envs.task_name(env_id)):
-            return env_id
-    raise argparse.ArgumentTypeError(f"unknown environment {value!r}; choose from {', '.join(ids)}")
-
-
-def _positive(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
-    return number
-
-
-def _positive_number(value: str) -> float:
-    number = float(value)
-    if not (math.isfinite(number) and number > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {value}")
-    return number
-
-
-def _fraction(value: str) -> float:
-    number = float(value)
-    if not 0 <= number <= 1:
-        raise argparse.ArgumentTypeError(f"must be from 0 to 1, got {value}")
-    return number
 
 
 def _env_kwarg(text: str) -> tuple[str, Any]:
@@ -66,14 +36,6 @@ def _env_kwarg(text: str) -> tuple[str, Any]:
         return key, parse_yaml(value, f"--env-kwargs {key}", "value")
     except DocumentError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def seed_type(value: str) -> int:
-    """A seed: an integer from 0 (as Gymnasium and NumPy take them)."""
-    number = int(value)
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"a seed is an integer from 0, got {number}")
-    return number
 
 
 def _print_metrics(metrics: dict) -> None:
@@ -210,7 +172,7 @@ def _add_rollout_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--policy", default="expert", help="expert, pretrained, a run folder, a model .zip or a policy .onnx"
     )
-    parser.add_argument("--episodes", type=_positive, default=100)
+    parser.add_argument("--episodes", type=positive_int, default=100)
     parser.add_argument("--seed", type=seed_type, default=0, help="episode i is reset with seed S + i")
     parser.add_argument("--obs-mode", default="state", choices=tuple(OBS_MODES))
 
@@ -231,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="run the best available policy and write an endoscope video")
     demo.add_argument("env_id", nargs="?", default=DEFAULT_ENV, type=env_id_type)
-    demo.add_argument("--episodes", type=_positive, default=3)
+    demo.add_argument("--episodes", type=positive_int, default=3)
     demo.add_argument("--seed", type=seed_type, default=0)
     demo.add_argument("--out", help="video path (.mp4); default surgisim-demo/<env>-seed<S>.mp4")
     demo.add_argument("--video-size", type=int, default=256, help="video side in pixels (16 to 1024)")
@@ -253,19 +215,19 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("env_id", type=env_id_type)
     training.add_argument("--algo", choices=ALGORITHM_NAMES, help="default: sac")
     training.add_argument("--her", action=argparse.BooleanOptionalAction, default=None, help="override the config")
-    training.add_argument("--steps", type=_positive, help="total env steps (default: the config's n_timesteps)")
+    training.add_argument("--steps", type=positive_int, help="total env steps (default: the config's n_timesteps)")
     training.add_argument("--seed", type=seed_type, help="default: 0")
     training.add_argument(
         "--obs-mode", choices=tuple(OBS_MODES), help="default: state; an image mode trains a pixel policy"
     )
     training.add_argument("--demos", type=Path, metavar="DATASET", help="Minari dataset (surgisim demos record)")
-    training.add_argument("--n-envs", type=_positive, help="envs stepping in parallel processes (default: config)")
+    training.add_argument("--n-envs", type=positive_int, help="envs stepping in parallel processes (default: config)")
     training.add_argument("--run-dir", type=Path, help="new run folder (default: runs/<Task>-<algo>-seed<S>)")
     training.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue this run from its checkpoint")
     training.add_argument("--config", type=Path, help="hyperparameter YAML (default: configs/<algo>.yaml)")
     training.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"),
                           help="where the learner runs (default cpu; auto: CUDA where there is one)")  # fmt: skip
-    training.add_argument("--torch-threads", type=_positive, default=1,
+    training.add_argument("--torch-threads", type=positive_int, default=1,
                           help="torch threads of the learner (default 1: faster on a busy or small CPU)")  # fmt: skip
     training.add_argument("--env-kwargs", nargs="+", type=_env_kwarg, metavar="KEY=VALUE",
                           help="env arguments: control=joint, action_frame=world, tool=NAME, renderer=egl, "
@@ -275,13 +237,13 @@ def build_parser() -> argparse.ArgumentParser:
     sweeping = commands.add_parser("sweep", help="train over seeds and a hyperparameter grid on Ray")
     sweeping.add_argument("env_id", type=env_id_type)
     sweeping.add_argument("--algo", choices=ALGORITHM_NAMES, help="default: sac")
-    sweeping.add_argument("--seeds", type=_positive, help="seeds 0 to N-1 per grid point (default 5)")
+    sweeping.add_argument("--seeds", type=positive_int, help="seeds 0 to N-1 per grid point (default 5)")
     sweeping.add_argument("--grid", nargs="+", metavar="KEY=V1,V2", help="hyperparameter values to cross")
-    sweeping.add_argument("--steps", type=_positive, help="env steps per run (default: the config's)")
+    sweeping.add_argument("--steps", type=positive_int, help="env steps per run (default: the config's)")
     sweeping.add_argument("--config", type=Path, help="hyperparameter YAML (default: configs/<algo>.yaml)")
     sweeping.add_argument("--address", help="a running Ray cluster (ray start --head); default: a local Ray")
-    sweeping.add_argument("--cpus-per-trial", type=_positive_number, help="cores each run takes (default 1)")
-    sweeping.add_argument("--target", type=_fraction, help="success rate for steps-to-target (default 0.9)")
+    sweeping.add_argument("--cpus-per-trial", type=positive_number, help="cores each run takes (default 1)")
+    sweeping.add_argument("--target", type=fraction, help="success rate for steps-to-target (default 0.9)")
     sweeping.add_argument("--demos", type=Path, metavar="DATASET", help="every run learns with these demonstrations")
     sweeping.add_argument("--out", type=Path, help="new sweep folder (default sweeps/<Task>-<algo>)")
     sweeping.add_argument("--resume", type=Path, metavar="SWEEP_DIR", help="continue this sweep's runs")

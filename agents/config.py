@@ -10,7 +10,6 @@ if any.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
@@ -18,7 +17,8 @@ from typing import Any
 
 import yaml
 
-from surgisim.envs.documents import DocumentError, excerpt, read_yaml
+from surgisim.envs.documents import DocumentError, excerpt, is_number, read_yaml
+from surgisim.envs.files import atomic_write
 
 
 class ConfigError(ValueError):
@@ -31,11 +31,6 @@ def _positive_int(value: Any) -> bool:
 
 def _non_negative_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def is_number(value: Any) -> bool:
-    """A finite int or float, not a bool (YAML's ``true`` is no number of metres)."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _fraction(value: Any) -> bool:
@@ -186,8 +181,6 @@ def export_rl_zoo(algo: str, env_ids: list[str], path: Path) -> list[str]:
               f"# Train: python -m rl_zoo3.train --algo {algo} --env ENV_ID --gym-packages surgisim.envs "
               f"--conf-file {path.name}\n"
               f"# Left out (surgisim's own): {', '.join(sorted(dropped)) or 'nothing'}.\n")  # fmt: skip
-    from surgisim.agents.files import atomic_write  # imageio and numpy: loaded only to write
-
     text = header + yaml.safe_dump(entries, sort_keys=False)
     atomic_write(path, lambda temporary: temporary.write_text(text))
     return sorted(dropped)

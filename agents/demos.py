@@ -24,8 +24,8 @@ import gymnasium as gym
 import numpy as np
 
 from surgisim.agents.evaluate import policy_env
-from surgisim.agents.files import check_writable, remove_stale, staging_prefix
 from surgisim.envs import task_name
+from surgisim.envs.files import check_writable, remove_stale, staging_prefix
 
 AUTHOR = "surgisim"
 

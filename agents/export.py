@@ -16,9 +16,9 @@ import onnx
 import torch
 from stable_baselines3.common.policies import BasePolicy
 
-from surgisim.agents.files import atomic_write, check_writable
 from surgisim.agents.models import load_policy
 from surgisim.agents.onnx_policy import ENV_ID_KEY, IMAGE_KEYS, WRITER_KEY, OnnxPolicy
+from surgisim.envs.files import atomic_write, check_writable
 
 __all__ = ["ExportedActor", "OnnxPolicy", "export_onnx"]
 

@@ -17,9 +17,9 @@ from surgisim.agents.config import load_config
 from surgisim.agents.demos import load_demos
 from surgisim.agents.evaluate import evaluate
 from surgisim.agents.export import export_onnx
-from surgisim.agents.files import atomic_write
 from surgisim.agents.models import read_settings
 from surgisim.envs import task_name
+from surgisim.envs.files import atomic_write
 
 
 def ship(run: Path, episodes: int = 100, seed: int = 0, folder: Path | None = None) -> Path:

@@ -34,10 +34,11 @@ import numpy as np
 import yaml
 
 from surgisim.agents.config import ALGORITHM_NAMES, load_config, validate
-from surgisim.agents.files import atomic_write, check_writable, plot_curves, read_evaluations, remove
+from surgisim.agents.curves import plot_curves, read_evaluations
 from surgisim.agents.stats import bootstrap_ci, iqm
 from surgisim.envs import env_ids, task_name
 from surgisim.envs.documents import excerpt, parse_yaml, read_yaml, shorten
+from surgisim.envs.files import atomic_write, check_writable, remove
 
 SPEC = "sweep.yaml"
 CONFIGS = "configs"

@@ -52,15 +52,8 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv,
 
 from surgisim.agents import checkpoint, imitation
 from surgisim.agents.config import load_config, validate
+from surgisim.agents.curves import plot_success, read_evaluations
 from surgisim.agents.evaluate import evaluate
-from surgisim.agents.files import (
-    atomic_write,
-    check_writable,
-    free_path,
-    plot_success,
-    read_evaluations,
-    video_writer,
-)
 from surgisim.agents.models import (
     ALGORITHMS,
     ModelPolicy,
@@ -72,6 +65,7 @@ from surgisim.agents.models import (
     read_settings,
 )
 from surgisim.envs import task_name
+from surgisim.envs.files import atomic_write, check_writable, free_path, video_writer
 
 # Hyperparameters passed to the algorithm's constructor as they are.
 MODEL_KEYS = ("learning_rate", "buffer_size", "batch_size", "gamma", "tau", "learning_starts", "train_freq",

@@ -19,6 +19,7 @@ each gets the same guarantees:
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import reprlib
@@ -40,6 +41,11 @@ class DocumentError(ValueError):
 
 _REPR = reprlib.Repr()
 _REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring, _REPR.maxother = 3, 6, 6, 40, 40
+
+
+def is_number(value: Any) -> bool:
+    """A finite int or float, not a bool (YAML's ``true`` is no number of metres)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def excerpt(value: Any, limit: int = EXCERPT_CHARS) -> str:

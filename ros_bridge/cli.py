@@ -8,7 +8,6 @@ The bridge's own modules are imported when a ros command runs: they need rosbags
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import os
@@ -21,30 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from surgisim.agents.cli import env_id_type, seed_type
-from surgisim.agents.files import check_writable
 from surgisim.envs import REGISTRY, task_name
-from surgisim.envs.documents import read_yaml
+from surgisim.envs.arguments import env_id_type, finite_number, positive_number, seed_type
+from surgisim.envs.files import check_writable
 from surgisim.envs.tools import DEFAULT_TOOL, shipped_tools
 from surgisim.envs.transforms import make_pose
 
 LOG = logging.getLogger("surgisim.ros")
 TRANSPORTS = ("auto", "dds", "rclpy")
 RATE_RANGE = (1.0, 1000.0)  # Hz: CRTK arms take servo commands at 100-1000 Hz; below 1 Hz nothing reacts
-
-
-def _positive(value: str) -> float:
-    number = float(value)
-    if not number > 0 or number == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {value}")
-    return number
-
-
-def _finite(value: str) -> float:
-    number = float(value)
-    if not np.isfinite(number):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {value}")
-    return number
 
 
 def _ros_namespace(value: str) -> str:
@@ -60,27 +44,6 @@ def _rate(value: str) -> float:
     if not RATE_RANGE[0] <= number <= RATE_RANGE[1]:
         raise argparse.ArgumentTypeError(f"must be from {RATE_RANGE[0]:g} to {RATE_RANGE[1]:g} Hz, got {value}")
     return number
-
-
-def load_limits(path: Path | None) -> Any:
-    """Shield limits from a YAML file of ``ShieldLimits`` fields (the others keep their defaults);
-    a ``ValueError`` naming the file and the field when one is unknown, given twice or invalid."""
-    from surgisim.ros_bridge.shield import ShieldLimits  # the ros extra
-
-    if path is None:
-        return ShieldLimits()
-    values = read_yaml(path, "shield limits")
-    values = {} if values is None else values
-    known = {item.name for item in dataclasses.fields(ShieldLimits)}
-    if not isinstance(values, dict):
-        raise ValueError(f"{path}: expected a mapping of shield limits ({', '.join(sorted(known))})")
-    unknown = sorted(map(str, set(values) - known))
-    if unknown:
-        raise ValueError(f"{path}: unknown shield limits {unknown}; known: {', '.join(sorted(known))}")
-    try:
-        return ShieldLimits(**values)
-    except ValueError as error:
-        raise ValueError(f"{path}: {error}") from None
 
 
 def _stop_on_signals() -> list[bool]:
@@ -141,7 +104,7 @@ def _raise_priority() -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     from surgisim.ros_bridge.nodes import PolicyRunner, run_policy  # the ros extra
     from surgisim.ros_bridge.profiles import make_profile
-    from surgisim.ros_bridge.shield import SafetyShield
+    from surgisim.ros_bridge.shield import SafetyShield, load_limits
     from surgisim.ros_bridge.transport import make_transport
 
     configure_logging(args)
@@ -262,7 +225,9 @@ def add_commands(commands: Any) -> None:
                             help=f"dvrk: the arm (default {where}); ros2_control: the controller")  # fmt: skip
         parser.add_argument("--transport", default="auto", choices=TRANSPORTS,
                             help="auto: rclpy where ROS 2 is installed, else DDS (Cyclone)")  # fmt: skip
-        parser.add_argument("--duration", type=_positive, help="stop after this many seconds (default: until Ctrl-C)")
+        parser.add_argument(
+            "--duration", type=positive_number, help="stop after this many seconds (default: until Ctrl-C)"
+        )
         parser.add_argument("--verbose", action="store_true", help="log every refusal reason as it changes")
 
     def tool(parser: argparse.ArgumentParser) -> None:
@@ -301,7 +266,7 @@ def add_commands(commands: Any) -> None:
     run.add_argument("--enable", action="store_true", help="send enable and home to the arm first")
     run.add_argument("--until-success", action="store_true",
                      help="stop at success (exit 0), a stall or the end of --duration (exit 1)")  # fmt: skip
-    run.add_argument("--stall-seconds", type=_positive, default=5.0,
+    run.add_argument("--stall-seconds", type=positive_number, default=5.0,
                      help="report a stall when the goal has come no closer by 1 mm for this long (s)")  # fmt: skip
     run.add_argument("--scene", type=Path,
                      help="a scene file (YAML or JSON: task, frame, layout) for tasks with scenery, instead of the "
@@ -318,14 +283,14 @@ def add_commands(commands: Any) -> None:
 
     goal = nodes.add_parser("goal", help="publish a goal position for the runner and the twin (no ROS 2 needed)")
     for axis in "xyz":
-        goal.add_argument(axis, type=_finite, help=f"{axis} of the goal in the arm's base frame, m")
-    goal.add_argument("--wait", type=_positive, default=5.0, help="seconds to wait for a reader first")
+        goal.add_argument(axis, type=finite_number, help=f"{axis} of the goal in the arm's base frame, m")
+    goal.add_argument("--wait", type=positive_number, default=5.0, help="seconds to wait for a reader first")
     common(goal)
     goal.set_defaults(run=cmd_goal)
 
     reset = nodes.add_parser("reset", help="start a new episode on the sim twin")
     reset.add_argument("--seed", type=seed_type, help="its seed (default: the twin's next)")
-    reset.add_argument("--wait", type=_positive, default=5.0, help="seconds to wait for the twin first")
+    reset.add_argument("--wait", type=positive_number, default=5.0, help="seconds to wait for the twin first")
     common(reset)
     reset.set_defaults(run=cmd_reset)
 

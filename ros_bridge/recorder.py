@@ -17,7 +17,7 @@ from typing import Any
 
 from rosbags.rosbag2 import StoragePlugin, Writer
 
-from surgisim.agents.files import remove_stale, staging_prefix
+from surgisim.envs.files import remove_stale, staging_prefix
 from surgisim.ros_bridge.endpoints import Transport
 from surgisim.ros_bridge.messages import TYPESTORE, encode
 from surgisim.ros_bridge.profiles import Topic

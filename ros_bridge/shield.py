@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 
 import numpy as np
 
-from surgisim.agents.config import is_number
-from surgisim.envs.documents import excerpt
+from surgisim.envs.documents import excerpt, is_number, read_yaml
 from surgisim.envs.kinematics import JAW_LIMITS
 from surgisim.envs.transforms import rotation_from_vector, rotation_vector
 from surgisim.ros_bridge.messages import OPERATING_STATES, stamp_seconds
@@ -84,6 +84,25 @@ class ShieldLimits:
             raise ValueError(f"insertion range {self.insertion} must be increasing")
         if min(self.max_speed, self.max_angular_speed, self.max_jaw_speed, self.state_timeout) <= 0:
             raise ValueError("max_speed, max_angular_speed, max_jaw_speed and state_timeout must be positive")
+
+
+def load_limits(path: Path | None) -> ShieldLimits:
+    """Shield limits from a YAML file of ``ShieldLimits`` fields (the others keep their defaults);
+    a ``ValueError`` naming the file and the field when one is unknown, given twice or invalid."""
+    if path is None:
+        return ShieldLimits()
+    values = read_yaml(path, "shield limits")
+    values = {} if values is None else values
+    known = {item.name for item in fields(ShieldLimits)}
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a mapping of shield limits ({', '.join(sorted(known))})")
+    unknown = sorted(map(str, set(values) - known))
+    if unknown:
+        raise ValueError(f"{path}: unknown shield limits {excerpt(unknown)}; known: {', '.join(sorted(known))}")
+    try:
+        return ShieldLimits(**values)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
 
 
 @dataclass

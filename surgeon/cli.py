@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from surgisim.agents.cli import env_id_type, seed_type
-from surgisim.agents.files import check_writable, remove, remove_stale, staging_prefix, unprivate
+from surgisim.envs.arguments import env_id_type, seed_type
+from surgisim.envs.files import check_writable, remove, remove_stale, staging_prefix, unprivate
 from surgisim.envs.tools import DEFAULT_TOOL
 from surgisim.envs.transforms import make_pose, rotation_from_vector
 
@@ -60,7 +60,7 @@ def assess(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     import gymnasium as gym
 
     from surgisim.agents.evaluate import make_policy
-    from surgisim.ros_bridge.cli import load_limits
+    from surgisim.ros_bridge.shield import load_limits
     from surgisim.surgeon import report
     from surgisim.surgeon.assist import Guide, SharedControl, Shield, parse_assists
     from surgisim.surgeon.metrics import assess as measure

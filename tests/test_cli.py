@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import ENV_IDS
-from surgisim.agents.files import video_writer
+from surgisim.envs.files import video_writer
 
 
 def run(*args: str, cwd=None) -> subprocess.CompletedProcess:

@@ -97,3 +97,21 @@ def test_no_modules_import_each_other_in_a_circle():
         if module not in index:
             visit(module)
     assert not circles, f"modules that import each other in a circle: {circles}"
+
+
+# What the layers above agents may take from it: what concerns policies, and the command's entry.
+# Helpers every layer needs (strict files, numbers, atomic writes, argument types) live on the
+# ground floor, in surgisim.envs (documents, files, arguments).
+POLICY_API = {"surgisim.agents.evaluate": {"make_policy", "check_policy"}, "surgisim.agents.cli": {"main"}}
+
+
+@pytest.mark.parametrize("module", sorted(name for name in MODULES if _layer(name) > 1))
+def test_upper_layers_take_only_policies_from_agents(module):
+    taken = set()
+    for node in ast.walk(ast.parse(MODULES[module].read_text())):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("surgisim.agents"):
+            taken.update((node.module, alias.name) for alias in node.names)
+        elif isinstance(node, ast.Import):
+            taken.update((alias.name, "*") for alias in node.names if alias.name.startswith("surgisim.agents"))
+    helpers = sorted(f"{source}.{name}" for source, name in taken if name not in POLICY_API.get(source, set()))
+    assert not helpers, f"{module} takes {helpers} from agents; helpers belong on the ground floor (surgisim.envs)"

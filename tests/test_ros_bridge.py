@@ -24,12 +24,11 @@ from surgisim.envs.tasks import REGISTRY
 from surgisim.envs.transforms import make_pose, quat_to_matrix, rotation_from_vector, rotation_vector
 from surgisim.ros_bridge import messages as msg
 from surgisim.ros_bridge import wire
-from surgisim.ros_bridge.cli import load_limits
 from surgisim.ros_bridge.dds import DdsTransport, discovery_config, ros_domain_id
 from surgisim.ros_bridge.endpoints import QOS_COMMAND, QOS_DEFAULT, QOS_LATCHED, QoS
 from surgisim.ros_bridge.nodes import GOAL, PolicyRunner, SimTwin
 from surgisim.ros_bridge.profiles import ARM_NAMESPACES, PSM_JOINT_NAMES, DvrkProfile, Ros2ControlProfile
-from surgisim.ros_bridge.shield import SafetyShield, ShieldLimits
+from surgisim.ros_bridge.shield import SafetyShield, ShieldLimits, load_limits
 from surgisim.ros_bridge.transport import InProcessBus, InProcessTransport, make_transport
 
 REACH = "surgisim/NeedleReach-v0"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from surgisim.envs.camera import SegLabel
@@ -32,6 +34,24 @@ class GoalMarker:
     def place(self, position: np.ndarray) -> None:
         self.position = np.array(position, dtype=np.float64)
         self.scene.sim.set_base_pose(self.name, self.position, NO_ROTATION)
+
+
+class MarkedGoal:
+    """For a task whose goal is a point an operator chooses, shown by ``self.target`` (a
+    ``GoalMarker`` its ``build`` makes): the goal is set there and kept in the episode's state.
+    List it before the task's base class (``class NeedleReach(MarkedGoal, Task)``)."""
+
+    target: GoalMarker
+
+    def set_goal(self, scene: Scene, position: np.ndarray) -> None:
+        self.target.place(position)
+
+    def get_state(self) -> dict[str, Any]:
+        return {**super().get_state(), "goal": self.target.position.copy()}
+
+    def set_state(self, scene: Scene, state: dict[str, Any]) -> None:
+        super().set_state(scene, state)
+        self.target.place(state["goal"])
 
 
 DAMAGE_RGBA = (0.32, 0.03, 0.04, 1.0)  # bruised, bleeding tissue

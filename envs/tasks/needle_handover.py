@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from surgisim.envs.kinematics import JAW_LIMITS, rot_z
 from surgisim.envs.needle import NEEDLE_ARC
 from surgisim.envs.scene import Scene
 from surgisim.envs.tasks.base import Expert
-from surgisim.envs.tasks.markers import GoalMarker
+from surgisim.envs.tasks.markers import GoalMarker, MarkedGoal
 from surgisim.envs.tasks.needle_task import OPEN_JAW, NeedleTask, grasp_from_above, jaws_down_pose
 from surgisim.envs.transforms import make_pose
 
 WRONG_HOLDER = 0.1  # metres added to the goal distance for each hold that is not as asked
 
 
-class NeedleHandover(NeedleTask):
+class NeedleHandover(MarkedGoal, NeedleTask):
     """Pass the needle from PSM1 to PSM2, then bring it to a goal position.
 
     ## Description
@@ -87,16 +85,6 @@ class NeedleHandover(NeedleTask):
         achieved, desired = np.asarray(achieved_goal), np.asarray(desired_goal)
         position = np.linalg.norm(achieved[..., :3] - desired[..., :3], axis=-1)
         return position + WRONG_HOLDER * np.abs(achieved[..., 3:] - desired[..., 3:]).sum(axis=-1)
-
-    def set_goal(self, scene: Scene, position: np.ndarray) -> None:
-        self.target.place(position)
-
-    def get_state(self) -> dict[str, Any]:
-        return {**super().get_state(), "goal": self.target.position.copy()}
-
-    def set_state(self, scene: Scene, state: dict[str, Any]) -> None:
-        super().set_state(scene, state)
-        self.target.place(state["goal"])
 
 
 class NeedleHandoverExpert(Expert):

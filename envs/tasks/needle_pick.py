@@ -10,11 +10,11 @@ from surgisim.envs.kinematics import JAW_LIMITS
 from surgisim.envs.needle import lying_pose
 from surgisim.envs.scene import Scene
 from surgisim.envs.tasks.base import Expert, info_values
-from surgisim.envs.tasks.markers import GoalMarker
+from surgisim.envs.tasks.markers import GoalMarker, MarkedGoal
 from surgisim.envs.tasks.needle_task import GRASP_ANGLE, NeedleTask, grasp_from_above, jaws_down_pose
 
 
-class NeedlePick(NeedleTask):
+class NeedlePick(MarkedGoal, NeedleTask):
     """Grasp the curved needle lying on the tissue and lift it to a goal position.
 
     ## Description
@@ -87,16 +87,6 @@ class NeedlePick(NeedleTask):
             not_held = 1.0 - info_values(info, "held", shape)
             reward = reward - not_held * (0.05 + info_values(info, "reach_m", shape))
         return reward
-
-    def set_goal(self, scene: Scene, position: np.ndarray) -> None:
-        self.target.place(position)
-
-    def get_state(self) -> dict[str, Any]:
-        return {**super().get_state(), "goal": self.target.position.copy()}
-
-    def set_state(self, scene: Scene, state: dict[str, Any]) -> None:
-        super().set_state(scene, state)
-        self.target.place(state["goal"])
 
 
 class NeedlePickExpert(Expert):

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from surgisim.envs.scene import Scene
 from surgisim.envs.tasks.base import Expert, Task
-from surgisim.envs.tasks.markers import GoalMarker
+from surgisim.envs.tasks.markers import GoalMarker, MarkedGoal
 
 
-class NeedleReach(Task):
+class NeedleReach(MarkedGoal, Task):
     """Bring the PSM tool tip to a target point above the tissue (SurRoL's NeedleReach).
 
     ## Description
@@ -57,16 +55,6 @@ class NeedleReach(Task):
 
     def desired_goal(self, scene: Scene) -> np.ndarray:
         return self.target.position.copy()
-
-    def set_goal(self, scene: Scene, position: np.ndarray) -> None:
-        self.target.place(position)
-
-    def get_state(self) -> dict[str, Any]:
-        return {**super().get_state(), "goal": self.target.position.copy()}
-
-    def set_state(self, scene: Scene, state: dict[str, Any]) -> None:
-        super().set_state(scene, state)
-        self.target.place(state["goal"])
 
 
 class NeedleReachExpert(Expert):
