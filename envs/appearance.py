@@ -175,6 +175,19 @@ def distort(images: dict[str, np.ndarray], fov_deg: float, k1: float) -> dict[st
     return distorted
 
 
+BLUR_REFERENCE_SIZE = 84  # a blur sigma is given in pixels of an 84x84 image; it scales with the image
+
+
+def through_the_endoscope(images: dict[str, np.ndarray], fov_deg: float, k1: float, blur_sigma_px: float,
+                          noise_std: float, rng: np.random.Generator | None) -> dict[str, np.ndarray]:  # fmt: skip
+    """Rendered images as the endoscope gives them: its lens distortion (``distort``), then
+    defocus blur (``blur_sigma_px`` in pixels of an 84x84 image) and sensor noise on the colour."""
+    images = distort(images, fov_deg, k1)
+    size = next(iter(images.values())).shape[0]
+    images["rgb"] = degrade(images["rgb"], blur_sigma_px * size / BLUR_REFERENCE_SIZE, noise_std, rng)
+    return images
+
+
 def degrade(rgb: np.ndarray, blur_sigma_px: float, noise_std: float, rng: np.random.Generator | None) -> np.ndarray:
     """An endoscope image as a camera would give it: defocus blur (Gaussian, sigma in pixels),
     then sensor noise (Gaussian, standard deviation in grey levels, drawn from ``rng``)."""

@@ -56,9 +56,9 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
-from surgisim.envs.appearance import degrade, distort
+from surgisim.envs.appearance import through_the_endoscope
 from surgisim.envs.controllers import make_controller
-from surgisim.envs.randomization import Episode, Randomizer
+from surgisim.envs.randomization import Disturbances, Episode, Randomizer
 from surgisim.envs.scene import Scene
 from surgisim.envs.sim import RENDERERS
 from surgisim.envs.tasks import REGISTRY
@@ -121,7 +121,7 @@ class SurgicalEnv(gym.Env):
         self.randomizer = Randomizer(randomize, randomize_config)
         self.episode = Episode()
         self._randomizer_rng: np.random.Generator | None = None
-        self._pending: list[np.ndarray] = []  # actions given but not yet applied (control latency)
+        self.disturbances = Disturbances()
         self.obs_mode, self.image_size, self.reward_type = obs_mode, int(image_size), reward_type
         self.control, self.action_frame, self.render_mode = control, action_frame, render_mode
         self.render_size = int(render_size)
@@ -174,7 +174,7 @@ class SurgicalEnv(gym.Env):
         self.scene.set_look(episode.look)
         for name, arm in self.scene.arms.items():
             arm.set_error(episode.arm_errors.get(name))
-        self._pending = []
+        self.disturbances.pending = []
 
     def _reset_arms(self) -> None:
         for arm in self.scene.arms.values():
@@ -188,20 +188,15 @@ class SurgicalEnv(gym.Env):
         if not self._has_reset:
             raise RuntimeError("call reset() before step()")
         self._check_open()
-        self._apply(*self._as_executed(self._validated(action)))
+        hold = self._hold_action
+        self._apply(*self.disturbances.executed(self._validated(action), hold, self.episode, self._randomizer_rng))
         observation, info = self.advance()
         reward = float(self.compute_reward(observation["achieved_goal"], observation["desired_goal"], info))
         terminated = bool(self.task.terminate_on_success and info["is_success"])
         return observation, reward, terminated, False, info
 
-    def apply_action(self, action: Any) -> None:
-        """Move the driven arms as ``step`` does, without advancing the task. The ROS 2 bridge
-        uses it on a model of the robot to turn a policy's action into set-points."""
-        self._check_open()
-        self._apply(self._validated(action))
-
     def set_points(self, action: Any) -> list[tuple[np.ndarray, float | None]]:
-        """What ``apply_action`` would move each driven arm to, without moving it: its world tip
+        """What ``step`` would move each driven arm to, without moving it: its world tip
         pose (4x4) and jaw angle (None without a jaw). The ROS 2 bridge turns a policy's action into
         set-points for a robot so, with no inverse kinematics (the robot applies its joint limits)."""
         self._check_open()
@@ -273,24 +268,9 @@ class SurgicalEnv(gym.Env):
         for controller, part in zip(self.controllers, self._action_slices, strict=True):
             controller.apply(action[part], motion_scale)
 
-    def _as_executed(self, action: np.ndarray) -> tuple[np.ndarray, float]:
-        """The action the robot carries out this step under the ``control`` randomisation (the one
-        given ``latency_steps`` before, holding still until there is one, with noise) and how much
-        its motion is scaled by the control period's jitter."""
-        episode = self.episode
-        if episode.latency_steps:
-            self._pending.append(action)
-            if len(self._pending) <= episode.latency_steps:
-                action = np.concatenate([controller.hold() for controller in self.controllers])
-            else:
-                action = self._pending.pop(0)
-        if episode.action_noise_std:
-            noise = self._randomizer_rng.normal(0.0, episode.action_noise_std, action.shape)
-            action = np.clip(action + noise, -1.0, 1.0)
-        scale = 1.0
-        if episode.period_jitter != (0.0, 0.0):
-            scale += float(self._randomizer_rng.uniform(*episode.period_jitter))
-        return action, scale
+    def _hold_action(self) -> np.ndarray:
+        """The action that keeps every driven arm where it is."""
+        return np.concatenate([controller.hold() for controller in self.controllers])
 
     def action_toward(
         self,
@@ -323,17 +303,13 @@ class SurgicalEnv(gym.Env):
         }
 
     def _observation(self) -> dict[str, np.ndarray]:
-        observation = self._state_obs()
-        episode = self.episode
-        if episode.observation_noise_m:
-            noise = self._randomizer_rng.normal(0.0, episode.observation_noise_m, observation["observation"].shape)
-            observation["observation"] = (observation["observation"] + noise).astype(np.float32)
+        observation, episode, rng = self._state_obs(), self.episode, self._randomizer_rng
+        observation["observation"] = self.disturbances.observed(observation["observation"], episode, rng)
         keys = OBS_MODES[self.obs_mode]
         if keys:
             images = self.scene.render(self.image_size, depth="depth" in keys, seg="seg" in keys)
-            images = distort(images, self.scene.look.fov_deg, episode.lens_distortion_k1)
-            blur = episode.blur_sigma_px * self.image_size / 84
-            images["rgb"] = degrade(images["rgb"], blur, episode.image_noise_std, self._randomizer_rng)
+            images = through_the_endoscope(images, self.scene.look.fov_deg, episode.lens_distortion_k1,
+                                           episode.blur_sigma_px, episode.image_noise_std, rng)  # fmt: skip
             observation.update({key: images[key] for key in keys})
         return observation
 
@@ -361,12 +337,12 @@ class SurgicalEnv(gym.Env):
             "jaws": {name: arm.jaw for name, arm in self.scene.arms.items() if arm.has_jaw},
             "task": self.task.get_state(),
             "has_reset": self._has_reset,
-            "randomization": {"episode": self.episode, "pending": [a.copy() for a in self._pending]},
+            "randomization": {"episode": self.episode, "pending": [a.copy() for a in self.disturbances.pending]},
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
         self._set_episode(state["randomization"]["episode"])
-        self._pending = [np.array(a) for a in state["randomization"]["pending"]]
+        self.disturbances.pending = [np.array(a) for a in state["randomization"]["pending"]]
         for name, q in state["joints"].items():
             self.scene.arms[name].set_joints(q)
         for name, jaw in state["jaws"].items():

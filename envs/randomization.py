@@ -24,6 +24,7 @@ draws (goals, layouts) as they were.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
@@ -152,6 +153,36 @@ class Episode:
     lens_distortion_k1: float = 0.0
     image_noise_std: float = 0.0
     blur_sigma_px: float = 0.0
+
+
+class Disturbances:
+    """What the ``control`` and ``observation`` groups do to each step: the action the robot carries
+    out (the one given ``latency_steps`` before, holding still until there is one, with noise), how
+    much its motion is scaled by the control period's jitter, and noise on the state observation.
+    Draws come from the env's randomisation generator."""
+
+    def __init__(self) -> None:
+        self.pending: list[np.ndarray] = []  # actions given but not yet carried out (latency)
+
+    def executed(self, action: np.ndarray, hold: Callable[[], np.ndarray], episode: Episode,
+                 rng: np.random.Generator) -> tuple[np.ndarray, float]:  # fmt: skip
+        """The action carried out this step and the motion scale; ``hold()`` is the action that
+        keeps the arms where they are."""
+        if episode.latency_steps:
+            self.pending.append(action)
+            action = hold() if len(self.pending) <= episode.latency_steps else self.pending.pop(0)
+        if episode.action_noise_std:
+            action = np.clip(action + rng.normal(0.0, episode.action_noise_std, action.shape), -1.0, 1.0)
+        scale = 1.0
+        if episode.period_jitter != (0.0, 0.0):
+            scale += float(rng.uniform(*episode.period_jitter))
+        return action, scale
+
+    def observed(self, state: np.ndarray, episode: Episode, rng: np.random.Generator) -> np.ndarray:
+        """The state observation as the robot reports it, with the episode's noise."""
+        if not episode.observation_noise_m:
+            return state
+        return (state + rng.normal(0.0, episode.observation_noise_m, state.shape)).astype(np.float32)
 
 
 class Randomizer:

@@ -1,5 +1,5 @@
 """The sample trajectories shipped in ``surgisim/assets/trajectories`` (a maintainer's script:
-``python -m surgisim.surgeon.samples``), in NavigateAnatomy's episode of seed 0:
+``python scripts/make_trajectory_samples.py``), in NavigateAnatomy's episode of seed 0:
 
 - ``navigate_expert_like``: the scripted expert's path at half its speed (as a surgeon moves,
   about 25 mm/s), with a physiological tremor (9 Hz, 0.3 mm) and a 1 s hesitation before the
