@@ -66,9 +66,9 @@ def _namespace(args: argparse.Namespace) -> str:
 
 
 def cmd_twin(args: argparse.Namespace) -> int:
-    from surgisim.ros_bridge.nodes import SimTwin, run_twin  # the ros extra
-    from surgisim.ros_bridge.profiles import DvrkProfile
+    from surgisim.ros_bridge.profiles import DvrkProfile  # the ros extra
     from surgisim.ros_bridge.transport import make_transport
+    from surgisim.ros_bridge.twin import SimTwin, run_twin
 
     configure_logging(args)
     transport = make_transport(args.transport, node_name="surgisim_twin")
@@ -102,8 +102,8 @@ def _raise_priority() -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from surgisim.ros_bridge.nodes import PolicyRunner, run_policy  # the ros extra
-    from surgisim.ros_bridge.profiles import make_profile
+    from surgisim.ros_bridge.profiles import make_profile  # the ros extra
+    from surgisim.ros_bridge.runner import PolicyRunner, run_policy
     from surgisim.ros_bridge.shield import SafetyShield, load_limits
     from surgisim.ros_bridge.transport import make_transport
 
@@ -117,7 +117,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     priority = _raise_priority()
     stopped = _stop_on_signals()
     try:
-        if args.enable and profile.kind == "dvrk" and not runner.enable(stop=lambda: stopped[0]):
+        if args.enable and profile.has_operating_state and not runner.enable(stop=lambda: stopped[0]):
             if stopped[0]:
                 raise KeyboardInterrupt
             late = [
@@ -143,10 +143,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    from surgisim.ros_bridge.nodes import GOAL, INFO, NEEDLE, SCENE, SPIN_WAIT  # the ros extra
-    from surgisim.ros_bridge.profiles import DvrkProfile
+    from surgisim.ros_bridge.profiles import DvrkProfile  # the ros extra
     from surgisim.ros_bridge.recorder import Recorder
     from surgisim.ros_bridge.transport import make_transport
+    from surgisim.ros_bridge.world import GOAL, INFO, NEEDLE, SCENE, SPIN_WAIT
 
     configure_logging(args)
     out = check_writable(args.out, "bag")
@@ -175,8 +175,8 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 def _publish_and_wait(args: argparse.Namespace, topic: Any, message: Any) -> dict[str, Any]:
     """Publish one message, wait for a reader, and keep a latched one alive for ``--duration``."""
-    from surgisim.ros_bridge.nodes import SPIN_WAIT  # the ros extra
-    from surgisim.ros_bridge.transport import make_transport
+    from surgisim.ros_bridge.transport import make_transport  # the ros extra
+    from surgisim.ros_bridge.world import SPIN_WAIT
 
     configure_logging(args)
     transport = make_transport(args.transport, node_name=f"surgisim_{args.ros_command}")
@@ -196,8 +196,8 @@ def _publish_and_wait(args: argparse.Namespace, topic: Any, message: Any) -> dic
 
 def cmd_goal(args: argparse.Namespace) -> int:
     from surgisim.ros_bridge import messages as msg  # the ros extra
-    from surgisim.ros_bridge.nodes import GOAL
     from surgisim.ros_bridge.profiles import DvrkProfile
+    from surgisim.ros_bridge.world import GOAL
 
     position = np.array([args.x, args.y, args.z], dtype=np.float64)
     message = msg.pose_stamped(make_pose(np.eye(3), position), time.time(), DvrkProfile(args.namespace).base_frame)
@@ -207,7 +207,7 @@ def cmd_goal(args: argparse.Namespace) -> int:
 
 def cmd_reset(args: argparse.Namespace) -> int:
     from surgisim.ros_bridge import messages as msg  # the ros extra
-    from surgisim.ros_bridge.nodes import RESET
+    from surgisim.ros_bridge.world import RESET
 
     message = msg.string_stamped("" if args.seed is None else str(args.seed), time.time())
     print(json.dumps(_publish_and_wait(args, RESET, message)))
@@ -254,7 +254,7 @@ def add_commands(commands: Any) -> None:
     run = nodes.add_parser("run", help="drive a robot with a policy, behind the safety shield")
     run.add_argument("env_id", nargs="?", default="surgisim/NeedleReach-v0", type=env_id_type)
     run.add_argument("--policy", default="pretrained", help="pretrained, expert or an exported .onnx file")
-    run.add_argument("--profile", default="dvrk", choices=("dvrk", "ros2_control"))
+    run.add_argument("--profile", default="dvrk", help="the robot's topics: dvrk (default) or ros2_control")
     run.add_argument(
         "--command",
         choices=("servo_cp", "servo_jp", "joint_trajectory", "commands"),

@@ -1,5 +1,5 @@
-"""What every transport shares: ROS 2 QoS settings, the callback types and the interface
-(``surgisim.ros_bridge.transport`` describes it)."""
+"""What every transport shares: ROS 2 QoS settings, topics, the callback types and the
+interface (``surgisim.ros_bridge.transport`` describes it)."""
 
 from __future__ import annotations
 
@@ -42,3 +42,20 @@ class Transport(Protocol):
     def wait_for_acks(self, topic: str, timeout: float) -> bool: ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Topic:
+    """A ROS 2 topic: its name, message type and QoS."""
+
+    name: str
+    type_name: str
+    qos: QoS
+
+
+def publisher(transport: Transport, topic: Topic) -> Publish:
+    return transport.publisher(topic.name, topic.type_name, topic.qos)
+
+
+def subscribe(transport: Transport, topic: Topic, callback: Callback) -> None:
+    transport.subscribe(topic.name, topic.type_name, callback, topic.qos)

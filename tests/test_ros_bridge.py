@@ -26,10 +26,12 @@ from surgisim.ros_bridge import messages as msg
 from surgisim.ros_bridge import wire
 from surgisim.ros_bridge.dds import DdsTransport, discovery_config, ros_domain_id
 from surgisim.ros_bridge.endpoints import QOS_COMMAND, QOS_DEFAULT, QOS_LATCHED, QoS
-from surgisim.ros_bridge.nodes import GOAL, PolicyRunner, SimTwin
 from surgisim.ros_bridge.profiles import ARM_NAMESPACES, PSM_JOINT_NAMES, DvrkProfile, Ros2ControlProfile
+from surgisim.ros_bridge.runner import PolicyRunner
 from surgisim.ros_bridge.shield import SafetyShield, ShieldLimits, load_limits
 from surgisim.ros_bridge.transport import InProcessBus, InProcessTransport, make_transport
+from surgisim.ros_bridge.twin import SimTwin
+from surgisim.ros_bridge.world import GOAL
 
 REACH = "surgisim/NeedleReach-v0"
 SAMPLES = {
