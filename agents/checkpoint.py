@@ -34,7 +34,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 
 from surgisim.agents.config import OFF_POLICY
 from surgisim.envs.documents import DocumentError, excerpt, read_json, read_yaml, shorten
-from surgisim.envs.files import atomic_write, remove, remove_stale, unprivate
+from surgisim.envs.files import atomic_write, refuse_links, remove, remove_stale, unprivate
 
 MANIFEST = "checkpoint.json"
 FOLDER = "checkpoints"
@@ -192,11 +192,10 @@ def _recover(run_dir: Path) -> Checkpoint | None:
 
 
 def _recovery_hint(run_dir: Path) -> str:
-    sets = _sets(run_dir)
-    if not sets:
+    if not _sets(run_dir):
         return ""
-    return (f" Nothing was changed; to continue from the newest complete set in {run_dir / FOLDER} "
-            f"({sets[0].name}), move {MANIFEST} away and resume again")  # fmt: skip
+    return (f" Nothing was changed; to continue from the newest complete set in {run_dir / FOLDER}, move "
+            f"{MANIFEST} away and resume again")  # fmt: skip
 
 
 def check_contained(run_dir: Path) -> None:
@@ -206,12 +205,7 @@ def check_contained(run_dir: Path) -> None:
     sets = run_dir / FOLDER
     if sets.is_dir() and not sets.is_symlink():
         parts += sorted(sets.iterdir())
-    links = [part for part in parts if part.is_symlink()]
-    if links:
-        named = ", ".join(f"{link} -> {os.readlink(link)}" for link in links)
-        raise ValueError(f"{named}: a symbolic link in a run folder; surgisim writes and removes files there and does "
-                         "not follow links out of it. Put what it points to in its place (or move the whole run "
-                         "folder where you need it); nothing was changed")  # fmt: skip
+    refuse_links(parts, "run")
 
 
 def require(checkpoint: Checkpoint, names: list[str]) -> None:

@@ -25,7 +25,7 @@ class ConfigError(ValueError):
     """A hyperparameter file or value that cannot be used."""
 
 
-def _positive_int(value: Any) -> bool:
+def is_positive_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
@@ -37,7 +37,7 @@ def _fraction(value: Any) -> bool:
     return is_number(value) and 0.0 < value <= 1.0
 
 
-def _positive_number(value: Any) -> bool:
+def is_positive_number(value: Any) -> bool:
     return is_number(value) and value > 0
 
 
@@ -50,47 +50,47 @@ def _log_std(value: Any) -> bool:
 
 
 def _layer_sizes(value: Any) -> bool:
-    return isinstance(value, list) and len(value) > 0 and all(map(_positive_int, value))
+    return isinstance(value, list) and len(value) > 0 and all(map(is_positive_int, value))
 
 
 def _image_size(value: Any) -> bool:
-    return _positive_int(value) and 36 <= value <= 256  # NatureCNN needs 36 pixels at least
+    return is_positive_int(value) and 36 <= value <= 256  # NatureCNN needs 36 pixels at least
 
 
 OFF_POLICY = ("sac", "td3", "tqc")  # the algorithms with a replay buffer (and HER)
 ALGORITHM_NAMES = (*OFF_POLICY, "ppo")  # surgisim.agents.models.ALGORITHMS gives their classes
 # key: (check, what a valid value is, the algorithms that use it)
 SCHEMA: dict[str, tuple[Callable[[Any], bool], str, tuple[str, ...]]] = {
-    "n_timesteps": (_positive_int, "a positive integer", ALGORITHM_NAMES),
-    "n_envs": (_positive_int, "a positive integer", ALGORITHM_NAMES),
+    "n_timesteps": (is_positive_int, "a positive integer", ALGORITHM_NAMES),
+    "n_envs": (is_positive_int, "a positive integer", ALGORITHM_NAMES),
     "her": (lambda v: isinstance(v, bool), "true or false", OFF_POLICY),
     "normalize": (lambda v: isinstance(v, bool), "true or false", ALGORITHM_NAMES),
-    "n_sampled_goal": (_positive_int, "a positive integer", OFF_POLICY),
+    "n_sampled_goal": (is_positive_int, "a positive integer", OFF_POLICY),
     "goal_selection_strategy": (lambda v: v in ("future", "final", "episode"), "future, final or episode", OFF_POLICY),
-    "learning_rate": (lambda v: _positive_number(v) and v <= 1, "a number in (0, 1]", ALGORITHM_NAMES),
-    "buffer_size": (_positive_int, "a positive integer", OFF_POLICY),
-    "batch_size": (_positive_int, "a positive integer", ALGORITHM_NAMES),
+    "learning_rate": (lambda v: is_positive_number(v) and v <= 1, "a number in (0, 1]", ALGORITHM_NAMES),
+    "buffer_size": (is_positive_int, "a positive integer", OFF_POLICY),
+    "batch_size": (is_positive_int, "a positive integer", ALGORITHM_NAMES),
     "gamma": (_fraction, "a number in (0, 1]", ALGORITHM_NAMES),
     "tau": (_fraction, "a number in (0, 1]", OFF_POLICY),
     "learning_starts": (_non_negative_int, "a non-negative integer", OFF_POLICY),
-    "train_freq": (_positive_int, "a positive integer", OFF_POLICY),
-    "gradient_steps": (_positive_int, "a positive integer", OFF_POLICY),
-    "n_steps": (_positive_int, "a positive integer", ("ppo",)),
-    "n_epochs": (_positive_int, "a positive integer", ("ppo",)),
+    "train_freq": (is_positive_int, "a positive integer", OFF_POLICY),
+    "gradient_steps": (is_positive_int, "a positive integer", OFF_POLICY),
+    "n_steps": (is_positive_int, "a positive integer", ("ppo",)),
+    "n_epochs": (is_positive_int, "a positive integer", ("ppo",)),
     "gae_lambda": (_fraction, "a number in (0, 1]", ("ppo",)),
     "clip_range": (_fraction, "a number in (0, 1]", ("ppo",)),
     "ent_coef": (_non_negative_number, "a non-negative number", ("ppo",)),
-    "vf_coef": (_positive_number, "a positive number", ("ppo",)),
-    "max_grad_norm": (_positive_number, "a positive number", ("ppo",)),
+    "vf_coef": (is_positive_number, "a positive number", ("ppo",)),
+    "max_grad_norm": (is_positive_number, "a positive number", ("ppo",)),
     "log_std_init": (_log_std, "a number from -5 to 1", ("ppo",)),
     "net_arch": (_layer_sizes, "a list of layer sizes", ALGORITHM_NAMES),
     "image_size": (_image_size, "an integer from 36 to 256", ALGORITHM_NAMES),
     "reward_type": (lambda v: v in ("sparse", "dense"), "sparse or dense", ALGORITHM_NAMES),
     "bc_steps": (_non_negative_int, "a non-negative integer", ALGORITHM_NAMES),
     "bc_weight": (_non_negative_number, "a non-negative number", OFF_POLICY),
-    "eval_freq": (_positive_int, "a positive integer", ALGORITHM_NAMES),
-    "eval_episodes": (_positive_int, "a positive integer", ALGORITHM_NAMES),
-    "checkpoint_freq": (_positive_int, "a positive integer", ALGORITHM_NAMES),
+    "eval_freq": (is_positive_int, "a positive integer", ALGORITHM_NAMES),
+    "eval_episodes": (is_positive_int, "a positive integer", ALGORITHM_NAMES),
+    "checkpoint_freq": (is_positive_int, "a positive integer", ALGORITHM_NAMES),
 }
 DEFAULT_ENTRY = "goal_task"
 

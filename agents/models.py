@@ -139,9 +139,7 @@ def _rl_zoo_run(path: Path) -> tuple[Path, dict[str, Any]] | None:
     folder = found[0].parent
     arguments, hyper = _zoo_yaml(folder / "args.yml"), _zoo_yaml(folder / "config.yml")
     env_id, algo = arguments.get("env"), arguments.get("algo")
-    if not (isinstance(env_id, str) and env_id in gym.registry and isinstance(algo, str) and algo in ALGORITHMS):
-        raise ValueError(f"{folder / 'args.yml'}: env {excerpt(env_id)} and algo {excerpt(algo)} are not a "
-                         f"registered env id and one of {', '.join(ALGORITHMS)}")  # fmt: skip
+    _check_run_kind(env_id, algo, folder / "args.yml")
     model_file = path / f"{folder.name}.zip"
     if not model_file.is_file():
         raise ValueError(f"{path}: an rl_zoo3 run folder without its final model {model_file.name}")
@@ -231,16 +229,20 @@ def read_settings(path: Path, required: bool = True) -> dict[str, Any]:
     missing = [key for key in ("env_id", "algo", "seed", "obs_mode") if key not in settings]
     if missing:
         raise ValueError(f"{path}: missing {', '.join(missing)}")
-    env_id, algo = settings["env_id"], settings["algo"]
-    if not (isinstance(env_id, str) and env_id in gym.registry and isinstance(algo, str) and algo in ALGORITHMS):
-        raise ValueError(f"{path}: env_id {excerpt(settings['env_id'])} and algo {excerpt(settings['algo'])} are not "
-                         f"a registered env id and one of {', '.join(ALGORITHMS)}")  # fmt: skip
+    _check_run_kind(settings["env_id"], settings["algo"], path)
     if not isinstance(settings["obs_mode"], str) or settings["obs_mode"] not in OBS_MODES:
         raise ValueError(f"{path}: obs_mode {excerpt(settings['obs_mode'])} is not one of {', '.join(OBS_MODES)}")
     if not isinstance(settings.get("env_kwargs", {}), dict):
         raise ValueError(f"{path}: env_kwargs {excerpt(settings['env_kwargs'])} is not a mapping")
     validate(settings["hyperparameters"], str(path), settings["algo"])
     return settings
+
+
+def _check_run_kind(env_id: Any, algo: Any, source: Path) -> None:
+    """A ``ValueError`` naming ``source`` unless a run's env id is registered and its algorithm known."""
+    if not (isinstance(env_id, str) and env_id in gym.registry and isinstance(algo, str) and algo in ALGORITHMS):
+        raise ValueError(f"{source}: env id {excerpt(env_id)} and algorithm {excerpt(algo)} are not a registered "
+                         f"env id and one of {', '.join(ALGORITHMS)}")  # fmt: skip
 
 
 def loaded(path: Path, load: Callable[[], Any]) -> Any:

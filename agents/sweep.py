@@ -21,7 +21,6 @@ the resume command.
 from __future__ import annotations
 
 import csv
-import math
 import os
 import re
 import socket
@@ -33,12 +32,12 @@ from typing import Any
 import numpy as np
 import yaml
 
-from surgisim.agents.config import ALGORITHM_NAMES, load_config, validate
+from surgisim.agents.config import ALGORITHM_NAMES, is_positive_int, is_positive_number, load_config, validate
 from surgisim.agents.curves import plot_curves, read_evaluations
 from surgisim.agents.stats import bootstrap_ci, iqm
 from surgisim.envs import env_ids, task_name
-from surgisim.envs.documents import excerpt, parse_yaml, read_yaml, shorten
-from surgisim.envs.files import atomic_write, check_writable, remove
+from surgisim.envs.documents import excerpt, is_number, parse_yaml, read_yaml, shorten
+from surgisim.envs.files import atomic_write, check_writable, refuse_links, remove
 
 SPEC = "sweep.yaml"
 CONFIGS = "configs"
@@ -109,11 +108,11 @@ def _check_spec(spec: Any, path: Path) -> dict[str, Any]:
     checks = {
         "env_id": lambda v: v in env_ids(),
         "algo": lambda v: v in ALGORITHM_NAMES,
-        "seeds": lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
+        "seeds": is_positive_int,
         "grid": lambda v: isinstance(v, dict) and all(isinstance(x, list) and x for x in v.values()),
-        "steps": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v > 0),
-        "target": lambda v: isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 1,
-        "cpus_per_trial": _cpus_valid,
+        "steps": lambda v: v is None or is_positive_int(v),
+        "target": lambda v: is_number(v) and 0 <= v <= 1,
+        "cpus_per_trial": is_positive_number,
         "demos": lambda v: v is None or isinstance(v, str),
     }
     if not isinstance(spec, dict):
@@ -122,17 +121,6 @@ def _check_spec(spec: Any, path: Path) -> dict[str, Any]:
         if key not in spec or not check(spec[key]):
             raise ValueError(f"{path}: {key} is missing or not valid ({excerpt(spec.get(key))}); not a sweep record")
     return spec
-
-
-def _cpus_valid(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-
-
-def _check_contained(folder: Path, names: list[str]) -> None:
-    links = [folder / name for name in names if (folder / name).is_symlink()]
-    if links:
-        raise ValueError(f"{', '.join(map(str, links))}: a symbolic link in a sweep folder; surgisim writes and "
-                         "removes files there and does not follow links out of it; nothing was changed")  # fmt: skip
 
 
 def _resumed_spec(folder: Path, env_id: str, asked: dict[str, Any]) -> dict[str, Any]:
@@ -224,7 +212,7 @@ def sweep(env_id: str, folder: Path, algo: str | None = None, seeds: int | None 
     take ``DEFAULTS`` in a new sweep and the sweep's own on ``resume``."""
     import ray
 
-    if cpus_per_trial is not None and not _cpus_valid(cpus_per_trial):
+    if cpus_per_trial is not None and not is_positive_number(cpus_per_trial):
         raise ValueError(f"--cpus-per-trial {excerpt(cpus_per_trial)}: a positive number of cores")
     if target is not None and not 0 <= target <= 1:
         raise ValueError(f"--target {target:g}: a success rate from 0 to 1")
@@ -234,7 +222,7 @@ def sweep(env_id: str, folder: Path, algo: str | None = None, seeds: int | None 
                  "config_file": config_file}  # fmt: skip
         spec = _resumed_spec(folder, env_id, asked)
         trials = _trials(folder, spec)
-        _check_contained(folder, [*SWEEP_PARTS, *(Path(trial["run_dir"]).name for trial in trials)])
+        refuse_links([folder / name for name in (*SWEEP_PARTS, *(Path(t["run_dir"]).name for t in trials))], "sweep")
         configs: dict[str, str] = {}
     else:
         folder = check_writable(folder, "sweep folder")
@@ -246,11 +234,12 @@ def sweep(env_id: str, folder: Path, algo: str | None = None, seeds: int | None 
                 "demos": str(Path(demos).resolve()) if demos is not None else None}  # fmt: skip
         configs = _point_configs(spec, config_file)
         trials = _trials(folder, spec)
-    _start_ray(address, cpus_per_trial or spec["cpus_per_trial"])
+    cpus = cpus_per_trial or spec["cpus_per_trial"]  # where it runs may change on resume
+    _start_ray(address, cpus)
     try:
         if configs:  # a new sweep: written only now that everything it needs is known to work
             _write_new(folder, spec, configs)
-        results = _fit(folder, trials, cpus_per_trial or spec["cpus_per_trial"])
+        results = _fit(folder, trials, cpus)
     except KeyboardInterrupt:
         resume_command = f"surgisim sweep {task_name(env_id)} --resume {folder}"
         raise KeyboardInterrupt(f"the sweep stopped; its runs keep their last checkpoints and no summary was "

@@ -70,6 +70,17 @@ def remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def refuse_links(paths: list[Path], folder: str) -> None:
+    """A ``ValueError`` naming those of ``paths`` (the parts of a ``folder``: "run", "sweep") that
+    are symbolic links: surgisim writes and removes files there, and follows no link out of it."""
+    links = [path for path in paths if path.is_symlink()]
+    if links:
+        named = ", ".join(f"{link} -> {os.readlink(link)}" for link in links)
+        raise ValueError(f"{named}: a symbolic link in a {folder} folder; surgisim writes and removes files there "
+                         f"and does not follow links out of it. Put what it points to in its place (or move the "
+                         f"whole {folder} folder where you need it); nothing was changed")  # fmt: skip
+
+
 def check_writable(path: Path, what: str, suffixes: tuple[str, ...] = ()) -> Path:
     """``path`` made absolute, once it is known that ``what`` can be created there: its suffix is
     one of ``suffixes`` (if given) and its folder exists or can be made, and takes new files.
