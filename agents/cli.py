@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from importlib.metadata import entry_points
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import surgisim.envs
-from surgisim.agents.config import ALGORITHM_NAMES
+from surgisim.agents.config import ALGORITHM_NAMES, export_rl_zoo, is_rl_zoo_export
 from surgisim.agents.demos import record_demos
 from surgisim.agents.evaluate import evaluate
 from surgisim.agents.pretrained import available
@@ -115,8 +116,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    import importlib.util
-
     if importlib.util.find_spec("ray") is None:
         raise ValueError(
             'surgisim sweep needs Ray: pip install -e ".[scale]" (with -c constraints.txt on a CPU machine)'
@@ -144,8 +143,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_export_config(args: argparse.Namespace) -> int:
-    from surgisim.agents.config import export_rl_zoo, is_rl_zoo_export
-
     out = check_writable(Path(args.out), "hyperparameter file", (".yml", ".yaml"))
     if out.exists() or out.is_symlink():
         if not args.force:
@@ -184,6 +181,48 @@ def _add_randomization_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default: the package's configs/randomize.yaml)")  # fmt: skip
 
 
+def _add_train_command(commands: Any) -> None:
+    training = commands.add_parser("train", help="train a policy with Stable-Baselines3 into a run folder")
+    training.add_argument("env_id", type=env_id_type)
+    training.add_argument("--algo", choices=ALGORITHM_NAMES, help="default: sac")
+    training.add_argument("--her", action=argparse.BooleanOptionalAction, default=None, help="override the config")
+    training.add_argument("--steps", type=positive_int, help="total env steps (default: the config's n_timesteps)")
+    training.add_argument("--seed", type=seed_type, help="default: 0")
+    training.add_argument(
+        "--obs-mode", choices=tuple(OBS_MODES), help="default: state; an image mode trains a pixel policy"
+    )
+    training.add_argument("--demos", type=Path, metavar="DATASET", help="Minari dataset (surgisim demos record)")
+    training.add_argument("--n-envs", type=positive_int, help="envs stepping in parallel processes (default: config)")
+    training.add_argument("--run-dir", type=Path, help="new run folder (default: runs/<Task>-<algo>-seed<S>)")
+    training.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue this run from its checkpoint")
+    training.add_argument("--config", type=Path, help="hyperparameter YAML (default: configs/<algo>.yaml)")
+    training.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"),
+                          help="where the learner runs (default cpu; auto: CUDA where there is one)")  # fmt: skip
+    training.add_argument("--torch-threads", type=positive_int, default=1,
+                          help="torch threads of the learner (default 1: faster on a busy or small CPU)")  # fmt: skip
+    training.add_argument("--env-kwargs", nargs="+", type=_env_kwarg, metavar="KEY=VALUE",
+                          help="env arguments: control=joint, action_frame=world, tool=NAME, renderer=egl, "
+                          "randomize=GROUPS, randomize_config=FILE")  # fmt: skip
+    training.set_defaults(run=cmd_train)
+
+
+def _add_sweep_command(commands: Any) -> None:
+    sweeping = commands.add_parser("sweep", help="train over seeds and a hyperparameter grid on Ray")
+    sweeping.add_argument("env_id", type=env_id_type)
+    sweeping.add_argument("--algo", choices=ALGORITHM_NAMES, help="default: sac")
+    sweeping.add_argument("--seeds", type=positive_int, help="seeds 0 to N-1 per grid point (default 5)")
+    sweeping.add_argument("--grid", nargs="+", metavar="KEY=V1,V2", help="hyperparameter values to cross")
+    sweeping.add_argument("--steps", type=positive_int, help="env steps per run (default: the config's)")
+    sweeping.add_argument("--config", type=Path, help="hyperparameter YAML (default: configs/<algo>.yaml)")
+    sweeping.add_argument("--address", help="a running Ray cluster (ray start --head); default: a local Ray")
+    sweeping.add_argument("--cpus-per-trial", type=positive_number, help="cores each run takes (default 1)")
+    sweeping.add_argument("--target", type=fraction, help="success rate for steps-to-target (default 0.9)")
+    sweeping.add_argument("--demos", type=Path, metavar="DATASET", help="every run learns with these demonstrations")
+    sweeping.add_argument("--out", type=Path, help="new sweep folder (default sweeps/<Task>-<algo>)")
+    sweeping.add_argument("--resume", type=Path, metavar="SWEEP_DIR", help="continue this sweep's runs")
+    sweeping.set_defaults(run=cmd_sweep)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="surgisim", description="Surgical-robot learning in PyBullet.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -211,43 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_randomization_arguments(evaluation)
     evaluation.set_defaults(run=cmd_evaluate)
 
-    training = commands.add_parser("train", help="train a policy with Stable-Baselines3 into a run folder")
-    training.add_argument("env_id", type=env_id_type)
-    training.add_argument("--algo", choices=ALGORITHM_NAMES, help="default: sac")
-    training.add_argument("--her", action=argparse.BooleanOptionalAction, default=None, help="override the config")
-    training.add_argument("--steps", type=positive_int, help="total env steps (default: the config's n_timesteps)")
-    training.add_argument("--seed", type=seed_type, help="default: 0")
-    training.add_argument(
-        "--obs-mode", choices=tuple(OBS_MODES), help="default: state; an image mode trains a pixel policy"
-    )
-    training.add_argument("--demos", type=Path, metavar="DATASET", help="Minari dataset (surgisim demos record)")
-    training.add_argument("--n-envs", type=positive_int, help="envs stepping in parallel processes (default: config)")
-    training.add_argument("--run-dir", type=Path, help="new run folder (default: runs/<Task>-<algo>-seed<S>)")
-    training.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue this run from its checkpoint")
-    training.add_argument("--config", type=Path, help="hyperparameter YAML (default: configs/<algo>.yaml)")
-    training.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"),
-                          help="where the learner runs (default cpu; auto: CUDA where there is one)")  # fmt: skip
-    training.add_argument("--torch-threads", type=positive_int, default=1,
-                          help="torch threads of the learner (default 1: faster on a busy or small CPU)")  # fmt: skip
-    training.add_argument("--env-kwargs", nargs="+", type=_env_kwarg, metavar="KEY=VALUE",
-                          help="env arguments: control=joint, action_frame=world, tool=NAME, renderer=egl, "
-                          "randomize=GROUPS, randomize_config=FILE")  # fmt: skip
-    training.set_defaults(run=cmd_train)
-
-    sweeping = commands.add_parser("sweep", help="train over seeds and a hyperparameter grid on Ray")
-    sweeping.add_argument("env_id", type=env_id_type)
-    sweeping.add_argument("--algo", choices=ALGORITHM_NAMES, help="default: sac")
-    sweeping.add_argument("--seeds", type=positive_int, help="seeds 0 to N-1 per grid point (default 5)")
-    sweeping.add_argument("--grid", nargs="+", metavar="KEY=V1,V2", help="hyperparameter values to cross")
-    sweeping.add_argument("--steps", type=positive_int, help="env steps per run (default: the config's)")
-    sweeping.add_argument("--config", type=Path, help="hyperparameter YAML (default: configs/<algo>.yaml)")
-    sweeping.add_argument("--address", help="a running Ray cluster (ray start --head); default: a local Ray")
-    sweeping.add_argument("--cpus-per-trial", type=positive_number, help="cores each run takes (default 1)")
-    sweeping.add_argument("--target", type=fraction, help="success rate for steps-to-target (default 0.9)")
-    sweeping.add_argument("--demos", type=Path, metavar="DATASET", help="every run learns with these demonstrations")
-    sweeping.add_argument("--out", type=Path, help="new sweep folder (default sweeps/<Task>-<algo>)")
-    sweeping.add_argument("--resume", type=Path, metavar="SWEEP_DIR", help="continue this sweep's runs")
-    sweeping.set_defaults(run=cmd_sweep)
+    _add_train_command(commands)
+    _add_sweep_command(commands)
 
     zoo = commands.add_parser("export-config", help="write an algorithm's hyperparameters as rl_zoo3's file")
     zoo.add_argument("algo", choices=ALGORITHM_NAMES)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from surgisim.agents.stats import bootstrap_ci, iqm
 from surgisim.envs.documents import shorten
 from surgisim.envs.files import atomic_write
 
@@ -56,8 +57,6 @@ def plot_curves(curves: dict[str, list[list[tuple[int, float]]]], path: Path, ti
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from surgisim.agents.stats import bootstrap_ci, iqm
 
     figure, axes = plt.subplots(figsize=(6, 3.6), dpi=100)
     for label, runs in curves.items():

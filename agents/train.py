@@ -227,90 +227,18 @@ def train(
                       demos=demos, n_envs=n_envs, config_file=config_file,
                       env_kwargs=extra_env_kwargs or None)  # fmt: skip
     else:
-        algo, seed, obs_mode = algo or "sac", 0 if seed is None else seed, obs_mode or "state"
-        if algo not in ALGORITHMS:
-            raise ValueError(f"unknown algorithm {algo!r}; choose from {', '.join(ALGORITHMS)}")
-        hyper = load_config(algo, env_id, config_file)
-        overrides = {"her": her if her or algo != "ppo" else None, "n_envs": n_envs}  # PPO has no HER to turn off
-        hyper.update({key: value for key, value in overrides.items() if value is not None})
-        settings = {"env_id": env_id, "algo": algo, "seed": seed, "obs_mode": obs_mode, "hyperparameters": hyper,
-                    "demos": str(Path(demos).resolve()) if demos is not None else None,
-                    "env_kwargs": check_env_kwargs(env_id, extra_env_kwargs or {})}  # fmt: skip
-        run_dir = check_writable(run_dir if run_dir is not None else new_run_dir(env_id, algo, seed), "run folder")
-        try:
-            str(run_dir).encode()
-        except UnicodeEncodeError:
-            raise ValueError(f"{run_dir!r}: TensorBoard writes only to paths that are UTF-8 text; rename it") from None
-        if run_dir.exists() and not run_dir.is_dir():
-            raise FileExistsError(f"{run_dir} is a file, not a run folder; choose another --run-dir")
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise FileExistsError(f"{run_dir} already holds a run; pass --resume {run_dir} or choose another --run-dir")
-    hyper = settings["hyperparameters"]
-    if steps is not None:
-        hyper["n_timesteps"] = steps
-    hyper.setdefault("eval_episodes", 20)
-    hyper.setdefault("eval_freq", 2000)
-    hyper.setdefault("checkpoint_freq", hyper["eval_freq"])
-    validate(hyper, "settings", settings["algo"])
-    if hyper.get("her") and settings["obs_mode"] != "state":
-        raise ValueError("HER needs the goal in the observation; pixel policies see images only: pass --no-her")
-    episode, starts = gym.spec(settings["env_id"]).max_episode_steps, hyper.get("learning_starts", 100)  # SB3's
-    if hyper.get("her") and starts < episode:
-        raise ValueError(f"learning_starts {starts} is shorter than an episode of {settings['env_id']} "
-                         f"({episode} steps): HER samples only from finished episodes")  # fmt: skip
-
+        settings = _new_settings(env_id, algo, seed, obs_mode, her, config_file, demos, n_envs, extra_env_kwargs)
+        run_dir = _new_run_dir(run_dir, settings)
+    hyper = _complete(settings, steps)
     with contextlib.ExitStack() as stack:
-        latest = None
-        if resume is not None:
-            stack.enter_context(checkpoint.locked(run_dir))
-            latest = checkpoint.current(run_dir)
-            if latest is not None:
-                checkpoint.require(latest, checkpoint.set_files(settings))
-            elif (run_dir / checkpoint.MODEL).exists():
-                raise ValueError(f"{run_dir}: a run folder of an older surgisim (no {checkpoint.MANIFEST}); it can be "
-                                 "evaluated and exported, not resumed")  # fmt: skip
-            else:
-                print(f"{run_dir}: no checkpoint yet; training starts again from step 0", file=sys.stderr)
-        demonstrations = None
-        if settings.get("demos") is not None:
-            probe = make_env(settings)
-            try:
-                demonstrations = imitation.Demonstrations(Path(settings["demos"]), probe)
-            finally:
-                probe.close()
-        env = _vec_env(settings)
-        stack.callback(lambda: env.close())
-        if checkpoint.normalised(settings):
-            if latest is not None:
-                stats = latest[checkpoint.NORMALIZATION]
-                env = loaded(stats, lambda: VecNormalize.load(str(stats), env))
-            else:
-                env = VecNormalize(env, norm_obs=True, norm_reward=False, clip_obs=10.0)
-        if latest is not None:
-            model = load_model(latest.folder, env, device)
-            model.tensorboard_log = str(run_dir / "tensorboard")
-            if checkpoint.REPLAY_BUFFER in latest.files:
-                # The episode in progress at the checkpoint is cut there; the new one starts afresh.
-                buffer = latest[checkpoint.REPLAY_BUFFER]
-                loaded(buffer, lambda: model.load_replay_buffer(buffer, truncate_last_traj=True))
-        else:
-            model = _build_model(settings, env, run_dir, device)
-            if demonstrations is not None:
-                _start_from_demos(model, demonstrations, hyper, settings["seed"])
+        latest = _latest(stack, run_dir, settings) if resume is not None else None
+        model, demonstrations = _model(stack, settings, run_dir, latest, device)
         # Written only once everything has loaded: a failed start or resume leaves the run as it was.
         if resume is None:
             run_dir.mkdir(parents=True, exist_ok=True)
             stack.enter_context(checkpoint.locked(run_dir))
-        if latest is not None and latest.recovered:
-            checkpoint.write_manifest(run_dir, latest)
-            print(f"{run_dir}: {checkpoint.MANIFEST} was missing; continuing from the complete set at "
-                  f"{latest.timesteps} steps in {latest.folder}", file=sys.stderr)  # fmt: skip
-        checkpoint.clean(run_dir, latest)
-        _keep_evaluations_until(run_dir / "eval.csv", latest.timesteps if latest is not None else None)
-        checkpoint.write_settings(run_dir / checkpoint.CONFIG, settings)
-        command = train_command(settings, run_dir, resume is not None, steps, config_file, her, n_envs)
-        with (run_dir / "command.txt").open("a", errors="surrogateescape") as handle:
-            handle.write(command + "\n")
+        _open_run(run_dir, settings, latest, train_command(settings, run_dir, resume is not None, steps, config_file,
+                                                           her, n_envs))  # fmt: skip
         interrupt = stack.enter_context(Interrupt())
         run = RunCallback(run_dir, settings, started, interrupt)
         callbacks: list[BaseCallback] = [run]
@@ -332,6 +260,115 @@ def train(
             model.logger.dump(model.num_timesteps)
         record_video(ModelPolicy(model, model.get_vec_normalize_env()), settings, run_dir / "final_policy.mp4")
     return run_dir
+
+
+def _new_settings(env_id: str, algo: str | None, seed: int | None, obs_mode: str | None, her: bool | None,
+                  config_file: Path | None, demos: Path | None, n_envs: int | None,
+                  extra_env_kwargs: dict[str, Any] | None) -> dict[str, Any]:  # fmt: skip
+    """A new run's settings: the defaults, the algorithm's configuration for the task, the overrides."""
+    algo, seed, obs_mode = algo or "sac", 0 if seed is None else seed, obs_mode or "state"
+    if algo not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {algo!r}; choose from {', '.join(ALGORITHMS)}")
+    hyper = load_config(algo, env_id, config_file)
+    overrides = {"her": her if her or algo != "ppo" else None, "n_envs": n_envs}  # PPO has no HER to turn off
+    hyper.update({key: value for key, value in overrides.items() if value is not None})
+    return {"env_id": env_id, "algo": algo, "seed": seed, "obs_mode": obs_mode, "hyperparameters": hyper,
+            "demos": str(Path(demos).resolve()) if demos is not None else None,
+            "env_kwargs": check_env_kwargs(env_id, extra_env_kwargs or {})}  # fmt: skip
+
+
+def _new_run_dir(run_dir: Path | None, settings: dict[str, Any]) -> Path:
+    """Where a new run goes (checked, not yet created): given, or named after the task, algorithm and seed."""
+    default = new_run_dir(settings["env_id"], settings["algo"], settings["seed"])
+    run_dir = check_writable(run_dir if run_dir is not None else default, "run folder")
+    try:
+        str(run_dir).encode()
+    except UnicodeEncodeError:
+        raise ValueError(f"{run_dir!r}: TensorBoard writes only to paths that are UTF-8 text; rename it") from None
+    if run_dir.exists() and not run_dir.is_dir():
+        raise FileExistsError(f"{run_dir} is a file, not a run folder; choose another --run-dir")
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise FileExistsError(f"{run_dir} already holds a run; pass --resume {run_dir} or choose another --run-dir")
+    return run_dir
+
+
+def _complete(settings: dict[str, Any], steps: int | None) -> dict[str, Any]:
+    """The run's hyperparameters with the step count and the evaluation defaults, validated."""
+    hyper = settings["hyperparameters"]
+    if steps is not None:
+        hyper["n_timesteps"] = steps
+    hyper.setdefault("eval_episodes", 20)
+    hyper.setdefault("eval_freq", 2000)
+    hyper.setdefault("checkpoint_freq", hyper["eval_freq"])
+    validate(hyper, "settings", settings["algo"])
+    if hyper.get("her") and settings["obs_mode"] != "state":
+        raise ValueError("HER needs the goal in the observation; pixel policies see images only: pass --no-her")
+    episode, starts = gym.spec(settings["env_id"]).max_episode_steps, hyper.get("learning_starts", 100)  # SB3's
+    if hyper.get("her") and starts < episode:
+        raise ValueError(f"learning_starts {starts} is shorter than an episode of {settings['env_id']} "
+                         f"({episode} steps): HER samples only from finished episodes")  # fmt: skip
+    return hyper
+
+
+def _latest(stack: contextlib.ExitStack, run_dir: Path, settings: dict[str, Any]) -> checkpoint.Checkpoint | None:
+    """A resumed run, locked: its newest complete checkpoint, or None before the first."""
+    stack.enter_context(checkpoint.locked(run_dir))
+    latest = checkpoint.current(run_dir)
+    if latest is not None:
+        checkpoint.require(latest, checkpoint.set_files(settings))
+    elif (run_dir / checkpoint.MODEL).exists():
+        raise ValueError(f"{run_dir}: a run folder of an older surgisim (no {checkpoint.MANIFEST}); it can be "
+                         "evaluated and exported, not resumed")  # fmt: skip
+    else:
+        print(f"{run_dir}: no checkpoint yet; training starts again from step 0", file=sys.stderr)
+    return latest
+
+
+def _model(stack: contextlib.ExitStack, settings: dict[str, Any], run_dir: Path, latest: checkpoint.Checkpoint | None,
+           device: str) -> tuple[BaseAlgorithm, imitation.Demonstrations | None]:  # fmt: skip
+    """The model on its training envs (closed with ``stack``): loaded from ``latest`` with its
+    normalisation and replay buffer, or new (started from the demonstrations, if any)."""
+    hyper, demonstrations = settings["hyperparameters"], None
+    if settings.get("demos") is not None:
+        probe = make_env(settings)
+        try:
+            demonstrations = imitation.Demonstrations(Path(settings["demos"]), probe)
+        finally:
+            probe.close()
+    env = _vec_env(settings)
+    stack.callback(lambda: env.close())
+    if checkpoint.normalised(settings):
+        if latest is not None:
+            stats = latest[checkpoint.NORMALIZATION]
+            env = loaded(stats, lambda: VecNormalize.load(str(stats), env))
+        else:
+            env = VecNormalize(env, norm_obs=True, norm_reward=False, clip_obs=10.0)
+    if latest is not None:
+        model = load_model(latest.folder, env, device)
+        model.tensorboard_log = str(run_dir / "tensorboard")
+        if checkpoint.REPLAY_BUFFER in latest.files:
+            # The episode in progress at the checkpoint is cut there; the new one starts afresh.
+            buffer = latest[checkpoint.REPLAY_BUFFER]
+            loaded(buffer, lambda: model.load_replay_buffer(buffer, truncate_last_traj=True))
+    else:
+        model = _build_model(settings, env, run_dir, device)
+        if demonstrations is not None:
+            _start_from_demos(model, demonstrations, hyper, settings["seed"])
+    return model, demonstrations
+
+
+def _open_run(run_dir: Path, settings: dict[str, Any], latest: checkpoint.Checkpoint | None, command: str) -> None:
+    """Bring the (locked) run folder to ``latest``: its manifest rebuilt if it was lost, later sets
+    and evaluations dropped; then the settings and the command that continues it."""
+    if latest is not None and latest.recovered:
+        checkpoint.write_manifest(run_dir, latest)
+        print(f"{run_dir}: {checkpoint.MANIFEST} was missing; continuing from the complete set at "
+              f"{latest.timesteps} steps in {latest.folder}", file=sys.stderr)  # fmt: skip
+    checkpoint.clean(run_dir, latest)
+    _keep_evaluations_until(run_dir / "eval.csv", latest.timesteps if latest is not None else None)
+    checkpoint.write_settings(run_dir / checkpoint.CONFIG, settings)
+    with (run_dir / "command.txt").open("a", errors="surrogateescape") as handle:
+        handle.write(command + "\n")
 
 
 def train_command(

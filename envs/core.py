@@ -59,11 +59,12 @@ import numpy as np
 from surgisim.envs.appearance import through_the_endoscope
 from surgisim.envs.controllers import make_controller
 from surgisim.envs.randomization import Disturbances, Episode, Randomizer
-from surgisim.envs.scene import Scene
+from surgisim.envs.scene import TISSUE, Endoscope, Scene
 from surgisim.envs.sim import RENDERERS
 from surgisim.envs.tasks import REGISTRY
 from surgisim.envs.tasks.base import Task
 from surgisim.envs.tools import DEFAULT_TOOL, load_tool
+from surgisim.envs.transforms import rotation_vector
 
 OBS_MODES = {
     "state": (),
@@ -129,6 +130,7 @@ class SurgicalEnv(gym.Env):
         self.task_name = task  # its key in the registry
         self.task: Task = REGISTRY[task].task()
         self.scene = Scene(renderer, load_tool(str(tool)))
+        self.endoscope = Endoscope(self.scene)
         self.task.build(self.scene)
         self.arms = [self.scene.arms[name] for name in self.task.arms]
         self._has_reset = False
@@ -214,6 +216,33 @@ class SurgicalEnv(gym.Env):
             self.task.step_world(self.scene)
         observation = self._observation()
         return observation, self._info(observation, self.task.cost(self.scene))
+
+    def move_to(self, set_points: list[tuple[np.ndarray, float | None]]) -> tuple[dict, dict]:
+        """Move each driven arm's tip to a set-point (a world pose, and a jaw angle or None) as its
+        controller would (inverse kinematics, joint limits), then advance the world as ``step``
+        does, so that contact acts as it does on an action (anatomy stops the instrument, tissue
+        resists the needle). A surgeon's replay moves the arms so. Returns the observation and info."""
+        self._check_open()
+        if len(set_points) != len(self.arms):
+            raise ValueError(f"{len(set_points)} set-points for the {len(self.arms)} arms {self.task.arms}")
+        for arm, (pose, jaw) in zip(self.arms, set_points, strict=True):
+            turn = rotation_vector(pose[:3, :3] @ arm.model_tip_pose()[:3, :3].T)
+            arm.move_tip(pose[:3, 3], turn)
+            if jaw is not None and arm.has_jaw:
+                arm.set_jaw(jaw)
+        return self.advance()
+
+    def clearances(
+        self, margin: float, arm: str | None = None, tissue: bool = False
+    ) -> list[tuple[float, np.ndarray, np.ndarray]]:
+        """Where the driven arms (or the one named ``arm``) come within ``margin`` (m) of the
+        task's obstacles (organs, vessels) and, with ``tissue``, the tissue bed: (distance, negative
+        when they interpenetrate; the point on the obstacle; its normal, towards the arm) each."""
+        self._check_open()
+        names = [arm] if arm is not None else [driven.name for driven in self.arms]
+        bodies = [*self.task.obstacles(), *([TISSUE] if tissue else [])]
+        sim = self.scene.sim
+        return [point for name in names for body in bodies for point in sim.closest_points(name, body, margin)]
 
     def set_goal(self, position: Any) -> None:
         """Put the task's goal at a world position (m), as an operator chooses it on a robot (the

@@ -16,6 +16,7 @@ from surgisim.envs.tools import Tool, default_tool
 from surgisim.envs.transforms import look_at_base
 from surgisim.envs.urdf_builder import TISSUE_HALF_SIZE
 
+TISSUE = "tissue"  # the tissue bed's body
 TISSUE_HALF_EXTENTS = np.array([TISSUE_HALF_SIZE, TISSUE_HALF_SIZE, 0.005])  # a tissue bed whose top face is z = 0
 PSM_RCM = np.array([-0.07, 0.05, 0.10])  # where the instrument passes the body wall
 PSM_AIM = np.array([0.0, 0.0, 0.02])
@@ -48,7 +49,7 @@ class Scene:
         self.camera = Camera(self.sim)
         surface = {"fileName": "tissue.obj", "visualFramePosition": [0.0, 0.0, TISSUE_HALF_EXTENTS[2]]}
         tissue = self.sim.create_body(
-            "tissue", visual=("mesh", surface), collision=("box", {"halfExtents": TISSUE_HALF_EXTENTS.tolist()})
+            TISSUE, visual=("mesh", surface), collision=("box", {"halfExtents": TISSUE_HALF_EXTENTS.tolist()})
         )
         self.look = Look()
         self.textured: dict[str, tuple[str, tuple[float, ...]]] = {}  # body -> (texture kind, colour)
@@ -124,3 +125,32 @@ class Scene:
 
     def close(self) -> None:
         self.sim.close()
+
+
+class Endoscope:
+    """What the endoscope sees, for the tools above the env (surgeon replays, the ROS 2 bridge)."""
+
+    def __init__(self, scene: Scene) -> None:
+        self._scene = scene
+
+    def pose(self) -> np.ndarray:
+        """The camera's world pose (4x4; it looks along its z axis)."""
+        return self._scene.camera_pose()
+
+    def intrinsics(self, size: int) -> np.ndarray:
+        """The pinhole matrix of a ``size`` x ``size`` image (OpenCV's convention)."""
+        return self._scene.camera.intrinsics(size)
+
+    @property
+    def fov_deg(self) -> float:
+        return self._scene.camera.fov_deg
+
+    def sees(self, point: np.ndarray) -> bool:
+        """Whether a world point lies in the image, in front of the lens."""
+        camera = self._scene.camera
+        pixel, depth = camera.project(self.pose(), point, 100)
+        return depth > camera.near and bool(np.all((pixel >= 0) & (pixel <= 99)))
+
+    def image(self, size: int) -> np.ndarray:
+        """An RGB image (size, size, 3) of the scene as it is."""
+        return self._scene.render(size)["rgb"]

@@ -146,14 +146,14 @@ def cmd_record(args: argparse.Namespace) -> int:
     from surgisim.ros_bridge.profiles import DvrkProfile  # the ros extra
     from surgisim.ros_bridge.recorder import Recorder
     from surgisim.ros_bridge.transport import make_transport
-    from surgisim.ros_bridge.world import GOAL, INFO, NEEDLE, SCENE, SPIN_WAIT
+    from surgisim.ros_bridge.world import CHANNELS, INFO, SPIN_WAIT
 
     configure_logging(args)
     out = check_writable(args.out, "bag")
     profile = DvrkProfile(args.namespace)
     known = [profile.measured_js, profile.measured_cp, profile.jaw_measured_js, profile.operating_state,
-             profile.state_command, profile.servo_cp, profile.servo_jp, profile.jaw_servo_jp, profile.hold, GOAL,
-             INFO, NEEDLE, SCENE]  # fmt: skip
+             profile.state_command, profile.servo_cp, profile.servo_jp, profile.jaw_servo_jp, profile.hold, INFO,
+             *(channel.topic for channel in CHANNELS.values())]  # fmt: skip
     by_name = {topic.name: topic for topic in known}
     unknown = [name for name in args.topics or [] if name not in by_name]
     if unknown:

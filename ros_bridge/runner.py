@@ -20,6 +20,7 @@ import logging
 import time
 from collections import Counter, deque
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,25 +31,16 @@ from surgisim.agents.evaluate import check_policy, make_policy
 from surgisim.envs import REGISTRY, task_name
 from surgisim.envs.controllers import CONTROL_PERIOD
 from surgisim.envs.core import OBS_MODES
-from surgisim.envs.documents import parse_json, read_yaml
+from surgisim.envs.documents import read_yaml
 from surgisim.envs.robots import Arm
+from surgisim.envs.tasks.inputs import RobotInput
 from surgisim.envs.tools import DEFAULT_TOOL
 from surgisim.envs.transforms import rotation_from_vector, rotation_vector
 from surgisim.ros_bridge import messages as msg
 from surgisim.ros_bridge.endpoints import Transport, subscribe
 from surgisim.ros_bridge.profiles import DVRK_JOINT_NAMES, Profile, dvrk_joint_names
 from surgisim.ros_bridge.shield import SafetyShield
-from surgisim.ros_bridge.world import (
-    CAMERA,
-    CAMERA_INFO,
-    GOAL,
-    LESION,
-    NEEDLE,
-    SCENE,
-    SPIN_WAIT,
-    SUPPLIED_INPUTS,
-    scene_layout,
-)
+from surgisim.ros_bridge.world import CAMERA, CAMERA_INFO, SPIN_WAIT, Channel, Frame, channels_of, scene_layout
 
 LOG = logging.getLogger("surgisim.ros")
 
@@ -156,11 +148,9 @@ class PolicyRunner:
         if not profile.can_drive(task.arms):
             raise ValueError(f"{env_id} drives {', '.join(task.arms)}; the {profile.name} profile drives "
                              f"{profile.drives}")  # fmt: skip
-        missing = [item for item in task.robot_inputs if item not in SUPPLIED_INPUTS]
-        if missing:
-            raise ValueError(f"{env_id}: on a robot its observation needs {', '.join(missing)}, which no topic "
-                             f"supplies; the runner takes {', '.join(SUPPLIED_INPUTS)}")  # fmt: skip
-        self.inputs = task.robot_inputs
+        # What the task needs from the world besides the arms (``surgisim.envs.tasks.inputs``), by name.
+        self.channels = channels_of(env_id, task.robot_inputs)
+        self.inputs: dict[str, RobotInput] = {item.name: item() for item in task.robot_inputs}
         self.period = period  # a tick; a ros2_control trajectory point is due one period after it is sent
         self.fraction = min(1.0, period / CONTROL_PERIOD)  # of a policy step sent per tick
         self.env = gym.make(env_id, tool=tool)
@@ -186,16 +176,11 @@ class PolicyRunner:
         others = [(profile.for_arm(name),
                    SafetyShield(shield.limits, requires_operating_state=shield.requires_operating_state))
                   for name in task.arms[1:]]  # fmt: skip
-        self.arms = [RunnerArm(transport, self.model.scene.arms[name], arm_profile, arm_shield, dry_run, period,
-                               self._on_state)
-                     for name, (arm_profile, arm_shield) in zip(task.arms, [(profile, shield), *others],
-                                                                strict=True)]  # fmt: skip
+        self.arms = [RunnerArm(transport, arm, arm_profile, arm_shield, dry_run, period, self._on_state)
+                     for arm, (arm_profile, arm_shield) in zip(self.model.arms, [(profile, shield), *others],
+                                                               strict=True)]  # fmt: skip
         self.arm = self.arms[0].arm  # the first driven arm: world inputs are in its base frame
-        self.goal: np.ndarray | None = None
-        self.layout: dict[str, Any] | None = None
-        self.needle: np.ndarray | None = None  # the tracked needle pose (world) not yet taken
-        self.needle_seen = False
-        self.lesions: deque[tuple[float, np.ndarray]] = deque(maxlen=1000)  # (stamp, world position)
+        self.frame = Frame(self.arm.base, self.model.task_name)
         self.sent, self.holding = 0, False
         self.progress: dict[str, Any] = {"distance_mm": float("nan"), "is_success": False}
         self.stall, self.stall_seconds = "", stall_seconds
@@ -205,19 +190,12 @@ class PolicyRunner:
         self.last_measured: tuple[np.ndarray, float] | None = None  # position and robot stamp
         self.start_error = ""  # why the runner will not start (FK and measured_cp disagree)
         self.latencies: deque[float] = deque(maxlen=100_000)  # state arrival to command sent, seconds
-        if "goal" in self.inputs:
-            subscribe(transport, GOAL, self._on_goal)
-        if "needle" in self.inputs:
-            subscribe(transport, NEEDLE, self._on_needle)
-        if "lesion" in self.inputs:
-            subscribe(transport, LESION, self._on_lesion)
         if scene_file is not None:
-            try:
-                self._new_episode(scene_layout(read_yaml(scene_file, "scene"), self.model.task_name, str(scene_file)))
-            except ValueError as error:
-                raise ValueError(f"{scene_file}: {error}" if str(scene_file) not in str(error) else error) from None
-        elif "layout" in self.inputs:
-            subscribe(transport, SCENE, self._on_scene)
+            self._read_scene(scene_file)
+        for name, robot_input in self.inputs.items():
+            if not robot_input.received:
+                channel = self.channels[name]
+                subscribe(transport, channel.topic, partial(self._on_input, robot_input, channel))
         if self.image_keys:
             subscribe(transport, CAMERA, self._on_image)
             subscribe(transport, CAMERA_INFO, self._on_camera_info)
@@ -241,14 +219,14 @@ class PolicyRunner:
             return f"waiting for {CAMERA_INFO.name}"
         info, size = self.camera_info, self.image_size
         matrix = np.asarray(info.k, dtype=np.float64).reshape(3, 3)
-        expected = self.model.scene.camera.intrinsics(size)
+        expected = self.model.endoscope.intrinsics(size)
         if (info.width, info.height) == (size, size) and np.allclose(matrix, expected, rtol=0.01, atol=0.01 * size) \
                 and not np.any(np.asarray(info.d, dtype=np.float64)):  # fmt: skip
             self.camera_checked = True
             return None
         return (f"{CAMERA_INFO.name} gives {info.width}x{info.height} images, fx {matrix[0, 0]:.1f}, fy "
                 f"{matrix[1, 1]:.1f}, cx {matrix[0, 2]:.1f}, cy {matrix[1, 2]:.1f} px, distortion {list(info.d)}; the "
-                f"policy was trained on {size}x{size} undistorted images of a {self.model.scene.camera.fov_deg:g} "
+                f"policy was trained on {size}x{size} undistorted images of a {self.model.endoscope.fov_deg:g} "
                 f"degree camera (fx = fy {expected[0, 0]:.1f}, cx = cy {expected[0, 2]:.1f} px): resize, crop or "
                 "rectify the images to match; nothing was sent")  # fmt: skip
 
@@ -256,79 +234,38 @@ class PolicyRunner:
         """Whether a joint state has arrived since the last tick."""
         return self.state_arrival is not None
 
-    def _world(self, position: np.ndarray) -> np.ndarray:
-        """A position in the first arm's base frame, in the world."""
-        return (self.arm.base @ np.append(position, 1.0))[:3]
-
-    def _on_goal(self, message: Any) -> None:
+    def _read_scene(self, scene_file: Path) -> None:
+        """The layout from a scene file instead of its topic; a ``ValueError`` naming the file."""
+        if "layout" not in self.inputs:
+            raise ValueError(f"{scene_file}: {self.model.task_name} has no scenery to take from a scene file")
         try:
-            self.goal = self._world(msg.pose_matrix(message)[:3, 3])
+            layout = scene_layout(read_yaml(scene_file, "scene"), self.model.task_name, str(scene_file))
+            self._take(self.inputs["layout"], layout, time.time())
         except ValueError as error:
-            LOG.warning("runner: goal ignored: %s", error)
-            return
-        self.model.set_goal(self.goal)
-        self.policy.reset()
+            raise ValueError(f"{scene_file}: {error}" if str(scene_file) not in str(error) else error) from None
 
-    def _on_scene(self, message: Any) -> None:
+    def _on_input(self, robot_input: RobotInput, channel: Channel, message: Any) -> None:
         try:
-            self._new_episode(scene_layout(parse_json(message.data, SCENE.name, "scene"), self.model.task_name,
-                                           SCENE.name))  # fmt: skip
+            self._take(robot_input, channel.decode(message, self.frame), channel.stamp(message))
         except ValueError as error:
-            LOG.warning("runner: scene ignored: %s", error)
+            LOG.warning("runner: %s ignored: %s", robot_input.name, error)
 
-    def _new_episode(self, layout: dict[str, Any]) -> None:
-        """A new scene is a new episode: the model starts as the task's card says (e.g. the needle
-        in the jaws for NeedleInsert), with this layout and the goal it has."""
-        self.model.reset(seed=0)
-        self.model.set_layout(layout)
-        if self.goal is not None:
-            self.model.set_goal(self.goal)
-        self.layout = layout
-        self.policy.reset()
-
-    def _on_needle(self, message: Any) -> None:
-        try:
-            self.needle = self.arm.base @ msg.pose_matrix(message)
-            self.needle_seen = True
-        except ValueError as error:
-            LOG.warning("runner: needle pose ignored: %s", error)
-
-    def _on_lesion(self, message: Any) -> None:
-        try:
-            self.lesions.append((msg.stamp_seconds(message), self._world(msg.point(message))))
-        except ValueError as error:
-            LOG.warning("runner: lesion position ignored: %s", error)
-
-    def _follow_world(self) -> None:
-        """The model's world follows the robot's. A needle: the task's rules (grasps, tissue,
-        thread) run on the measured arm, and the tracked pose corrects the needle, held where the
-        tracker sees it. A lesion: its position now, and its displacement over one control period."""
-        task = self.model.task
-        if "needle" in self.inputs:
-            task.step_world(self.model.scene)
-            if self.needle is not None:
-                task.needle.set_pose(self.needle)
-                self.needle = None
-                for grasp in task.grasps:
-                    if grasp.held:
-                        grasp.attach()
-        if "lesion" in self.inputs:
-            stamp, position = self.lesions[-1]
-            then, earlier = next(((t, p) for t, p in reversed(self.lesions) if t <= stamp - CONTROL_PERIOD),
-                                 self.lesions[0])  # fmt: skip
-            rate = CONTROL_PERIOD / (stamp - then) if stamp > then else 0.0  # scales a shorter history up
-            task.track_lesion(position, (position - earlier) * rate)
+    def _take(self, robot_input: RobotInput, value: Any, stamp: float) -> None:
+        """The model takes a robot input. One that starts a new episode takes the others it has
+        again (the goal); a new goal or scene starts the policy afresh."""
+        robot_input.receive(self.model, value, stamp)
+        if robot_input.restarts:
+            for other in self.inputs.values():
+                if other is not robot_input and other.received and other.per_episode:
+                    other.receive(self.model, other.value, stamp)
+        if robot_input.per_episode:
+            self.policy.reset()
 
     def _waiting(self) -> str | None:
         """What the task still needs from the world before the first command."""
-        if "goal" in self.inputs and self.goal is None:
-            return f"waiting for a goal on {GOAL.name}"
-        if "layout" in self.inputs and self.layout is None:
-            return f"waiting for the scene on {SCENE.name} (or --scene FILE)"
-        if "needle" in self.inputs and not self.needle_seen:
-            return f"waiting for the needle's pose on {NEEDLE.name}"
-        if "lesion" in self.inputs and not self.lesions:
-            return f"waiting for the lesion's position on {LESION.name}"
+        for name, robot_input in self.inputs.items():
+            if not robot_input.received:
+                return f"waiting for {robot_input.wanted} on {self.channels[name].source}"
         return None
 
     def request(self, command: str) -> None:
@@ -372,7 +309,8 @@ class PolicyRunner:
                 return problem
         for arm in self.arms:
             arm.mirror()
-        self._follow_world()
+        for robot_input in self.inputs.values():
+            robot_input.follow(self.model)
         observation = self.model.observe()
         self._track_progress(observation, now)
         if self.image_keys:

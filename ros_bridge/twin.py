@@ -27,11 +27,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from surgisim.envs import REGISTRY
 from surgisim.envs.controllers import CONTROL_PERIOD
 from surgisim.envs.robots import Arm
 from surgisim.envs.tools import DEFAULT_TOOL
-from surgisim.envs.transforms import make_pose
 from surgisim.envs.urdf_builder import build_psm_urdf, psm_link_transforms
 from surgisim.ros_bridge import messages as msg
 from surgisim.ros_bridge.endpoints import Transport, publisher, subscribe
@@ -47,14 +45,12 @@ from surgisim.ros_bridge.world import (
     CAMERA_INFO,
     GOAL,
     INFO,
-    LESION,
-    NEEDLE,
     RESET,
     ROBOT_DESCRIPTION,
-    SCENE,
     SPIN_WAIT,
     TF,
-    scene_document,
+    Frame,
+    channels_of,
 )
 
 LOG = logging.getLogger("surgisim.ros")
@@ -166,16 +162,20 @@ class SimTwin:
         self.model.reset(seed=seed)
         names = self.model.task.arms
         profiles = [profile, *(DvrkProfile(ARM_NAMESPACES[name]) for name in names[1:])]
-        self.arms = [TwinArm(transport, self.model.scene.arms[name], arm_profile, dvrk_joint_names(name)[dvrk_version])
-                     for name, arm_profile in zip(names, profiles, strict=True)]  # fmt: skip
+        self.arms = [TwinArm(transport, arm, arm_profile, dvrk_joint_names(arm.name)[dvrk_version])
+                     for arm, arm_profile in zip(self.model.arms, profiles, strict=True)]  # fmt: skip
         self.arm = self.arms[0].arm  # the first driven arm: world inputs are in its base frame
         # RViz shows PSM1 (with its tool), under the frame of its topics.
         self.psm_frame = (profile if names[0] == "psm1" else DvrkProfile(ARM_NAMESPACES["psm1"])).base_frame
         self.camera = camera
         self.world_time = 0.0  # s of the twin's time not yet taken by the world
-        self.inputs = REGISTRY[self.model.task_name].robot_inputs
+        # What a robot's sources would give a runner (an operator's goal, a scene file, a tracker).
+        self.channels = channels_of(env_id, self.model.task.robot_inputs)
+        self.inputs = [robot_input() for robot_input in self.model.task.robot_inputs]
+        self.frame = Frame(self.arm.base, self.model.task_name, profile.base_frame)
         self.info: dict[str, Any] = {}
-        published = (GOAL, INFO, CAMERA, CAMERA_INFO, TF, ROBOT_DESCRIPTION, NEEDLE, SCENE, LESION)
+        published = {GOAL, INFO, CAMERA, CAMERA_INFO, TF, ROBOT_DESCRIPTION,
+                     *(channel.topic for channel in self.channels.values())}  # fmt: skip
         self.publish = {topic.name: publisher(transport, topic) for topic in published}
         subscribe(transport, GOAL, self._on_goal)
         subscribe(transport, RESET, self._on_reset)
@@ -189,12 +189,13 @@ class SimTwin:
         """What a runner needs of the episode, latched (a runner that starts later gets it too):
         the goal and the scene file's layout, as the task has them."""
         self.goal = (self.arm.base_inv @ np.append(self.model.observe()["desired_goal"][:3], 1.0))[:3]
-        if "goal" in self.inputs:
-            pose = msg.pose_stamped(make_pose(np.eye(3), self.goal), time.time(), self.profile.base_frame)
-            self.publish[GOAL.name](pose)
-        if "layout" in self.inputs:
-            document = scene_document(self.model.task_name, self.model.layout())
-            self.publish[SCENE.name](msg.string(json.dumps(document)))
+        self._publish_inputs(per_episode=True, stamp=time.time())
+
+    def _publish_inputs(self, per_episode: bool, stamp: float) -> None:
+        for robot_input in self.inputs:
+            if robot_input.per_episode == per_episode:
+                channel = self.channels[robot_input.name]
+                self.publish[channel.topic.name](channel.encode(robot_input.sense(self.model), self.frame, stamp))
 
     def _on_goal(self, message: Any) -> None:
         """A goal from someone else (``surgisim ros goal``): the task takes it, and the twin publishes
@@ -241,17 +242,11 @@ class SimTwin:
         psm = self.model.scene.psm
         links = [(self.psm_frame, "rcm", np.eye(4)), *psm_link_transforms(psm.tool, psm.q, psm.jaw)]
         self.publish[TF.name](msg.tf_message(links, now))
-        task = self.model.task
-        if "needle" in self.inputs:  # as a tracker would see it
-            needle = self.arm.base_inv @ task.needle.pose()
-            self.publish[NEEDLE.name](msg.pose_stamped(needle, now, self.profile.base_frame))
-        if "lesion" in self.inputs:
-            lesion = self.arm.base_inv @ np.append(task.lesion_position(task.time), 1.0)
-            self.publish[LESION.name](msg.point_stamped(lesion[:3], now, self.profile.base_frame))
+        self._publish_inputs(per_episode=False, stamp=now)  # as a tracker would see them
         if self.camera:
             self.publish[CAMERA.name](msg.image(observation["rgb"], now))
             size = self.model.image_size
-            matrix = self.model.scene.camera.intrinsics(size)
+            matrix = self.model.endoscope.intrinsics(size)
             self.publish[CAMERA_INFO.name](msg.camera_info(matrix, size, size, now))
         summary = {"is_success": bool(info["is_success"]), "distance_mm": float(info["distance_mm"])}
         if summary != self.info:

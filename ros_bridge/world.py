@@ -4,9 +4,17 @@ camera, and what RViz shows. Poses are in the first driven arm's base frame, as 
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from surgisim.envs.documents import excerpt
+import numpy as np
+
+from surgisim.envs.documents import excerpt, parse_json
+from surgisim.envs.tasks.inputs import RobotInput
+from surgisim.envs.transforms import make_pose
 from surgisim.ros_bridge import messages as msg
 from surgisim.ros_bridge.endpoints import QOS_DEFAULT, QOS_LATCHED, QOS_SENSOR, QoS, Topic
 
@@ -22,9 +30,6 @@ CAMERA_INFO = Topic("/surgisim/camera/camera_info", msg.CAMERA_INFO, QOS_SENSOR)
 NEEDLE = Topic("/surgisim/needle/measured_cp", msg.POSE_STAMPED, QOS_SENSOR)
 SCENE = Topic("/surgisim/scene", msg.STRING, QOS_LATCHED)  # the episode's layout, as a scene file holds it
 LESION = Topic("/surgisim/lesion/measured_cp", msg.POINT_STAMPED, QOS_SENSOR)  # a tracked lesion's position
-# Where the runner takes each of a task's ``robot_inputs`` from (``surgisim.envs.tasks.base.ROBOT_INPUTS``).
-SUPPLIED_INPUTS = {"goal": GOAL.name, "needle": NEEDLE.name, "layout": f"{SCENE.name} or --scene FILE",
-                   "lesion": LESION.name}  # fmt: skip
 SPIN_WAIT = 0.05  # s: the longest a loop waits for messages before it checks its stop flag and deadline
 
 
@@ -41,3 +46,100 @@ def scene_layout(document: Any, task: str, source: str) -> dict[str, Any]:
         raise ValueError(f"{source}: the scene is for task {excerpt(document.get('task'))} in frame "
                          f"{excerpt(document.get('frame'))}; this run needs task {task!r}, frame 'world'")  # fmt: skip
     return document["layout"]
+
+
+@dataclass(frozen=True)
+class Frame:
+    """Where a world value goes on the wire: the first driven arm's base (its pose in the world),
+    the task (a scene names it) and the base frame's name in the messages written."""
+
+    base: np.ndarray
+    task: str
+    frame_id: str = ""
+
+    def to_base(self, value: np.ndarray) -> np.ndarray:
+        """A world position (3,) or pose (4x4) in the base frame."""
+        return self._moved(np.linalg.inv(self.base), value)
+
+    def to_world(self, value: np.ndarray) -> np.ndarray:
+        """A base-frame position (3,) or pose (4x4) in the world."""
+        return self._moved(self.base, value)
+
+    @staticmethod
+    def _moved(transform: np.ndarray, value: np.ndarray) -> np.ndarray:
+        value = np.asarray(value, dtype=np.float64)
+        return transform @ value if value.shape == (4, 4) else (transform @ np.append(value, 1.0))[:3]
+
+
+def encode_position(position: np.ndarray, frame: Frame, stamp: float) -> Any:
+    return msg.pose_stamped(make_pose(np.eye(3), frame.to_base(position)), stamp, frame.frame_id)
+
+
+def decode_position(message: Any, frame: Frame) -> np.ndarray:
+    return frame.to_world(msg.pose_matrix(message)[:3, 3])
+
+
+def encode_pose(pose: np.ndarray, frame: Frame, stamp: float) -> Any:
+    return msg.pose_stamped(frame.to_base(pose), stamp, frame.frame_id)
+
+
+def decode_pose(message: Any, frame: Frame) -> np.ndarray:
+    return frame.to_world(msg.pose_matrix(message))
+
+
+def encode_point(position: np.ndarray, frame: Frame, stamp: float) -> Any:
+    """A world position as a ``PointStamped`` in the base frame."""
+    return msg.point_stamped(frame.to_base(position), stamp, frame.frame_id)
+
+
+def decode_point(message: Any, frame: Frame) -> np.ndarray:
+    """The world position of a base-frame ``PointStamped``; ``ValueError`` for NaN or inf."""
+    return frame.to_world(msg.point(message))
+
+
+def encode_scene(layout: dict[str, Any], frame: Frame, stamp: float) -> Any:
+    return msg.string(json.dumps(scene_document(frame.task, layout)))
+
+
+def decode_scene(message: Any, frame: Frame) -> dict[str, Any]:
+    return scene_layout(parse_json(message.data, SCENE.name, "scene"), frame.task, SCENE.name)
+
+
+@dataclass(frozen=True)
+class Channel:
+    """How one robot input (``surgisim.envs.tasks.inputs``) travels: its topic, and its world value
+    to a message in the first arm's base frame (``encode(value, frame, stamp)``) and back."""
+
+    topic: Topic
+    encode: Callable[[Any, Frame, float], Any]
+    decode: Callable[[Any, Frame], Any]
+    also: str = ""  # where else a runner can take it from
+
+    @property
+    def source(self) -> str:
+        return f"{self.topic.name} (or {self.also})" if self.also else self.topic.name
+
+    @staticmethod
+    def stamp(message: Any) -> float:
+        """When the value was measured: its header's stamp, or now for a message without one."""
+        return msg.stamp_seconds(message) if hasattr(message, "header") else time.time()
+
+
+# The topic of each robot input, by its name.
+CHANNELS = {
+    "goal": Channel(GOAL, encode_position, decode_position),
+    "layout": Channel(SCENE, encode_scene, decode_scene, also="--scene FILE"),
+    "needle": Channel(NEEDLE, encode_pose, decode_pose),
+    "lesion": Channel(LESION, encode_point, decode_point),
+}
+
+
+def channels_of(env_id: str, robot_inputs: Iterable[type[RobotInput]]) -> dict[str, Channel]:
+    """The channel of each of a task's robot inputs, by name; a ``ValueError`` names those that no
+    topic carries."""
+    names = [robot_input.name for robot_input in robot_inputs]
+    missing = [name for name in names if name not in CHANNELS]
+    if missing:
+        raise ValueError(f"{env_id}: on a robot its observation needs {', '.join(missing)}, which no topic "
+                         f"supplies; the bridge carries {', '.join(CHANNELS)}")  # fmt: skip
+    return {name: CHANNELS[name] for name in names}

@@ -8,6 +8,7 @@ its modules need the ``surgeon`` extra (scipy, matplotlib, OpenCV, rosbags).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -22,8 +23,10 @@ from surgisim.envs.arguments import env_id_type, seed_type
 from surgisim.envs.files import check_writable, remove, remove_stale, staging_prefix, unprivate
 from surgisim.envs.tools import DEFAULT_TOOL
 from surgisim.envs.transforms import make_pose, rotation_from_vector
-
-WRITER = "surgisim assess"
+from surgisim.surgeon.assessment import WRITER, Options, assess, write_report
+from surgisim.surgeon.assist import ASSISTS, parse_assists
+from surgisim.surgeon.readers import read_trajectory
+from surgisim.surgeon.replay import Registration
 
 
 def _ours(folder: Path) -> bool:
@@ -37,13 +40,6 @@ def _ours(folder: Path) -> bool:
     return summary.get("writer") == WRITER and names - allowed <= {n for n in names if n.endswith(".webm")}
 
 
-def _interventions(replay: Any, active: float = 1e-4) -> dict[str, dict[str, float]]:
-    step = float(np.median(np.diff(replay.times))) if len(replay.times) > 1 else 0.0
-    return {name: {"mean_mm": float(c.mean() * 1000), "max_mm": float(c.max(initial=0.0) * 1000),
-                   "active_s": float(np.count_nonzero(c > active) * step)}
-            for name, c in replay.corrections.items()}  # fmt: skip
-
-
 def _transform(values: list[float] | None, mode: str) -> np.ndarray | None:
     """``--transform X Y Z RX RY RZ`` as a 4x4 pose (m, rotation vector in rad)."""
     if values is None:
@@ -55,69 +51,19 @@ def _transform(values: list[float] | None, mode: str) -> np.ndarray | None:
     return make_pose(rotation_from_vector(np.array(values[3:])), np.array(values[:3]))
 
 
-def assess(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
-    """Replay and write everything into ``folder``; returns the summary."""
-    import gymnasium as gym
-
-    from surgisim.agents.evaluate import make_policy
-    from surgisim.ros_bridge.shield import load_limits
-    from surgisim.surgeon import report
-    from surgisim.surgeon.assist import Guide, SharedControl, Shield, parse_assists
-    from surgisim.surgeon.metrics import assess as measure
-    from surgisim.surgeon.readers import read_trajectory
-    from surgisim.surgeon.replay import Registration, replay, rollout
-
+def _assess(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
+    """The pipeline (``surgisim.surgeon.assessment``) on the parsed arguments, written into ``folder``."""
     assists = parse_assists(args.assist)
     registration = Registration(args.register, _transform(args.transform, args.register), args.scale)
     trajectory = read_trajectory(args.trajectory, args.format, args.tool)
-    reference = None if args.reference == "none" else rollout(args.task, args.reference, args.seed, args.tool)
-    env = gym.make(args.task, tool=args.tool)
-    try:
-        for _, assist in assists:
-            if isinstance(assist, Guide):
-                if reference is None:
-                    raise ValueError("guide: pulls towards the reference path; give --reference expert|pretrained|FILE")
-                assist.reference = next(iter(reference.arms.values())).positions
-            elif isinstance(assist, SharedControl):
-                assist.policy = make_policy(args.policy, env)
-            elif isinstance(assist, Shield):
-                assist.limits = load_limits(args.limits)
-        runs = {"unassisted": replay(env, trajectory, [], args.seed, registration, args.video_size)}
-        if assists:
-            runs["assisted"] = replay(env, trajectory, assists, args.seed, registration, args.video_size)
-        if reference is not None:
-            runs["reference"] = replay(env, reference, [], args.seed, Registration("absolute"), args.video_size)
-        spans, end = runs["unassisted"].unreachable, runs["unassisted"].times[-1]
-        if spans and spans[0][0] == 0.0 and spans[0][1] >= end:
-            raise ValueError(f"{args.trajectory}: no part of it is reachable by {args.task}'s arm after "
-                             f"registration ({args.register}); try --register relative or --scale")  # fmt: skip
-        matrix = env.unwrapped.scene.camera.intrinsics(args.video_size) if args.video_size else None
-    finally:
-        env.close()
-    path = None if reference is None else next(iter(reference.arms.values())).positions
-    metrics = {variant: measure(run, path) for variant, run in runs.items()}
-    summary: dict[str, Any] = {
-        "writer": WRITER, "task": args.task, "trajectory": str(args.trajectory), "assist": args.assist,
-        "reference": args.reference, "seed": args.seed, "registration": args.register, "scale": args.scale,
-        "duration_s": trajectory.duration, "metrics": metrics,
-        "interventions": _interventions(runs["assisted"]) if "assisted" in runs else {},
-        "unreachable": {variant: run.unreachable for variant, run in runs.items()},
-        "notes": runs["unassisted"].notes, "scorecard": report.scorecard(metrics),
-    }  # fmt: skip
-    report.write_tables(folder, summary)
-    videos = {}
-    if matrix is not None:
-        for variant, run in runs.items():
-            videos[variant] = folder / f"{variant}.webm"
-            report.write_video(report.annotate(run, path, variant, matrix), videos[variant])
-    report.write_html(folder, summary, report.plots(runs), videos)
-    return summary
+    options = Options(args.reference, args.policy, args.limits, args.seed, registration, args.tool, args.video_size)
+    assessment = assess(trajectory, args.task, assists, options)
+    write_report(assessment, folder)
+    return assessment.summary
 
 
 def _check_extra() -> None:
     """The surgeon extra's packages, or a one-line error saying how to install them."""
-    import importlib.util
-
     missing = [name for name in ("scipy", "matplotlib", "cv2", "rosbags") if importlib.util.find_spec(name) is None]
     if missing:
         raise ValueError(f"surgisim assess needs {', '.join(missing)}: pip install -e \".[surgeon]\" "
@@ -135,7 +81,7 @@ def cmd_assess(args: argparse.Namespace) -> int:
     folder = Path(tempfile.mkdtemp(prefix=staging_prefix(out), dir=out.parent))
     started = time.monotonic()
     try:
-        summary = assess(args, folder)
+        summary = _assess(args, folder)
         unprivate(folder)
         if out.exists():
             remove(out)
@@ -166,8 +112,8 @@ def add_commands(commands: Any) -> None:
                         "waypoints .yaml (formats: surgisim.surgeon.readers)")  # fmt: skip
     parser.add_argument("--task", required=True, type=env_id_type, help="the scene, e.g. NavigateAnatomy")
     parser.add_argument("--assist", default="fixture,tremor",
-                        help="comma-separated, applied in order: scale, tremor, fixture, guide, policy, shield, "
-                             "or none; settings as fixture:margin=0.005 (default: fixture,tremor)")  # fmt: skip
+                        help=f"comma-separated, applied in order: {', '.join(ASSISTS)}, or none; settings as "
+                             "fixture:margin=0.005 (default: fixture,tremor)")  # fmt: skip
     parser.add_argument("--reference", default="expert", help="the policy whose rollout is the reference: expert "
                         "(default), pretrained, a .onnx or run folder, or none")  # fmt: skip
     parser.add_argument("--policy", default="expert", help="the policy the 'policy' assistance shares control with")

@@ -1,12 +1,14 @@
-"""Clinical and motion metrics of a replay, each defined in ``METRICS`` with its source.
+"""Clinical and motion metrics of a replay. Each ``Metric`` in ``METRICS`` carries its definition
+and source, how it is computed from a replay and how it is judged against the reference's value.
 
 The motion metrics take any sampled path (times in s, positions in m), so that they can be
-checked against hand-computed values (``tests/test_surgeon.py``); ``assess`` applies them to a
-replay's reached tip path and adds the task's own outcomes.
+checked against hand-computed values (``tests/test_surgeon.py``); ``measure`` applies every metric
+to a replay (its first arm's reached tip path, and the task's own outcomes).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,61 +18,6 @@ IDLE_SPEED = 0.002  # m/s: below this the instrument is idle
 MOVEMENT_SPEED = 0.005  # m/s: a movement's peak speed is at least this (and a fifth of the fastest)
 SPARC_CUTOFF = 10.0  # Hz, and the amplitude threshold 0.05: Balasubramanian et al. (2015)
 DP_POINTS = 400  # paths are subsampled to at most this many points for DTW and Frechet
-
-
-@dataclass(frozen=True)
-class Metric:
-    key: str
-    label: str
-    unit: str
-    better: str  # "lower", "higher" or "true"
-    definition: str
-    source: str
-
-
-METRICS = [
-    Metric("success", "Success", "", "true", "the task's own success criterion was met at some step",
-           "the task's env card"),
-    Metric("completion_time_s", "Completion time", "s", "lower",
-           "time until the first success, or the whole trajectory without one", "Reiley et al. 2011, Surg Endosc"),
-    Metric("path_length_mm", "Path length", "mm", "lower", "sum of the distances between successive tip positions",
-           "Reiley et al. 2011"),
-    Metric("economy_of_motion", "Economy of motion", "", "lower",
-           "path length over the straight-line distance from the first to the last position (1 is a straight "
-           "line)", "Datta et al. 2001, J Am Coll Surg"),
-    Metric("movements", "Number of movements", "", "lower",
-           "peaks of the tip speed above 5 mm/s and a fifth of the fastest, with a prominence of a fifth of "
-           "the fastest", "Judkins et al. 2009 (movement units)"),
-    Metric("idle_time_s", "Idle time", "s", "lower", "time with the tip slower than 2 mm/s", "Judkins et al. 2009"),
-    Metric("mean_speed_mm_s", "Mean speed", "mm/s", "higher", "path length over duration", "Reiley et al. 2011"),
-    Metric("ldlj", "Smoothness (LDLJ)", "", "higher",
-           "log dimensionless jerk, -ln(T^3 / v_peak^2 * integral of |jerk|^2 dt); -5.32 for a minimum-jerk "
-           "reach", "Hogan & Sternad 2009; Balasubramanian et al. 2015, J NeuroEng Rehabil"),
-    Metric("sparc", "Smoothness (SPARC)", "", "higher",
-           "spectral arc length of the speed profile (cut-off 10 Hz, threshold 0.05); -1.40 for a minimum-jerk "
-           "reach", "Balasubramanian et al. 2015"),
-    Metric("out_of_view_s", "Out of view", "s", "lower", "time with the instrument tip outside the endoscope image",
-           "surgisim: projection with the endoscope's intrinsics"),
-    Metric("contacts", "Contacts with anatomy", "", "lower",
-           "separate episodes of the instrument touching an organ, a vessel or the tissue bed", "PyBullet closest "
-           "points"),
-    Metric("contact_time_s", "Contact time", "s", "lower", "time in contact", "PyBullet closest points"),
-    Metric("deepest_penetration_mm", "Deepest penetration", "mm", "lower",
-           "the largest interpenetration of instrument and anatomy", "PyBullet closest points (negative distance)"),
-    Metric("tissue_damage_mm", "Tissue damage", "mm", "lower",
-           "length of tissue cut by the needle moving off its own arc (NeedleInsert, SutureThrow)",
-           "surgisim.envs.tissue"),
-    Metric("entry_error_mm", "Entry error", "mm", "lower", "distance of the needle's entry from the entry mark",
-           "surgisim NeedleInsert"),
-    Metric("exit_error_mm", "Exit error", "mm", "lower", "distance of the needle's exit from the exit mark",
-           "surgisim NeedleInsert"),
-    Metric("dtw_mm", "Deviation from the reference (DTW)", "mm", "lower",
-           "mean distance between matched points of the tip path and the reference's under dynamic time warping",
-           "Sakoe & Chiba 1978"),
-    Metric("frechet_mm", "Deviation from the reference (Frechet)", "mm", "lower",
-           "discrete Frechet distance between the tip path and the reference's", "Eiter & Mannila 1994"),
-]  # fmt: skip
-BY_KEY = {metric.key: metric for metric in METRICS}
 
 
 def speeds(times: np.ndarray, positions: np.ndarray) -> np.ndarray:
@@ -173,55 +120,129 @@ def _episodes(flags: np.ndarray) -> int:
     return int(np.sum(np.diff(np.concatenate([[False], flags]).astype(int)) == 1))
 
 
-def assess(replay: Any, reference: np.ndarray | None = None) -> dict[str, Any]:
-    """Every metric of ``METRICS`` for a replay (the first replayed arm's reached tip path);
-    the reference path (m, world) gives the deviations, ``None`` leaves them out."""
-    times, arm = replay.times, next(iter(replay.reached))
-    positions = replay.reached[arm]
-    step = float(np.median(np.diff(times))) if len(times) > 1 else 0.0
-    touching = np.array([len(points) > 0 for points in replay.contact_points])
-    succeeded = np.flatnonzero(replay.success)
-    last = replay.info[-1] if replay.info else {}
-    values: dict[str, Any] = {
-        "success": bool(succeeded.size),
-        "completion_time_s": float(times[succeeded[0]] if succeeded.size else times[-1] + step),
-        "path_length_mm": path_length(positions) * 1000,
-        "economy_of_motion": economy_of_motion(positions),
-        "movements": movements(times, positions),
-        "idle_time_s": idle_time(times, positions),
-        "mean_speed_mm_s": path_length(positions) * 1000 / max(times[-1] - times[0], 1e-9),
-        "ldlj": ldlj(times, positions),
-        "sparc": sparc(times, positions),
-        "out_of_view_s": float(np.count_nonzero(~replay.in_view) * step),
-        "contacts": _episodes(touching),
-        "contact_time_s": float(np.count_nonzero(touching) * step),
-        "deepest_penetration_mm": float(replay.contact_depth.max(initial=0.0) * 1000),
-        "tissue_damage_mm": float(replay.damage_mm[-1]) if len(replay.damage_mm) else 0.0,
-        "entry_error_mm": last.get("entry_error_mm"),
-        "exit_error_mm": last.get("exit_error_mm"),
-        "dtw_mm": dtw(positions, reference) * 1000 if reference is not None else None,
-        "frechet_mm": frechet(positions, reference) * 1000 if reference is not None else None,
-    }
-    return {key: (None if isinstance(v, float) and not np.isfinite(v) else v) for key, v in values.items()}
+class Measured:
+    """What the metrics read of one replay: its times (s), the first replayed arm's reached tip
+    path (m, world), the control step, the steps in contact, and the reference path (or None)."""
+
+    def __init__(self, replay: Any, reference: np.ndarray | None) -> None:
+        self.replay, self.reference = replay, reference
+        self.times = replay.times
+        self.positions = replay.reached[next(iter(replay.reached))]
+        self.step = float(np.median(np.diff(self.times))) if len(self.times) > 1 else 0.0
+        self.touching = np.array([len(points) > 0 for points in replay.contact_points])
+        self.succeeded = np.flatnonzero(replay.success)
+        self.last = replay.info[-1] if replay.info else {}
 
 
-def traffic_light(key: str, value: Any, reference: Any) -> str:
-    """``green``, ``amber`` or ``red`` for a value beside the reference's (the expert's):
-    within 10 % (or 1 unit) of it or better is green, within 50 % (or 5 units) amber. Contacts
-    and penetration are red when any; success is green or red; deviations are judged in mm."""
-    metric = BY_KEY[key]
-    if value is None:
-        return "none"
-    if metric.better == "true":
-        return "green" if value else "red"
-    if key in ("contacts", "contact_time_s", "deepest_penetration_mm"):
-        return "green" if value == 0 else "red"
-    if key in ("dtw_mm", "frechet_mm"):
-        return "green" if value <= 5 else "amber" if value <= 15 else "red"
+def relative(value: Any, reference: Any, better: str) -> str:
+    """Beside the reference's value: within 10 % (or 1 unit) of it or better is green, within
+    50 % (or 5 units) amber, else red; none without a reference."""
     if reference is None:
         return "none"
-    worse = value - reference if metric.better == "lower" else reference - value
+    worse = value - reference if better == "lower" else reference - value
     scale = abs(reference)
     if worse <= max(0.1 * scale, 1.0):
         return "green"
     return "amber" if worse <= max(0.5 * scale, 5.0) else "red"
+
+
+def true_is_green(value: Any, reference: Any, better: str) -> str:
+    return "green" if value else "red"
+
+
+def zero_is_green(value: Any, reference: Any, better: str) -> str:
+    """Any contact is red, whatever the reference did."""
+    return "green" if value == 0 else "red"
+
+
+def deviation(value: Any, reference: Any, better: str) -> str:
+    """A deviation from the reference path: green to 5 mm, amber to 15 mm."""
+    return "green" if value <= 5 else "amber" if value <= 15 else "red"
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric: its key in the results, label and unit, which way is better ("lower",
+    "higher" or "true"), definition and source, its computation from a replay (``None`` where it
+    does not apply) and its judge (a traffic light beside the reference's value)."""
+
+    key: str
+    label: str
+    unit: str
+    better: str
+    definition: str
+    source: str
+    compute: Callable[[Measured], Any]
+    judge: Callable[[Any, Any, str], str] = relative
+
+    def light(self, value: Any, reference: Any) -> str:
+        """``green``, ``amber``, ``red``, or ``none`` without a value."""
+        return "none" if value is None else self.judge(value, reference, self.better)
+
+
+def _completion_time(m: Measured) -> float:
+    return float(m.times[m.succeeded[0]] if m.succeeded.size else m.times[-1] + m.step)
+
+
+def _reference(distance: Callable[[np.ndarray, np.ndarray], float]) -> Callable[[Measured], float | None]:
+    return lambda m: None if m.reference is None else distance(m.positions, m.reference) * 1000
+
+
+METRICS = [
+    Metric("success", "Success", "", "true", "the task's own success criterion was met at some step",
+           "the task's env card", lambda m: bool(m.succeeded.size), true_is_green),
+    Metric("completion_time_s", "Completion time", "s", "lower",
+           "time until the first success, or the whole trajectory without one", "Reiley et al. 2011, Surg Endosc",
+           _completion_time),
+    Metric("path_length_mm", "Path length", "mm", "lower", "sum of the distances between successive tip positions",
+           "Reiley et al. 2011", lambda m: path_length(m.positions) * 1000),
+    Metric("economy_of_motion", "Economy of motion", "", "lower",
+           "path length over the straight-line distance from the first to the last position (1 is a straight "
+           "line)", "Datta et al. 2001, J Am Coll Surg", lambda m: economy_of_motion(m.positions)),
+    Metric("movements", "Number of movements", "", "lower",
+           "peaks of the tip speed above 5 mm/s and a fifth of the fastest, with a prominence of a fifth of "
+           "the fastest", "Judkins et al. 2009 (movement units)", lambda m: movements(m.times, m.positions)),
+    Metric("idle_time_s", "Idle time", "s", "lower", "time with the tip slower than 2 mm/s", "Judkins et al. 2009",
+           lambda m: idle_time(m.times, m.positions)),
+    Metric("mean_speed_mm_s", "Mean speed", "mm/s", "higher", "path length over duration", "Reiley et al. 2011",
+           lambda m: path_length(m.positions) * 1000 / max(m.times[-1] - m.times[0], 1e-9)),
+    Metric("ldlj", "Smoothness (LDLJ)", "", "higher",
+           "log dimensionless jerk, -ln(T^3 / v_peak^2 * integral of |jerk|^2 dt); -5.32 for a minimum-jerk "
+           "reach", "Hogan & Sternad 2009; Balasubramanian et al. 2015, J NeuroEng Rehabil",
+           lambda m: ldlj(m.times, m.positions)),
+    Metric("sparc", "Smoothness (SPARC)", "", "higher",
+           "spectral arc length of the speed profile (cut-off 10 Hz, threshold 0.05); -1.40 for a minimum-jerk "
+           "reach", "Balasubramanian et al. 2015", lambda m: sparc(m.times, m.positions)),
+    Metric("out_of_view_s", "Out of view", "s", "lower", "time with the instrument tip outside the endoscope image",
+           "surgisim: projection with the endoscope's intrinsics",
+           lambda m: float(np.count_nonzero(~m.replay.in_view) * m.step)),
+    Metric("contacts", "Contacts with anatomy", "", "lower",
+           "separate episodes of the instrument touching an organ, a vessel or the tissue bed", "PyBullet closest "
+           "points", lambda m: _episodes(m.touching), zero_is_green),
+    Metric("contact_time_s", "Contact time", "s", "lower", "time in contact", "PyBullet closest points",
+           lambda m: float(np.count_nonzero(m.touching) * m.step), zero_is_green),
+    Metric("deepest_penetration_mm", "Deepest penetration", "mm", "lower",
+           "the largest interpenetration of instrument and anatomy", "PyBullet closest points (negative distance)",
+           lambda m: float(m.replay.contact_depth.max(initial=0.0) * 1000), zero_is_green),
+    Metric("tissue_damage_mm", "Tissue damage", "mm", "lower",
+           "length of tissue cut by the needle moving off its own arc (NeedleInsert, SutureThrow)",
+           "surgisim.envs.tissue", lambda m: float(m.replay.damage_mm[-1]) if len(m.replay.damage_mm) else 0.0),
+    Metric("entry_error_mm", "Entry error", "mm", "lower", "distance of the needle's entry from the entry mark",
+           "surgisim NeedleInsert", lambda m: m.last.get("entry_error_mm")),
+    Metric("exit_error_mm", "Exit error", "mm", "lower", "distance of the needle's exit from the exit mark",
+           "surgisim NeedleInsert", lambda m: m.last.get("exit_error_mm")),
+    Metric("dtw_mm", "Deviation from the reference (DTW)", "mm", "lower",
+           "mean distance between matched points of the tip path and the reference's under dynamic time warping",
+           "Sakoe & Chiba 1978", _reference(dtw), deviation),
+    Metric("frechet_mm", "Deviation from the reference (Frechet)", "mm", "lower",
+           "discrete Frechet distance between the tip path and the reference's", "Eiter & Mannila 1994",
+           _reference(frechet), deviation),
+]  # fmt: skip
+
+
+def measure(replay: Any, reference: np.ndarray | None = None, metrics: list[Metric] | None = None) -> dict[str, Any]:
+    """Every metric (``METRICS`` by default) of a replay, by key; the reference path (m, world)
+    gives the deviations, ``None`` leaves them out. A value that is not finite is ``None``."""
+    measured = Measured(replay, reference)
+    values = {metric.key: metric.compute(measured) for metric in (METRICS if metrics is None else metrics)}
+    return {key: (None if isinstance(v, float) and not np.isfinite(v) else v) for key, v in values.items()}

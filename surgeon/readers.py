@@ -30,8 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from surgisim.envs.documents import excerpt, read_yaml
+from surgisim.envs.tools import DEFAULT_TOOL, load_tool
 from surgisim.envs.transforms import matrix_to_quat, quat_to_matrix, rotation_from_vector, rotation_vector
 from surgisim.surgeon.trajectory import ARMS, FRAMES, ArmPath, Trajectory
 
@@ -239,8 +241,6 @@ def _minimum_jerk_times(knots: np.ndarray, times: np.ndarray) -> np.ndarray:
 
 def write_waypoints(path: Path, waypoints: list[dict[str, Any]], frame: str = "world", units: str = "mm",
                     interpolation: str = "minimum_jerk", arm: str = "psm1") -> None:  # fmt: skip
-    import yaml
-
     document = {"frame": frame, "units": units, "interpolation": interpolation, "arm": arm, "waypoints": waypoints}
     Path(path).write_text(yaml.safe_dump(document, sort_keys=False))
 
@@ -251,8 +251,6 @@ def write_waypoints(path: Path, waypoints: list[dict[str, Any]], frame: str = "w
 def read_bag(path: Path, tool: str | None = None) -> Trajectory:
     """A rosbag2 recording (folder, or an ``.mcap`` file) of CRTK topics."""
     from rosbags.highlevel import AnyReader  # the ros extra
-
-    from surgisim.envs.tools import DEFAULT_TOOL, load_tool
 
     path, instrument = Path(path), load_tool(tool or DEFAULT_TOOL)
     try:

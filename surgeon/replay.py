@@ -7,9 +7,10 @@
    a ``scale`` for a recording made at another size.
 2. **Resample** it to 100 Hz, apply the signal assistance (scale, tremor), take it at the env's
    control steps (0.1 s), apply the per-step assistance (fixture, guide, policy, shield).
-3. **Move** each arm there by its inverse kinematics around the RCM (joint limits apply) and
-   advance the task's world (needle, tissue, thread) as ``step`` does; a set-point the arm misses
-   by more than 1 mm is unreachable, reported by time.
+3. **Move** each arm there as the env moves a robot's set-point (``SurgicalEnv.move_to``: inverse
+   kinematics around the RCM, joint limits) and advance the task's world (anatomy that stops the
+   instrument, needle, tissue, thread) as ``step`` does; a set-point the arm misses by more than
+   1 mm is unreachable, reported by time.
 4. **Record** per step: the commanded and reached tip, the jaw, each assistance's correction,
    contacts of the instrument with anatomy and the tissue bed (PyBullet closest points, with
    their depth), whether the tip is in the endoscope's view, damage, goal distance and success,
@@ -24,13 +25,13 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from surgisim.agents.evaluate import make_policy
 from surgisim.envs.controllers import CONTROL_PERIOD
-from surgisim.surgeon.assist import SIGNAL_ASSISTS
+from surgisim.surgeon.assist import Assist
 from surgisim.surgeon.trajectory import ArmPath, Trajectory
 
 FINE_RATE = 100.0  # Hz: the signal assistance works at this rate (a tremor is 8-12 Hz)
 UNREACHABLE = 0.001  # m: a set-point the arm misses by more than this is unreachable
-TISSUE = "tissue"  # the tissue bed's body: an instrument touching it is a contact too
 CLEARANCE_RANGE = 0.03  # m: clearances beyond this are recorded as this
 
 
@@ -78,7 +79,8 @@ class Replay:
 def register(trajectory: Trajectory, env: Any, registration: Registration) -> Trajectory:
     """The trajectory of the arms ``env``'s task drives, in the scene's world frame (see the module
     docstring); ``env`` reset. The others are left out with a note."""
-    driven = [arm.name for arm in env.arms]
+    by_name = {arm.name: arm for arm in env.arms}
+    driven = list(by_name)
     if not set(trajectory.arms) & set(driven):
         raise ValueError(f"{trajectory.source}: it moves {', '.join(trajectory.arms)}; {env.task_name} drives "
                          f"{', '.join(driven)}")  # fmt: skip
@@ -87,8 +89,8 @@ def register(trajectory: Trajectory, env: Any, registration: Registration) -> Tr
         if name not in driven:
             notes.append(f"{name} is not replayed: {env.task_name} drives {', '.join(driven)}")
             continue
-        arm = env.scene.arms[name]
-        frame = {"world": np.eye(4), "base": arm.base, "camera": env.scene.camera_pose()}[trajectory.frame]
+        arm = by_name[name]
+        frame = {"world": np.eye(4), "base": arm.base, "camera": env.endoscope.pose()}[trajectory.frame]
         turn = frame[:3, :3]
         if registration.mode == "relative":
             start = arm.tip_pose()
@@ -102,10 +104,11 @@ def register(trajectory: Trajectory, env: Any, registration: Registration) -> Tr
     return Trajectory(trajectory.times, arms, "world", trajectory.source, notes)
 
 
-def replay(env: Any, trajectory: Trajectory, assists: list[tuple[str, Any]], seed: int = 0,
+def replay(env: Any, trajectory: Trajectory, assists: list[Assist], seed: int = 0,
            registration: Registration | None = None, video_size: int = 0) -> Replay:  # fmt: skip
     """Replay ``trajectory`` in ``env`` (a surgisim env, reset here with ``seed``) with
-    ``assists`` (from ``parse_assists``) in order; ``video_size`` > 0 keeps the endoscope frames."""
+    ``assists`` (prepared, e.g. from ``parse_assists``) in order; ``video_size`` > 0 keeps the
+    endoscope frames."""
     model = env.unwrapped
     model.reset(seed=seed)
     world = register(trajectory, model, registration or Registration())
@@ -115,14 +118,14 @@ def replay(env: Any, trajectory: Trajectory, assists: list[tuple[str, Any]], see
     at_steps = np.clip(np.round(steps * FINE_RATE).astype(int), 0, len(fine_times) - 1)
     driven = [arm.name for arm in model.arms if arm.name in fine.arms]
     signal = {name: fine.arms[name].positions.copy() for name in driven}
-    corrections = {name: np.zeros(len(steps)) for name, _ in assists}
-    for name, assist in assists:
-        if name in SIGNAL_ASSISTS:
+    corrections = {assist.name: np.zeros(len(steps)) for assist in assists}
+    for assist in assists:
+        if assist.on_signal:
             for arm in driven:
                 before = signal[arm][at_steps]
                 signal[arm] = assist.filter(fine_times, signal[arm])
                 moved = np.linalg.norm(signal[arm][at_steps] - before, axis=1)
-                corrections[name] = np.maximum(corrections[name], moved)
+                corrections[assist.name] = np.maximum(corrections[assist.name], moved)
     record = _Recorder(model, driven, len(steps), video_size)
     for step, index in enumerate(at_steps):
         set_points = []
@@ -133,16 +136,13 @@ def replay(env: Any, trajectory: Trajectory, assists: list[tuple[str, Any]], see
                 set_points.append((pose, float(fine.arms[arm.name].jaws[index])))
             else:  # an arm the trajectory does not drive stays where it is
                 set_points.append((arm.tip_pose(), getattr(arm, "jaw", 0.0)))
-        for name, assist in assists:
-            if name not in SIGNAL_ASSISTS:
+        for assist in assists:
+            if not assist.on_signal:
                 before = [pose[:3, 3].copy() for pose, _ in set_points]
                 set_points = assist.step(model, set_points)
                 moved = max(float(np.linalg.norm(p[:3, 3] - b)) for (p, _), b in zip(set_points, before, strict=True))
-                corrections[name][step] = max(corrections[name][step], moved)
-        for arm, (pose, jaw) in zip(model.arms, set_points, strict=True):
-            arm.set_joints(arm.ik(pose))
-            arm.set_jaw(jaw)
-        _, info = model.advance()
+                corrections[assist.name][step] = max(corrections[assist.name][step], moved)
+        _, info = model.move_to(set_points)
         record.step(step, steps[step], set_points, info)
     return Replay(model.task_name, steps, record.commanded, record.reached, corrections,
                   record.depth, record.points, record.clearance, record.in_view, record.distance, record.success,
@@ -166,8 +166,8 @@ class _Recorder:
         self.cameras: list[np.ndarray] = []
         self.frames: list[np.ndarray] = []
         self.times = np.zeros(count)
-        self.anatomy = [TISSUE, *getattr(model.task, "anatomy", [])]
-        self.nearby = self.anatomy[1:] or [TISSUE]  # what the clearance is measured to
+        self.arms = {arm.name: arm for arm in model.arms}
+        self.bed_only = not model.task.obstacles()  # then the clearance is to the tissue bed
 
     def step(self, step: int, time: float, set_points: list, info: dict[str, Any]) -> None:
         model = self.model
@@ -176,27 +176,20 @@ class _Recorder:
             if arm.name in self.driven:
                 self.commanded[arm.name][step] = pose[:3, 3]
                 self.reached[arm.name][step] = arm.tip_pose()[:3, 3]
-        deepest, where = 0.0, []
-        for name in self.driven:
-            for body in self.anatomy:
-                for distance, point, _ in model.scene.sim.closest_points(name, body, 0.0):
-                    deepest = max(deepest, -distance)
-                    where.append(point)
-        deepest = max(deepest, float(info.get("contact_depth_mm", 0.0)) / 1000.0)
-        self.depth[step], camera = deepest, model.scene.camera_pose()
-        distances = [distance for name in self.driven for body in self.nearby
-                     for distance, _, _ in model.scene.sim.closest_points(name, body, CLEARANCE_RANGE)]  # fmt: skip
-        self.clearance[step] = min(distances, default=CLEARANCE_RANGE)
-        self.points.append(np.array(where).reshape(-1, 3))
-        self.cameras.append(camera)
-        tip = model.scene.arms[self.driven[0]].tip_pose()[:3, 3]
-        pixel, depth = model.scene.camera.project(camera, tip, 100)
-        self.in_view[step] = depth > model.scene.camera.near and bool(np.all((pixel >= 0) & (pixel <= 99)))
+        touching = [point for name in self.driven for point in model.clearances(0.0, name, tissue=True)]
+        deepest = max([0.0, *(-distance for distance, _, _ in touching)])
+        self.depth[step] = max(deepest, float(info.get("contact_depth_mm", 0.0)) / 1000.0)
+        nearby = [point for name in self.driven
+                  for point in model.clearances(CLEARANCE_RANGE, name, tissue=self.bed_only)]  # fmt: skip
+        self.clearance[step] = min((distance for distance, _, _ in nearby), default=CLEARANCE_RANGE)
+        self.points.append(np.array([point for _, point, _ in touching]).reshape(-1, 3))
+        self.cameras.append(model.endoscope.pose())
+        self.in_view[step] = model.endoscope.sees(self.arms[self.driven[0]].tip_pose()[:3, 3])
         self.distance[step], self.success[step] = info["distance_mm"], info["is_success"]
         self.damage[step] = float(info.get("damage_mm", 0.0))
         self.infos.append(info)
         if self.video_size:
-            self.frames.append(model.scene.render(self.video_size)["rgb"])
+            self.frames.append(model.endoscope.image(self.video_size))
 
     def unreachable(self) -> list[tuple[float, float, float]]:
         """Spans of steps (start s, end s, worst miss m) where an arm missed its set-point."""
@@ -214,8 +207,6 @@ class _Recorder:
 def rollout(env_id: str, policy: str | Any, seed: int = 0, tool: str | None = None) -> Trajectory:
     """The tip path of a policy's episode (``expert``, ``pretrained``, a file) in the world frame:
     the reference a replay is compared with."""
-    from surgisim.agents.evaluate import make_policy
-
     env = gym.make(env_id, **({"tool": tool} if tool else {}))
     try:
         model = env.unwrapped
@@ -226,7 +217,7 @@ def rollout(env_id: str, policy: str | Any, seed: int = 0, tool: str | None = No
         if not arms:
             raise ValueError(f"{env_id}: its task drives no PSM; there is no instrument path to compare with")
         samples: list[list[tuple[np.ndarray, float]]] = [[(arm.tip_pose(), arm.jaw) for arm in arms]]
-        for _ in range(model.task.max_episode_steps):
+        for _ in range(env.spec.max_episode_steps):
             observation, _, terminated, truncated, _ = env.step(agent(observation))
             samples.append([(arm.tip_pose(), arm.jaw) for arm in arms])
             if terminated or truncated:

@@ -18,9 +18,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import imageio.v2 as imageio
 import numpy as np
 
-from surgisim.surgeon.metrics import METRICS, traffic_light
+from surgisim.surgeon.metrics import METRICS, Metric, speeds
 
 VIDEO_FPS = 10  # one frame per control step (0.1 s): real time
 WRITER = "surgisim assess"
@@ -64,8 +65,6 @@ def annotate(replay: Any, reference: np.ndarray | None, label: str, matrix: np.n
 
 def write_video(frames: list[np.ndarray], path: Path) -> None:
     """A WebM (VP9) of ``frames`` at ``VIDEO_FPS``."""
-    import imageio.v2 as imageio
-
     writer = imageio.get_writer(path, format="FFMPEG", fps=VIDEO_FPS, codec="libvpx-vp9", macro_block_size=1,
                                 output_params=["-b:v", "0", "-crf", "36", "-row-mt", "1"])  # fmt: skip
     try:
@@ -75,15 +74,16 @@ def write_video(frames: list[np.ndarray], path: Path) -> None:
         writer.close()
 
 
-def scorecard(metrics: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per metric: its definition, each variant's value, and each variant's traffic light."""
-    reference = metrics.get("reference", {})
+def scorecard(values: dict[str, dict[str, Any]], metrics: list[Metric] | None = None) -> list[dict[str, Any]]:
+    """Per metric (``METRICS`` by default): its definition, each variant's value, and each
+    variant's traffic light beside the reference's value."""
+    reference = values.get("reference", {})
     rows = []
-    for metric in METRICS:
-        values = {variant: values.get(metric.key) for variant, values in metrics.items()}
-        lights = {variant: traffic_light(metric.key, value, reference.get(metric.key))
-                  for variant, value in values.items() if variant != "reference"}  # fmt: skip
-        rows.append({"key": metric.key, "label": metric.label, "unit": metric.unit, "values": values,
+    for metric in METRICS if metrics is None else metrics:
+        row = {variant: measured.get(metric.key) for variant, measured in values.items()}
+        lights = {variant: metric.light(value, reference.get(metric.key))
+                  for variant, value in row.items() if variant != "reference"}  # fmt: skip
+        rows.append({"key": metric.key, "label": metric.label, "unit": metric.unit, "values": row,
                      "lights": lights, "definition": metric.definition, "source": metric.source})  # fmt: skip
     return rows
 
@@ -130,8 +130,6 @@ def _panel(label: str, lines: list[tuple[str, np.ndarray, np.ndarray, str | None
 def plots(replays: dict[str, Any]) -> dict[str, str]:
     """Inline SVG plots over time: speed, clearance to anatomy (negative: penetration), damage,
     goal distance, assistance correction."""
-    from surgisim.surgeon.metrics import speeds
-
     panels = {
         "speed": ("tip speed (mm/s)", lambda r: speeds(r.times, next(iter(r.reached.values()))) * 1000),
         "clearance": ("clearance to anatomy (mm)", lambda r: r.clearance * 1000),

@@ -270,8 +270,9 @@ def test_the_tremor_filter_passes_motion_and_cuts_a_9_hz_tremor_as_a_butterworth
 
 def test_assistance_is_parsed_with_its_settings_and_bad_ones_are_named():
     assists = parse_assists("fixture:margin=0.005,tremor:cutoff_hz=5;order=3,none")
-    assert [name for name, _ in assists] == ["fixture", "tremor"]
-    assert assists[0][1].margin == 0.005 and assists[1][1].order == 3
+    assert [assist.name for assist in assists] == ["fixture", "tremor"]
+    assert assists[0].margin == 0.005 and assists[1].order == 3 and isinstance(assists[1].order, int)
+    assert [assist.describe() for assist in assists] == ["fixture:margin=0.005", "tremor:cutoff_hz=5;order=3"]
     bad = {"wobble": "unknown assistance 'wobble'", "fixture:depth=1": "unknown setting 'depth'",
            "scale:factor=x": "is not a number", "guide:strength=-1": "finite number from 0"}  # fmt: skip
     for text, problem in bad.items():
@@ -288,7 +289,7 @@ def test_the_fixture_keeps_a_novice_off_the_organ_within_its_margin(novice):
     env = gym.make(NAVIGATE)
     unassisted = replay(env, novice, [])
     fixture = Fixture(margin=0.003)
-    assisted = replay(env, novice, [("fixture", fixture)])
+    assisted = replay(env, novice, [fixture])
     env.close()
     touching = [len(points) > 0 for points in unassisted.contact_points]
     assert any(touching) and unassisted.contact_depth.max() > 0.005  # set-points deep in the organ
@@ -305,7 +306,7 @@ def test_guide_shared_control_and_the_shield_each_do_what_they_say(novice):
     env = gym.make(NAVIGATE)
     reference = rollout(NAVIGATE, "expert").arms["psm1"].positions
     plain = replay(env, novice, [])
-    guided = replay(env, novice, [("guide", Guide(strength=0.8, reference=reference))])
+    guided = replay(env, novice, [Guide(strength=0.8, reference=reference)])
 
     def off_path(path):  # mean distance to the nearest point of the reference's path
         return np.mean([np.linalg.norm(nearest_on_path(reference, point) - point) for point in path])
@@ -313,11 +314,11 @@ def test_guide_shared_control_and_the_shield_each_do_what_they_say(novice):
     assert off_path(guided.reached["psm1"]) < 0.3 * off_path(plain.reached["psm1"])  # pulled 80 % of the way
     from surgisim.agents.evaluate import make_policy
 
-    shared = replay(env, novice, [("policy", SharedControl(weight=1.0, policy=make_policy("expert", env)))])
+    shared = replay(env, novice, [SharedControl(weight=1.0, policy=make_policy("expert", env))])
     # At weight 1 the arm follows the expert alone: step by step the expert's own rollout.
     np.testing.assert_allclose(shared.reached["psm1"], reference[1 : len(shared.times) + 1], atol=1e-6)
     assert not any(len(points) for points in shared.contact_points)
-    shielded = replay(env, read_trajectory(SAMPLES / "navigate_expert_like.csv"), [("shield", Shield())])
+    shielded = replay(env, read_trajectory(SAMPLES / "navigate_expert_like.csv"), [Shield()])
     steps = np.linalg.norm(np.diff(shielded.commanded["psm1"], axis=0), axis=1)
     assert steps.max() <= 0.05 * 0.1 + 1e-6  # the shield's 0.05 m/s over each 0.1 s step
     assert shielded.corrections["shield"].max() > 0
@@ -327,7 +328,7 @@ def test_guide_shared_control_and_the_shield_each_do_what_they_say(novice):
 def test_the_tremor_filter_cuts_the_tissue_damage_a_tremor_does_in_needle_insert():
     env = gym.make("surgisim/NeedleInsert-v0")
     shaky = read_trajectory(SAMPLES / "needle_insert_tremor.csv")
-    plain, filtered = replay(env, shaky, []), replay(env, shaky, [("tremor", Tremor())])
+    plain, filtered = replay(env, shaky, []), replay(env, shaky, [Tremor()])
     env.close()
     assert plain.damage_mm[-1] > 0.8 and filtered.damage_mm[-1] < 0.6 * plain.damage_mm[-1]
     assert plain.success.any() and filtered.success.any()

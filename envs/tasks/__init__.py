@@ -39,7 +39,7 @@ class Registered:
 
     @property
     def robot_inputs(self) -> tuple[str, ...]:
-        return self.task.robot_inputs
+        return tuple(robot_input.name for robot_input in self.task.robot_inputs)
 
 
 REGISTRY: dict[str, Registered] = {

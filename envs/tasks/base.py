@@ -11,18 +11,9 @@ import numpy as np
 from surgisim.envs.documents import excerpt
 from surgisim.envs.robots import Arm
 from surgisim.envs.scene import Scene
+from surgisim.envs.tasks.inputs import Goal, RobotInput
 
 LAYOUT_MARGIN = 0.02  # m: scenery from a scene file may lie this far outside the tip's workspace box
-
-# What each of a task's ``robot_inputs`` is (the ROS 2 bridge's ``SUPPLIED_INPUTS`` says where
-# it takes each from).
-ROBOT_INPUTS = {
-    "goal": "a goal position (m) an operator chooses",
-    "needle": "the needle's pose, from a tracker; whether it is held, the holes it made and the thread "
-    "drawn follow from it by the task's own rules",
-    "layout": "the episode's fixed scenery (Task.layout_keys: anatomy, tissue marks), from a scene file",
-    "lesion": "the tracked lesion's position; its velocity follows from successive positions",
-}
 
 
 class Task:
@@ -43,8 +34,8 @@ class Task:
     cost_weight: ClassVar[float] = 0.0
     workspace: ClassVar[tuple[tuple[float, ...], tuple[float, ...]]] = ((-0.05, -0.05, 0.003), (0.05, 0.05, 0.06))
     # What the task's observation needs from the world besides the driven arms' own state, which
-    # on a robot must come from somewhere (``ROBOT_INPUTS`` says what each is).
-    robot_inputs: ClassVar[tuple[str, ...]] = ("goal",)
+    # on a robot must come from somewhere (``surgisim.envs.tasks.inputs``).
+    robot_inputs: ClassVar[tuple[type[RobotInput], ...]] = (Goal,)
     # The keys of ``get_state`` that are the episode's fixed scenery (its "layout" input): a row
     # per object, whose first three numbers are its world position (m).
     layout_keys: ClassVar[tuple[str, ...]] = ()
@@ -109,6 +100,10 @@ class Task:
                                  f"({box})")  # fmt: skip
             state[key] = value
         self.set_state(scene, state)
+
+    def obstacles(self) -> list[str]:
+        """The bodies an instrument must not touch (organs, vessels), by name."""
+        return []
 
     def cost(self, scene: Scene) -> float:
         """Safety cost of the current step (0 when safe)."""

@@ -8,6 +8,7 @@ import numpy as np
 
 from surgisim.envs.scene import Scene
 from surgisim.envs.tasks.base import Expert, Task
+from surgisim.envs.tasks.inputs import Lesion
 from surgisim.envs.tasks.markers import add_target_marker
 
 LESION_HALF_AXES = (0.006, 0.006, 0.004)  # a raised dome, 12 mm across: tall enough to show in depth
@@ -52,7 +53,7 @@ class EndoscopeTrack(Task):
 
     arms = ("ecm",)
     max_episode_steps = 100
-    robot_inputs = ("lesion",)
+    robot_inputs = (Lesion,)
     moves_by_itself = True
     terminate_on_success = False
     workspace = ((-0.10, -0.10, 0.04), (0.10, 0.10, 0.20))
@@ -95,6 +96,10 @@ class EndoscopeTrack(Task):
         """Follow a lesion tracked on a robot instead of the seeded path: its world position and
         its displacement over the last control period (m); until the next reset."""
         self.tracked = (np.array(position, dtype=np.float64), np.array(displacement, dtype=np.float64))
+
+    def lesion(self) -> np.ndarray:
+        """Where the lesion is now (world, m): on its path, or where a robot's tracker saw it."""
+        return self._lesion()[0].copy()
 
     def _lesion(self) -> tuple[np.ndarray, np.ndarray]:
         """The lesion's world position and its displacement over the last step."""

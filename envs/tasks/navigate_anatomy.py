@@ -10,6 +10,7 @@ from surgisim.envs.camera import SegLabel
 from surgisim.envs.kinematics import rot_z
 from surgisim.envs.scene import Scene
 from surgisim.envs.tasks.base import Expert
+from surgisim.envs.tasks.inputs import Goal, Layout
 from surgisim.envs.tasks.needle_reach import NeedleReach
 from surgisim.envs.transforms import matrix_to_quat
 
@@ -65,7 +66,7 @@ class NavigateAnatomy(NeedleReach):
     """
 
     max_episode_steps = 100
-    robot_inputs = ("goal", "layout")
+    robot_inputs = (Goal, Layout)
     layout_keys = ("anatomy_poses",)
     cost_weight = 10.0
     workspace = ((-0.08, -0.08, 0.003), (0.08, 0.08, 0.09))
@@ -152,6 +153,9 @@ class NavigateAnatomy(NeedleReach):
             if not np.allclose(scene.psm.tip_pose()[:3, 3], pose[:3, 3], atol=1e-4) or not self._clear(scene):
                 return False
         return True
+
+    def obstacles(self) -> list[str]:
+        return list(self.anatomy)
 
     def observation(self, scene: Scene) -> np.ndarray:
         pairs = zip(self.anatomy_poses, self.shape_features, strict=True)

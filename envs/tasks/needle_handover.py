@@ -8,6 +8,7 @@ from surgisim.envs.kinematics import JAW_LIMITS, rot_z
 from surgisim.envs.needle import NEEDLE_ARC
 from surgisim.envs.scene import Scene
 from surgisim.envs.tasks.base import Expert
+from surgisim.envs.tasks.inputs import Goal, Needle
 from surgisim.envs.tasks.markers import GoalMarker, MarkedGoal
 from surgisim.envs.tasks.needle_task import OPEN_JAW, NeedleTask, grasp_from_above, jaws_down_pose
 from surgisim.envs.transforms import make_pose
@@ -51,7 +52,7 @@ class NeedleHandover(MarkedGoal, NeedleTask):
     """
 
     max_episode_steps = 100
-    robot_inputs = ("goal", "needle")
+    robot_inputs = (Goal, Needle)
     arms = ("psm1", "psm2")
     workspace = ((-0.05, -0.05, 0.0), (0.05, 0.05, 0.07))
     goal_box = (np.array([0.01, -0.02, 0.03]), np.array([0.03, 0.02, 0.05]))

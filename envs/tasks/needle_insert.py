@@ -10,6 +10,7 @@ from surgisim.envs.kinematics import JAW_LIMITS
 from surgisim.envs.needle import NEEDLE_ARC, NEEDLE_RADIUS
 from surgisim.envs.scene import PSM_AIM, PSM_RCM, Scene
 from surgisim.envs.tasks.base import Expert
+from surgisim.envs.tasks.inputs import Layout, Needle
 from surgisim.envs.tasks.markers import add_target_marker
 from surgisim.envs.tasks.needle_task import NeedleTask, drive_along_arc
 from surgisim.envs.tissue import tip_position
@@ -81,7 +82,7 @@ class NeedleInsert(NeedleTask):
     """
 
     max_episode_steps = 60
-    robot_inputs = ("layout", "needle")
+    robot_inputs = (Layout, Needle)
     layout_keys = ("marks",)
     goal_tolerance = 0.003
     cost_weight = 0.1

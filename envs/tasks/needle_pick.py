@@ -10,6 +10,7 @@ from surgisim.envs.kinematics import JAW_LIMITS
 from surgisim.envs.needle import lying_pose
 from surgisim.envs.scene import Scene
 from surgisim.envs.tasks.base import Expert, info_values
+from surgisim.envs.tasks.inputs import Goal, Needle
 from surgisim.envs.tasks.markers import GoalMarker, MarkedGoal
 from surgisim.envs.tasks.needle_task import GRASP_ANGLE, NeedleTask, grasp_from_above, jaws_down_pose
 
@@ -55,7 +56,7 @@ class NeedlePick(MarkedGoal, NeedleTask):
     """
 
     max_episode_steps = 80
-    robot_inputs = ("goal", "needle")
+    robot_inputs = (Goal, Needle)
     workspace = ((-0.05, -0.05, 0.0), (0.05, 0.05, 0.07))
     goal_box = (np.array([-0.03, -0.03, 0.03]), np.array([0.03, 0.03, 0.05]))
 

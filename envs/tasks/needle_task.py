@@ -111,6 +111,18 @@ class NeedleTask(Task):
             other = self.grasps[index]
             other.attach()
 
+    def needle_pose(self) -> np.ndarray:
+        """The needle's world pose (4x4), its arc's centre at the origin (``surgisim.envs.needle``)."""
+        return self.needle.pose()
+
+    def track_needle(self, pose: np.ndarray) -> None:
+        """Put the needle where a robot's tracker sees it (world pose); the jaws that hold it keep
+        holding it there."""
+        self.needle.set_pose(pose)
+        for grasp in self.grasps:
+            if grasp.held:
+                grasp.attach()
+
     def needle_observation(self) -> np.ndarray:
         """Arc centre (3), needle rotation as 6-D (6), then whether each PSM holds it (1 each)."""
         pose = self.needle.pose()
