@@ -31,6 +31,7 @@ from typing import Any
 
 import yaml
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from surgisim.agents.config import OFF_POLICY
 from surgisim.envs.documents import DocumentError, excerpt, read_json, read_yaml, shorten
@@ -39,14 +40,23 @@ from surgisim.envs.files import atomic_write, refuse_links, remove, remove_stale
 MANIFEST = "checkpoint.json"
 FOLDER = "checkpoints"
 MODEL, REPLAY_BUFFER, NORMALIZATION, CONFIG = "model.zip", "replay_buffer.pkl", "vecnormalize.pkl", "config.yaml"
+NORMALISED_MODES = ("state", "robot")  # observation modes whose state vectors a run normalises
 SET_NAME = re.compile(r"[0-9]{9}-\w+")  # a set's folder: its step count, then tempfile's random part
 # What surgisim writes in a run folder: none of it may be a link that leads out of the folder.
 RUN_PARTS = (MANIFEST, FOLDER, CONFIG, "command.txt", "eval.csv", "success.png", "final_policy.mp4", "tensorboard")
 
 
 def normalised(settings: dict[str, Any]) -> bool:
-    """Whether a run normalises its observations (state observations only; images are scaled by SB3)."""
-    return settings.get("hyperparameters", {}).get("normalize", True) and settings.get("obs_mode", "state") == "state"
+    """Whether a run normalises its observations: its state vectors (images are scaled by SB3), in
+    the state and robot modes."""
+    wanted = settings.get("hyperparameters", {}).get("normalize", True)
+    return wanted and settings.get("obs_mode", "state") in NORMALISED_MODES
+
+
+def normaliser(env: VecEnv, settings: dict[str, Any]) -> VecNormalize:
+    """A new observation normalisation of a run's state vectors, on ``env``."""
+    vectors = [key for key, space in env.observation_space.spaces.items() if len(space.shape) == 1]
+    return VecNormalize(env, norm_obs=True, norm_reward=False, clip_obs=10.0, norm_obs_keys=vectors)
 
 
 def policy_files(settings: dict[str, Any]) -> list[str]:

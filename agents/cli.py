@@ -115,6 +115,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_teach(args: argparse.Namespace) -> int:
+    from surgisim.agents.dagger import Schedule, teach  # torch and SB3: loaded only to teach
+
+    schedule = Schedule(rounds=args.rounds, episodes=args.episodes, epochs=args.epochs)
+    randomize = None if args.randomize == "none" else args.randomize
+    run = teach(args.env_id, args.teacher, schedule, args.seed, args.image_size, randomize, args.run_dir)
+    print(f"run folder: {run} (evaluate it with: surgisim evaluate {task_name(args.env_id)} --policy {run})")
+    return 0
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     if importlib.util.find_spec("ray") is None:
         raise ValueError(
@@ -167,7 +177,7 @@ def _add_rollout_arguments(parser: argparse.ArgumentParser) -> None:
     """Which env, policy and seeded episodes to roll out."""
     parser.add_argument("env_id", type=env_id_type)
     parser.add_argument(
-        "--policy", default="expert", help="expert, pretrained, a run folder, a model .zip or a policy .onnx"
+        "--policy", default="expert", help="expert, pretrained, vision, a run folder, a model .zip or a policy .onnx"
     )
     parser.add_argument("--episodes", type=positive_int, default=100)
     parser.add_argument("--seed", type=seed_type, default=0, help="episode i is reset with seed S + i")
@@ -206,6 +216,27 @@ def _add_train_command(commands: Any) -> None:
     training.set_defaults(run=cmd_train)
 
 
+def _add_teach_command(commands: Any) -> None:
+    teaching = commands.add_parser(
+        "teach",
+        help="teach a policy that sees what a robot has (the endoscope image, "
+        "the arms' reported state, an operator's goal) from a privileged teacher (DAgger)",
+    )
+    teaching.add_argument("env_id", type=env_id_type)
+    teaching.add_argument("--teacher", default="expert", help="expert (default), pretrained, or a state policy's "
+                          "run folder or .onnx")  # fmt: skip
+    teaching.add_argument("--rounds", type=positive_int, default=4, help="DAgger rounds (default 4)")
+    teaching.add_argument("--episodes", type=positive_int, default=20, help="episodes per round (default 20)")
+    teaching.add_argument("--epochs", type=positive_int, default=4, help="passes over the data per round (default 4)")
+    teaching.add_argument("--image-size", type=int, default=64, help="endoscope image side in pixels (default 64)")
+    teaching.add_argument("--randomize", default="appearance,kinematics,control",
+                          help="randomisation groups the student learns under (default appearance,kinematics,"
+                               "control; none)")  # fmt: skip
+    teaching.add_argument("--seed", type=seed_type, default=0)
+    teaching.add_argument("--run-dir", type=Path, help="new run folder (default runs/<Task>-dagger-seed<S>)")
+    teaching.set_defaults(run=cmd_teach)
+
+
 def _add_sweep_command(commands: Any) -> None:
     sweeping = commands.add_parser("sweep", help="train over seeds and a hyperparameter grid on Ray")
     sweeping.add_argument("env_id", type=env_id_type)
@@ -236,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=seed_type, default=0)
     demo.add_argument("--out", help="video path (.mp4); default surgisim-demo/<env>-seed<S>.mp4")
     demo.add_argument("--video-size", type=int, default=256, help="video side in pixels (16 to 1024)")
-    demo.add_argument("--policy", help="expert, pretrained, a run folder, a model .zip or a policy .onnx "
+    demo.add_argument("--policy", help="expert, pretrained, vision, a run folder, a model .zip or a policy .onnx "
                       "(default: the shipped policy where there is one, else the expert)")  # fmt: skip
     _add_randomization_arguments(demo)
     demo.set_defaults(run=cmd_demo)
@@ -251,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.set_defaults(run=cmd_evaluate)
 
     _add_train_command(commands)
+    _add_teach_command(commands)
     _add_sweep_command(commands)
 
     zoo = commands.add_parser("export-config", help="write an algorithm's hyperparameters as rl_zoo3's file")

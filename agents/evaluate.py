@@ -16,21 +16,22 @@ from surgisim.envs import make_expert  # importing surgisim.envs registers the e
 
 def make_policy(name: str | Any, env: gym.Env) -> Any:
     """A callable ``policy(observation) -> action`` with a ``reset()`` method: ``"expert"``,
-    ``"pretrained"`` (the shipped policy), a run folder or model file (a trained model), an
+    ``"pretrained"`` (the shipped state policy), ``"vision"`` (the shipped policy that sees what a
+    robot has), a run folder or model file (a trained model), an
     exported ``.onnx`` policy, or such a callable."""
     if callable(name):
         return name
     if name == "expert":
         return make_expert(env)
-    if name == "pretrained":
-        return load_pretrained(env.spec.id)
+    if name in ("pretrained", "vision"):
+        return load_pretrained(env.spec.id, vision=name == "vision")
     if Path(name).suffix == ".onnx" and Path(name).is_file():
         return OnnxPolicy(Path(name))
     if Path(name).exists():
         from surgisim.agents.models import load_policy  # torch and SB3: loaded only for a trained model
 
         return load_policy(Path(name))
-    raise ValueError(f"unknown policy {name!r}; use expert, pretrained, a run folder, a model .zip or a .onnx")
+    raise ValueError(f"unknown policy {name!r}; use expert, pretrained, vision, a run folder, a model .zip or a .onnx")
 
 
 def check_policy(policy: Any, env_id: str, observation_space: gym.spaces.Dict, action_space: gym.spaces.Box) -> None:

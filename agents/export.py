@@ -82,7 +82,8 @@ def export_onnx(run: Path, out: Path, force: bool = False) -> Path:
     space = policy.model.observation_space
     keys = list(space.spaces)
     normalizer = policy.normalizer
-    stats = {key: (normalizer.obs_rms[key].mean, normalizer.obs_rms[key].var) for key in keys} if normalizer else {}
+    stats = {key: (normalizer.obs_rms[key].mean, normalizer.obs_rms[key].var) for key in keys
+             if key in normalizer.obs_rms} if normalizer else {}  # fmt: skip
     clip = float(normalizer.clip_obs) if normalizer else 0.0
     module = ExportedActor(policy.model.policy, keys, stats, clip).eval()
     # Images are channels first inside SB3; the file takes them as the env gives them.

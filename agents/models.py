@@ -68,15 +68,17 @@ def env_kwargs(settings: dict[str, Any]) -> dict[str, Any]:
 
 
 def make_env(settings: dict[str, Any], worker: bool = False, monitor: bool = False) -> gym.Env:
-    """A training env for the run; a pixel run's sees only the endoscope images. ``worker``: in
+    """A training env for the run; a pixel run's sees only the endoscope images (a ``robot`` run's
+    what a robot has: the image, the arms' reported state, an operator's goal). ``worker``: in
     its own process (one torch thread; Ctrl-C is the learner's to handle). ``monitor``: episode
     returns and lengths for SB3's logs (``rollout/ep_rew_mean``)."""
     if worker:
         torch.set_num_threads(1)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     env = gym.make(settings["env_id"], **env_kwargs(settings))
-    images = OBS_MODES[settings.get("obs_mode", "state")]
-    env = FilterObservation(env, list(images)) if images else env
+    obs_mode = settings.get("obs_mode", "state")
+    images = OBS_MODES[obs_mode]
+    env = FilterObservation(env, list(images)) if images and obs_mode != "robot" else env  # robot: as the env gives
     return Monitor(env) if monitor else env
 
 

@@ -50,5 +50,7 @@ def _observation_needs(shapes: dict[str, list[Any]]) -> dict[str, Any]:
     images = tuple(key for key in IMAGE_KEYS if key in shapes)
     if not images:
         return {}
+    if "state" in shapes:  # the arms' reported state beside the image: what a robot has
+        return {"obs_mode": "robot", "image_size": int(shapes[images[0]][1])}
     mode = next(name for name, keys in OBS_MODES.items() if set(keys) >= set(images))
     return {"obs_mode": mode, "image_size": int(shapes[images[0]][1])}

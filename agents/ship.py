@@ -26,11 +26,12 @@ def ship(run: Path, episodes: int = 100, seed: int = 0, folder: Path | None = No
     """Export a finished run into ``folder`` (default: the package's ``assets/policies``) with its
     card: how to reproduce it, and the success measured now with the exported file over
     ``episodes`` seeded episodes. For maintainers: ``python -m surgisim.agents.ship RUN_DIR``."""
-    run, folder = Path(run), Path(folder) if folder is not None else pretrained.folder()
-    settings = read_settings(run / "config.yaml")
+    settings = read_settings(Path(run) / "config.yaml")
+    vision = settings["obs_mode"] == "robot"  # a student that sees what a robot has: --policy vision
+    run, folder = Path(run), Path(folder) if folder is not None else pretrained.folder(vision)
     env_id, hyper = settings["env_id"], settings["hyperparameters"]
     name, task = env_id.removeprefix("surgisim/"), task_name(env_id)
-    run_name = f"runs/{task}-{settings['algo']}-seed{settings['seed']}"
+    run_name = f"runs/{task}-{'dagger' if vision else settings['algo']}-seed{settings['seed']}"
     reproduce = []
     if settings.get("demos"):
         demos = load_demos(Path(settings["demos"]))
@@ -48,14 +49,22 @@ def ship(run: Path, episodes: int = 100, seed: int = 0, folder: Path | None = No
         "demos": bool(settings.get("demos")),
         "obs_mode": settings["obs_mode"],
         "seed": settings["seed"],
-        "n_timesteps": hyper["n_timesteps"],
+        "n_timesteps": hyper.get("n_timesteps"),
         "hyperparameters": hyper,  # as resolved from configs/<algo>.yaml
         "reproduce": reproduce,
-        "evaluation": f"surgisim evaluate {task} --policy pretrained --episodes {episodes} --seed {seed}",
+        "evaluation": f"surgisim evaluate {task} --policy {'vision' if vision else 'pretrained'} --episodes {episodes} "
+        f"--seed {seed}",
         "success_rate": metrics["success_rate"],
         "cost_rate": metrics["cost_rate"],
         "evaluation_episodes": episodes,
     }
+    if vision:  # what it was taught with, and how it does where the arm is not where its joints say
+        rounds = (run / "dagger.csv").read_text().splitlines()
+        last = dict(zip(rounds[0].split(","), rounds[-1].split(","), strict=True))
+        errors = evaluate(env_id, str(policy), episodes, seed, {"randomize": "kinematics"})
+        shipped.update({"teacher": settings["teacher"], "labelled_states": int(last["samples"]),
+                        "training_wall_s": float(last["wall_s"]), "randomize": settings["env_kwargs"].get("randomize"),
+                        "success_rate_kinematic_errors": errors["success_rate"]})  # fmt: skip
     card_file = folder / f"{name}.yaml"
     text = f"# Shipped policy for {env_id} (ONNX, runs with onnxruntime alone).\n"
     text += yaml.safe_dump(shipped, sort_keys=False, width=200)
@@ -64,7 +73,7 @@ def ship(run: Path, episodes: int = 100, seed: int = 0, folder: Path | None = No
 
 
 def training_commands(run: Path, settings: dict[str, Any], run_name: str, demos_name: str) -> list[str]:
-    """The ``surgisim train`` commands that made ``run`` (its ``command.txt``: every invocation,
+    """The ``surgisim train`` (or ``teach``) commands that made ``run`` (its ``command.txt``: every invocation,
     resumes included), with its folder and demonstrations under the names the card uses. A
     ``ValueError`` when they cannot reproduce it from the package: a run of an older surgisim (no
     such commands), or one trained with hyperparameters other than the package's."""
@@ -76,7 +85,7 @@ def training_commands(run: Path, settings: dict[str, Any], run_name: str, demos_
             words = shlex.split(line)
         except ValueError as error:  # a line cut short by a kill
             raise ValueError(f"{run / 'command.txt'}: cannot read {line[:80]!r} ({error})") from None
-        if words[:2] != ["surgisim", "train"]:
+        if words[:2] not in (["surgisim", "train"], ["surgisim", "teach"]):
             raise ValueError(f"{run / 'command.txt'}: {line[:80]!r} is not a surgisim train command (a run of an "
                              "older surgisim): its card could not say how it was made; train it again")  # fmt: skip
         if "--config" in words:

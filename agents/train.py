@@ -177,7 +177,8 @@ def _last_evaluated(path: Path) -> int | None:
     return int(rows[-1][0]) if len(rows) > 1 else None
 
 
-def _build_model(settings: dict[str, Any], env: VecEnv, run_dir: Path, device: str = "cpu") -> BaseAlgorithm:
+def build_model(settings: dict[str, Any], env: VecEnv, run_dir: Path, device: str = "cpu") -> BaseAlgorithm:
+    """A new model of the run's algorithm and hyperparameters on ``env`` (TensorBoard logs in the run)."""
     hyper = settings["hyperparameters"]
     kwargs: dict[str, Any] = {key: hyper[key] for key in MODEL_KEYS if key in hyper}
     policy_keys = ("net_arch", "log_std_init")
@@ -342,7 +343,7 @@ def _model(stack: contextlib.ExitStack, settings: dict[str, Any], run_dir: Path,
             stats = latest[checkpoint.NORMALIZATION]
             env = loaded(stats, lambda: VecNormalize.load(str(stats), env))
         else:
-            env = VecNormalize(env, norm_obs=True, norm_reward=False, clip_obs=10.0)
+            env = checkpoint.normaliser(env, settings)
     if latest is not None:
         model = load_model(latest.folder, env, device)
         model.tensorboard_log = str(run_dir / "tensorboard")
@@ -351,7 +352,7 @@ def _model(stack: contextlib.ExitStack, settings: dict[str, Any], run_dir: Path,
             buffer = latest[checkpoint.REPLAY_BUFFER]
             loaded(buffer, lambda: model.load_replay_buffer(buffer, truncate_last_traj=True))
     else:
-        model = _build_model(settings, env, run_dir, device)
+        model = build_model(settings, env, run_dir, device)
         if demonstrations is not None:
             _start_from_demos(model, demonstrations, hyper, settings["seed"])
     return model, demonstrations

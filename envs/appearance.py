@@ -96,25 +96,43 @@ def _texture_folder() -> tempfile.TemporaryDirectory:
     return tempfile.TemporaryDirectory(prefix="surgisim-textures-")
 
 
+TEXTURE_GAIN_STEP = 0.05  # a colour above 1 brightens its texture by a multiple of this
 MAX_TEXTURE_FILES = 64  # the PNGs a process keeps (about 1 MB each); the least recently used go first
 _written: OrderedDict[Path, None] = OrderedDict()
 
 
-def texture_file(kind: str, seed: int) -> str:
-    """A PNG of texture ``seed`` of ``kind`` (PyBullet loads textures from files), made in a
-    temporary folder that goes with the process and kept while it is among the last
-    ``MAX_TEXTURE_FILES`` used (made again if it was dropped, or removed by a forked process that
-    shared the folder)."""
+def texture_file(kind: str, seed: int, gain: float = 1.0) -> str:
+    """A PNG of texture ``seed`` of ``kind`` (PyBullet loads textures from files), brightened by
+    ``gain`` (saturating at white), made in a temporary folder that goes with the process and kept
+    while it is among the last ``MAX_TEXTURE_FILES`` used (made again if it was dropped, or removed
+    by a forked process that shared the folder)."""
     folder = Path(_texture_folder().name)
-    path = folder / f"{kind}-{seed}.png"
+    path = folder / (f"{kind}-{seed}.png" if gain == 1.0 else f"{kind}-{seed}-x{gain:.2f}.png")
     if not path.exists():
         folder.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(path), GENERATORS[kind](seed)[..., ::-1])
+        texels = GENERATORS[kind](seed)
+        if gain != 1.0:
+            texels = np.clip(np.rint(texels * gain), 0, 255).astype(np.uint8)
+        cv2.imwrite(str(path), texels[..., ::-1])
     _written[path] = None
     _written.move_to_end(path)
     while len(_written) > MAX_TEXTURE_FILES:
         _written.popitem(last=False)[0].unlink(missing_ok=True)
     return str(path)
+
+
+def colour_and_gain(rgba: np.ndarray) -> tuple[np.ndarray, float]:
+    """A body colour PyBullet can take and the gain its texture needs for the same product. The
+    renderers multiply texels by the colour in 8 bits and wrap above white (a red tissue turns green
+    and blue), so a colour above 1 is divided down and its texture brightened instead, by a gain
+    rounded up to ``TEXTURE_GAIN_STEP`` (few texture files)."""
+    peak = float(np.max(rgba[:3]))
+    if peak <= 1.0:
+        return rgba, 1.0
+    gain = float(np.ceil(peak / TEXTURE_GAIN_STEP - 1e-9) * TEXTURE_GAIN_STEP)
+    colour = np.array(rgba, dtype=np.float64)
+    colour[:3] /= gain
+    return colour, gain
 
 
 LIGHT_AZIMUTH_DEG = 60.0  # the default light: from the upper right of the table, 60 degrees high

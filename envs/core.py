@@ -6,7 +6,7 @@ end) is the docstring of the task class in ``surgisim/envs/tasks/``. Common to a
 Arguments
     task: a task name from ``surgisim.envs.tasks.REGISTRY`` (set by the registered id).
     obs_mode: ``"state"`` (default), ``"rgb"``, ``"rgbd"``, ``"rgb_seg"`` or ``"all"``; image modes
-        add endoscope images to the observation dict.
+        add endoscope images to the observation dict. ``"robot"``: only what a robot has (below).
     image_size: side of the square observation images in pixels (default 84).
     reward_type: ``"sparse"`` (default) or ``"dense"``.
     control: ``"cartesian"`` (default) or ``"joint"``.
@@ -42,6 +42,11 @@ Observation (a dict; HER-ready)
     and ``desired_goal`` (float32): see the task. Image modes add ``rgb`` (H, W, 3), ``depth``
     (H, W, 1; see ``surgisim.envs.camera.depth_to_metres``) and ``seg`` (H, W, 1; labels in
     ``surgisim.envs.camera.SegLabel``), all uint8, from the endoscope.
+    ``obs_mode="robot"``, what a deployed policy can have on a real arm, and nothing else: ``rgb``
+    (the endoscope image), ``state`` (float32: each driven arm's state as the arm reports it, from its
+    joints, with the observation noise) and, for tasks that take a goal from an operator, ``goal``
+    (float32, the goal position, m). No pose of needle, tissue, anatomy or lesion, and no true arm
+    pose: under kinematic errors the reported state is where the joints say the tip is.
 
 Info
     ``is_success`` (bool), ``distance_mm`` (goal distance in mm) and ``cost`` (safety cost of
@@ -63,15 +68,17 @@ from surgisim.envs.scene import TISSUE, Endoscope, Scene
 from surgisim.envs.sim import RENDERERS
 from surgisim.envs.tasks import REGISTRY
 from surgisim.envs.tasks.base import Task
+from surgisim.envs.tasks.inputs import Goal
 from surgisim.envs.tools import DEFAULT_TOOL, load_tool
 from surgisim.envs.transforms import rotation_vector
 
-OBS_MODES = {
+OBS_MODES = {  # each mode's images
     "state": (),
     "rgb": ("rgb",),
     "rgbd": ("rgb", "depth"),
     "rgb_seg": ("rgb", "seg"),
     "all": ("rgb", "depth", "seg"),
+    "robot": ("rgb",),  # with the arms' reported state and an operator's goal only
 }
 REWARD_TYPES = ("sparse", "dense")
 CONTROLS = ("cartesian", "joint")
@@ -152,6 +159,12 @@ class SurgicalEnv(gym.Env):
         channels = {"rgb": 3, "depth": 1, "seg": 1}
         for key in OBS_MODES[obs_mode]:
             spaces[key] = gym.spaces.Box(0, 255, (self.image_size, self.image_size, channels[key]), np.uint8)
+        self._state_size = sum(len(arm.state()) for arm in self.arms)  # the reported arm states' part
+        self._takes_goal = Goal in self.task.robot_inputs
+        if obs_mode == "robot":
+            spaces = {"rgb": spaces["rgb"], "state": gym.spaces.Box(-np.inf, np.inf, (self._state_size,), np.float32)}
+            if self._takes_goal:
+                spaces["goal"] = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
         self.observation_space = gym.spaces.Dict(spaces)
 
     # -- episode ---------------------------------------------------------------------------------
@@ -169,7 +182,7 @@ class SurgicalEnv(gym.Env):
         self.task.reset(self.scene, self.np_random)
         self._has_reset = True
         observation = self._observation()
-        return observation, self._info(observation, cost=0.0)
+        return self._shown(observation), self._info(observation, cost=0.0)
 
     def _set_episode(self, episode: Episode) -> None:
         self.episode = episode
@@ -192,10 +205,10 @@ class SurgicalEnv(gym.Env):
         self._check_open()
         hold = self._hold_action
         self._apply(*self.disturbances.executed(self._validated(action), hold, self.episode, self._randomizer_rng))
-        observation, info = self.advance()
+        observation, info = self._advance()
         reward = float(self.compute_reward(observation["achieved_goal"], observation["desired_goal"], info))
         terminated = bool(self.task.terminate_on_success and info["is_success"])
-        return observation, reward, terminated, False, info
+        return self._shown(observation), reward, terminated, False, info
 
     def set_points(self, action: Any) -> list[tuple[np.ndarray, float | None]]:
         """What ``step`` would move each driven arm to, without moving it: its world tip
@@ -211,6 +224,10 @@ class SurgicalEnv(gym.Env):
         a robot's commands in the ROS 2 sim twin); returns the observation and info. ``world=False``:
         the arms have moved, the world has not (a twin ticking faster than the env's control
         period advances its world once per period)."""
+        observation, info = self._advance(world)
+        return self._shown(observation), info
+
+    def _advance(self, world: bool = True) -> tuple[dict, dict]:
         self._check_open()
         if world:
             self.task.step_world(self.scene)
@@ -268,7 +285,7 @@ class SurgicalEnv(gym.Env):
     def observe(self) -> dict[str, np.ndarray]:
         """The observation of the current state, nothing moved."""
         self._check_open()
-        return self._observation()
+        return self._shown(self._observation())
 
     def _check_open(self) -> None:
         if self.scene.sim.closed:
@@ -341,6 +358,27 @@ class SurgicalEnv(gym.Env):
                                            episode.blur_sigma_px, episode.image_noise_std, rng)  # fmt: skip
             observation.update({key: images[key] for key in keys})
         return observation
+
+    def privileged_observation(self) -> dict[str, np.ndarray]:
+        """The state mode's observation, noise-free, whatever the ``obs_mode``: the task's features
+        (needle, tissue, anatomy, lesion), achieved and desired goal. What a teacher sees in
+        training (a scripted expert, a state policy); a robot has none of it."""
+        self._check_open()
+        return self._state_obs()
+
+    def _shown(self, observation: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """What the env gives a policy of the whole observation: all of it, or in the ``robot``
+        mode what a robot has."""
+        return self.as_a_robot_has(observation, observation["rgb"]) if self.obs_mode == "robot" else observation
+
+    def as_a_robot_has(self, observation: dict[str, np.ndarray], rgb: np.ndarray) -> dict[str, np.ndarray]:
+        """The ``robot`` mode's observation of a whole one (any mode) and an endoscope image: the
+        image, the arms' reported state and, for a task that takes one, the operator's goal. The ROS 2
+        bridge gives a vision policy this, with the camera topic's image."""
+        shown = {"rgb": rgb, "state": observation["observation"][: self._state_size]}
+        if self._takes_goal:
+            shown["goal"] = observation["desired_goal"][:3]
+        return shown
 
     def _info(self, observation: dict[str, np.ndarray], cost: float) -> dict[str, Any]:
         achieved, desired = observation["achieved_goal"], observation["desired_goal"]

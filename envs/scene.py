@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from surgisim.envs.appearance import Light, texture_file
+from surgisim.envs.appearance import Light, colour_and_gain, texture_file
 from surgisim.envs.camera import CAMERA_FOV_DEG, Camera, SegLabel
 from surgisim.envs.kinematics import shaft_angles
 from surgisim.envs.robots import ECM, PSM, Arm
@@ -71,9 +71,9 @@ class Scene:
 
     def _apply_texture(self, name: str) -> None:
         kind, rgba = self.textured[name]
-        tint = np.append(self.look.tint, 1.0)
         seed = self.look.tissue_texture if kind == "tissue" else 0
-        self.sim.set_look(name, texture_file(kind, seed), tuple(np.asarray(rgba) * tint))  # above 1 brightens
+        colour, gain = colour_and_gain(np.asarray(rgba) * np.append(self.look.tint, 1.0))
+        self.sim.set_look(name, texture_file(kind, seed, gain), tuple(colour))
 
     def set_look(self, look: Look) -> None:
         """Change how the scene looks (textures, colours, light, the camera's optics)."""

@@ -164,11 +164,9 @@ class PolicyRunner:
                 f"this policy needs {', '.join(self.image_keys)} images; the camera topic carries rgb only"
             )
         self.image_size = needs.get("image_size")
-        # What the runner gives the policy: the model's state, and the camera topic's images.
-        spaces = dict(self.env.observation_space.spaces)
-        spaces.update({key: gym.spaces.Box(0, 255, (self.image_size, self.image_size, 3), np.uint8)
-                       for key in self.image_keys})  # fmt: skip
-        check_policy(self.policy, env_id, gym.spaces.Dict(spaces), self.env.action_space)
+        # A vision policy sees what a robot has (obs_mode "robot"), the others the model's state too.
+        self.sees_as_a_robot = needs.get("obs_mode") == "robot"
+        check_policy(self.policy, env_id, self._observation_space(env_id), self.env.action_space)
         self.image: np.ndarray | None = None
         self.camera_info: Any = None  # the latest, until the camera is checked against the training camera
         self.camera_checked = not self.image_keys
@@ -199,6 +197,19 @@ class PolicyRunner:
         if self.image_keys:
             subscribe(transport, CAMERA, self._on_image)
             subscribe(transport, CAMERA_INFO, self._on_camera_info)
+
+    def _observation_space(self, env_id: str) -> gym.spaces.Dict:
+        """What the runner gives the policy: the model's state (or what a robot has of it), and the
+        camera topic's images."""
+        if self.sees_as_a_robot:
+            probe = gym.make(env_id, obs_mode="robot", image_size=self.image_size)
+            space = probe.observation_space
+            probe.close()
+            return space
+        spaces = dict(self.env.observation_space.spaces)
+        spaces.update({key: gym.spaces.Box(0, 255, (self.image_size, self.image_size, 3), np.uint8)
+                       for key in self.image_keys})  # fmt: skip
+        return gym.spaces.Dict(spaces)
 
     def _on_state(self) -> None:
         self.state_arrival = time.perf_counter()
@@ -318,7 +329,10 @@ class PolicyRunner:
             if self.image is None or self.image.shape != wanted:
                 got = "no camera image yet" if self.image is None else f"camera image {self.image.shape}"
                 return f"{got}; the policy needs {wanted}"
-            observation["rgb"] = self.image
+            if self.sees_as_a_robot:
+                observation = self.model.as_a_robot_has(observation, self.image)
+            else:
+                observation["rgb"] = self.image
         measured = [arm.arm.cp() for arm in self.arms]
         self._track_speed(measured[0][:3, 3])
         decisions = []

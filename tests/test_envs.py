@@ -13,6 +13,7 @@ from conftest import ENV_IDS, assert_same, rollout
 from surgisim.envs import SegLabel, SurgicalEnv, depth_to_metres, make_expert
 from surgisim.envs.core import OBS_MODES
 from surgisim.envs.sim import software_gl
+from surgisim.envs.transforms import make_pose
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
@@ -100,12 +101,13 @@ def test_rgb_array_render(make_env, env_id):
 def test_observation_keys_dtypes_shapes(make_env, env_id, obs_mode):
     env = make_env(env_id, obs_mode=obs_mode, image_size=64)
     observation, _ = env.reset(seed=0)
-    expected = {"observation", "achieved_goal", "desired_goal", *OBS_MODES[obs_mode]}
+    vectors = ("state", "goal") if obs_mode == "robot" else ("observation", "achieved_goal", "desired_goal")
+    expected = {*vectors, *OBS_MODES[obs_mode]} - ({"goal"} if "goal" not in observation else set())
     assert set(observation) == expected == set(env.observation_space.spaces)
     shapes = {"rgb": (64, 64, 3), "depth": (64, 64, 1), "seg": (64, 64, 1)}
     for key in OBS_MODES[obs_mode]:
         assert observation[key].shape == shapes[key] and observation[key].dtype == np.uint8
-    for key in ("observation", "achieved_goal", "desired_goal"):
+    for key in set(vectors) & set(observation):
         assert observation[key].dtype == np.float32
     assert env.observation_space.contains(observation)
     observation, *_ = env.step(env.action_space.sample())
@@ -306,3 +308,47 @@ def test_many_envs_in_one_process():
         np.testing.assert_array_equal(env.reset(seed=i)[0]["desired_goal"], first[i])
         env.step(env.action_space.sample())
         env.close()
+
+
+# What each task keeps privileged, moved in a way a robot's observation must not see (besides the image).
+def _move_privileged(env):
+    task = env.unwrapped.task
+    if hasattr(task, "track_needle"):
+        pose = task.needle_pose()
+        pose[:3, 3] += [0.01, -0.005, 0.002]
+        task.track_needle(pose)
+    if hasattr(task, "track_lesion"):
+        task.track_lesion(task.lesion() + 0.01, np.full(3, 0.002))
+    if task.layout_keys:
+        layout = env.unwrapped.layout()
+        env.unwrapped.set_layout({key: (np.array(value) + np.append([0.005, 0.005], np.zeros(np.shape(value)[-1] - 2)))
+                                  .tolist() for key, value in layout.items()})  # fmt: skip
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_a_robots_observation_has_no_privileged_pose(env_id):
+    """obs_mode="robot" gives the image, the arms' reported state and an operator's goal: moving
+    the needle, lesion or scenery changes none but the image, and under kinematic errors the state is
+    where the joints say the tip is, not where it is."""
+    env = gym.make(env_id, obs_mode="robot", image_size=48, randomize="kinematics")
+    observation, _ = env.reset(seed=3)
+    model = env.unwrapped
+    assert set(observation) == {"rgb", "state"} | ({"goal"} if "goal" in model.observation_space.spaces else set())
+    assert ("goal" in observation) == (env_id.split("/")[1].split("-")[0] in
+                                       ("NeedleReach", "NavigateAnatomy", "NeedlePick", "NeedleHandover"))  # fmt: skip
+    reported = np.concatenate([arm.state() for arm in model.arms]).astype(np.float32)
+    np.testing.assert_array_equal(observation["state"], reported)
+    true_tip, model_tip = model.arms[0].tip_pose()[:3, 3], model.arms[0].model_tip_pose()[:3, 3]
+    assert np.linalg.norm(true_tip - model_tip) > 0.0005 and np.allclose(observation["state"][:3], model_tip, atol=1e-6)
+    _move_privileged(env)
+    moved = model.observe()
+    for key in set(observation) - {"rgb"}:
+        np.testing.assert_array_equal(moved[key], observation[key])
+    task = model.task
+    if hasattr(task, "track_needle"):  # out of view (under the tissue bed), wherever it is, the image is the same
+        images = []
+        for x in (-0.02, 0.02):
+            task.track_needle(make_pose(np.eye(3), np.array([x, 0.0, -0.05])))
+            images.append(model.observe()["rgb"])
+        np.testing.assert_array_equal(*images)
+    env.close()

@@ -77,10 +77,10 @@ def test_training_with_demos_fills_the_buffer_and_clones_the_expert(tmp_path, in
 def test_behaviour_cloning_brings_the_policy_to_the_demonstrated_actions(tmp_path, insert_demos):
     from stable_baselines3.common.vec_env import VecNormalize
 
-    from surgisim.agents.train import _build_model, _vec_env
+    from surgisim.agents.train import _vec_env, build_model
 
     run_settings = {**settings(INSERT), "hyperparameters": dict(SMALL)}
-    model = _build_model(run_settings, VecNormalize(_vec_env(run_settings), norm_reward=False), tmp_path)
+    model = build_model(run_settings, VecNormalize(_vec_env(run_settings), norm_reward=False), tmp_path)
     env = make_env(settings(INSERT))
     demos = imitation.Demonstrations(insert_demos, env)
     env.close()

@@ -597,6 +597,42 @@ def test_runner_feeds_camera_images_to_a_pixel_policy():
     assert "fx 42.9, fy 42.9" in runner.tick() and "fx = fy 28.6" in runner.start_error and runner.sent == 0
 
 
+def test_runner_gives_a_vision_policy_what_a_robot_has_from_the_camera_and_the_joints():
+    """A policy of obs_mode "robot" gets the camera topic's image, the arm's state from its measured
+    joints and the operator's goal: what the twin's env gives in the robot mode, nothing else."""
+    seen = []
+
+    class VisionPolicy:
+        def __init__(self):
+            self.env_kwargs = {"obs_mode": "robot", "image_size": 40}
+            self.observation_shapes = {"rgb": (40, 40, 3), "state": (10,), "goal": (3,)}
+
+        def reset(self):
+            pass
+
+        def __call__(self, observation):
+            seen.append(observation)
+            return np.zeros(5, dtype=np.float32)
+
+    bus = InProcessBus()
+    twin = SimTwin(InProcessTransport(bus), REACH, DvrkProfile(), seed=1, camera=True, image_size=40)
+    runner = PolicyRunner(InProcessTransport(bus), REACH, VisionPolicy(), DvrkProfile(), SafetyShield())
+    runner.request("enable")
+    runner.request("home")
+    twin.tick()
+    assert runner.tick() == "sent"
+    robot = SurgicalEnv(task="NeedleReach", obs_mode="robot", image_size=40)
+    robot.reset(seed=1)
+    expected = robot.observe()
+    assert set(seen[0]) == {"rgb", "state", "goal"}
+    np.testing.assert_array_equal(seen[0]["rgb"], twin.model.observe()["rgb"])
+    for key in ("state", "goal"):
+        np.testing.assert_allclose(seen[0][key], expected[key], atol=1e-6)
+    robot.close()
+    runner.close()
+    twin.close()
+
+
 def test_profiles_name_the_crtk_and_ros2_control_topics():
     profile = DvrkProfile("/PSM2", "servo_jp")
     assert profile.servo_jp.name == "/PSM2/servo_jp" and profile.servo_jp.qos == QOS_COMMAND

@@ -9,6 +9,7 @@ import pytest
 from surgisim.envs import appearance
 from surgisim.envs.appearance import Light, degrade, distort, tissue_texture
 from surgisim.envs.camera import SegLabel, depth_to_metres
+from surgisim.envs.scene import Look, Scene
 from surgisim.envs.tasks import REGISTRY
 from surgisim.envs.tasks.navigate_anatomy import ANATOMY_STIFFNESS, BLOCKER, CONTACT_TOLERANCE
 from surgisim.envs.transforms import make_pose
@@ -148,3 +149,25 @@ def test_lens_distortion_bows_straight_lines_and_keeps_the_centre():
     assert np.array_equal(bent["seg"][30:35, 30:35], seg[30:35, 30:35])  # the centre stays
     assert set(np.unique(bent["seg"])) <= {0, 1, SegLabel.TARGET}  # labels are not blended
     assert bent["rgb"][0, 0].max() == 0  # the corners show nothing, as an endoscope's image circle
+
+
+def test_a_tint_above_one_brightens_the_tissue_without_wrapping_its_colour():
+    """The renderers multiply texels by the body colour in 8 bits and wrap above white: a gain of
+    1.3 once turned the pink tissue green and blue. It brightens every texel now, hue kept."""
+    scene = Scene()
+    try:
+        views = {}
+        for gain in (1.0, 1.3, 2.0):
+            scene.set_look(Look(tint=np.full(3, gain)))
+            image = scene.render(96, seg=True)
+            tissue = image["seg"][..., 0] == SegLabel.TISSUE
+            views[gain] = image["rgb"][tissue].astype(int)
+        plain, bright, brightest = views[1.0], views[1.3], views[2.0]
+        assert np.all(bright >= plain - 1) and np.all(brightest >= bright - 1)
+        assert bright.mean() > 1.2 * plain.mean()
+        red_most = plain[:, 0] >= plain[:, 1:].max(axis=1)  # the tissue is pink: red leads
+        assert red_most.mean() > 0.9
+        for view in (bright, brightest):
+            assert np.all(view[red_most, 0] >= view[red_most, 1:].max(axis=1))
+    finally:
+        scene.close()

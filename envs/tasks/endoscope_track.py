@@ -38,6 +38,9 @@ class EndoscopeTrack(Task):
     | achieved_goal | 3 | lesion position in the camera frame (m; x right, y down, z forward) |
     | desired_goal | 3 | (0, 0, 0.08) |
 
+    What a robot has (``obs_mode="robot"``): the endoscope image (``rgb``) and the ECM's
+    reported camera pose (``state``, 9); the lesion only in the image.
+
     ## Rewards
     Sparse: -1 per step while the lesion is more than 5 mm from the goal point, else 0. Dense:
     minus that distance in metres.

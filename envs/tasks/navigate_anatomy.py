@@ -52,6 +52,10 @@ class NavigateAnatomy(NeedleReach):
     | achieved_goal | 3 | tip position (m) |
     | desired_goal | 3 | target position (m) |
 
+    What a robot has (``obs_mode="robot"``): the endoscope image (``rgb``), the PSM's reported
+    tip and jaw (``state``, 10) and the goal (``goal``, 3); the organs and vessels only in the
+    image.
+
     ## Rewards
     As NeedleReach, minus 10 per step in contact with anatomy (``cost_weight``). Heavier than a
     step's delay: with a weight of 1, SAC learnt to cut through the organ, a few contact steps

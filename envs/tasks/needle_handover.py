@@ -39,6 +39,9 @@ class NeedleHandover(MarkedGoal, NeedleTask):
     | achieved_goal | 5 | needle midpoint (3), held by PSM1, held by PSM2 |
     | desired_goal | 5 | goal position (3), 0, 1 |
 
+    What a robot has (``obs_mode="robot"``): the endoscope image (``rgb``), both PSMs' reported
+    tips and jaws (``state``, 20) and the goal (``goal``, 3); the needle only in the image.
+
     ## Rewards
     The goal distance is the midpoint-to-goal distance plus 0.1 m for each hold that differs
     from the goal's. Sparse: -1 per step until that is under 5 mm, then 0. Dense: minus it.

@@ -64,6 +64,9 @@ class NeedleInsert(NeedleTask):
     | achieved_goal | 7 | entry hole (3), exit hole (3), exited (1); the tip stands in for a hole not yet made |
     | desired_goal | 7 | entry mark (3), exit mark (3), 1 |
 
+    What a robot has (``obs_mode="robot"``): the endoscope image (``rgb``) and the PSM's
+    reported tip and jaw (``state``, 10); the needle and the marks only in the image.
+
     ## Rewards
     The goal distance is the larger of the two hole-to-mark distances, plus 0.1 m until the tip
     has come out. Sparse: -1 per step until that is under 3 mm, then 0. Dense: minus that

@@ -38,6 +38,9 @@ class NeedlePick(MarkedGoal, NeedleTask):
     | achieved_goal | 3 | needle midpoint (m) |
     | desired_goal | 3 | goal position (m) |
 
+    What a robot has (``obs_mode="robot"``): the endoscope image (``rgb``), the PSM's reported
+    tip and jaw (``state``, 10) and the goal (``goal``, 3); the needle only in the image.
+
     ## Rewards
     Sparse: -1 per step until the needle midpoint is within 5 mm of the goal, then 0. Dense,
     staged: minus the needle-goal distance (m), and while the needle is not held also minus

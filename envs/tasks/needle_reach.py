@@ -27,6 +27,9 @@ class NeedleReach(MarkedGoal, Task):
     | achieved_goal | 3 | tip position (m, world) |
     | desired_goal | 3 | target position (m, world) |
 
+    What a robot has (``obs_mode="robot"``): the endoscope image (``rgb``), the PSM's reported
+    tip and jaw (``state``, 10) and the target (``goal``, 3).
+
     ## Rewards
     Sparse: -1 per step until the tip is within 5 mm of the target, then 0. Dense: minus the
     distance in metres.

@@ -59,6 +59,9 @@ class SutureThrow(NeedleInsert):
     | achieved_goal | 7 | entry hole (3), exit hole (3), thread drawn through the exit (m) |
     | desired_goal | 7 | entry mark (3), exit mark (3), 0.03 |
 
+    What a robot has (``obs_mode="robot"``): the endoscope image (``rgb``) and both PSMs'
+    reported tips and jaws (``state``, 20); needle, marks and thread only in the image.
+
     ## Rewards
     The goal distance is the larger hole-to-mark distance plus the thread still to draw (m),
     plus 0.1 m while no thread is drawn through (against a goal that asks for thread: a goal that

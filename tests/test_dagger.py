@@ -1,0 +1,135 @@
+"""DAgger and its augmentation against a toy problem whose answer is known."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from stable_baselines3 import PPO
+
+from surgisim.agents.dagger import Dataset, Schedule, dagger, random_shift
+
+
+class Line(gym.Env):
+    """A point on a line that the action moves by up to 0.2 per step; the teacher knows where it is
+    and pushes it home at 3 units of action per unit of distance."""
+
+    observation_space = gym.spaces.Dict({"position": gym.spaces.Box(-2.0, 2.0, (1,), np.float32)})
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.x, self.t = float(self.np_random.uniform(-1.0, 1.0)), 0
+        return self._observation(), {}
+
+    def _observation(self):
+        return {"position": np.array([self.x], dtype=np.float32)}
+
+    def step(self, action):
+        self.x = float(np.clip(self.x + 0.2 * np.clip(action[0], -1, 1), -2, 2))
+        self.t += 1
+        success = abs(self.x) < 0.05
+        return self._observation(), 0.0, success, self.t >= 15, {"is_success": success}
+
+
+class Teacher:
+    def reset(self):
+        pass
+
+    def __call__(self, env):
+        return np.clip([-3.0 * env.unwrapped.x], -1.0, 1.0).astype(np.float32)
+
+
+teacher = Teacher()
+
+
+def _run(seed, rounds=3):
+    env = Line()
+    model = PPO("MultiInputPolicy", env, seed=0, learning_rate=3e-3, policy_kwargs={"net_arch": [32, 32]})
+    summaries = []
+    data = dagger(env, teacher, model, Schedule(rounds=rounds, episodes=8, epochs=80, batch_size=32, shift=0),
+                  seed, on_round=lambda _, summary: summaries.append(summary))  # fmt: skip
+    return model, data, summaries
+
+
+def test_dagger_teaches_a_student_the_teachers_answer_on_the_states_it_reaches():
+    model, data, summaries = _run(seed=1)
+    assert [s["beta"] for s in summaries] == [1.0, 0.5, 0.25]
+    assert [s["samples"] for s in summaries] == sorted(s["samples"] for s in summaries) and len(data) > 60
+    grid = np.linspace(-1.0, 1.0, 21, dtype=np.float32)
+    predicted = np.array([model.predict({"position": [x]}, deterministic=True)[0][0] for x in grid])
+    np.testing.assert_allclose(predicted, np.clip(-3.0 * grid, -1, 1), atol=0.1)
+    observations, actions = data.arrays()
+    np.testing.assert_allclose(actions[:, 0], np.clip(-3.0 * observations["position"][:, 0], -1, 1), atol=1e-6)
+    assert summaries[-1]["success_rate"] == 1.0  # the student's own episodes reach home
+    # Round 0 is the teacher's alone: its first episode is the teacher's own rollout from seed 1.
+    env, rollout = Line(), []
+    observation, _ = env.reset(seed=1)
+    done = False
+    while not done:
+        rollout.append(observation["position"][0])
+        observation, _, terminated, truncated, _ = env.step(teacher(env))
+        done = terminated or truncated
+    np.testing.assert_array_equal(observations["position"][: len(rollout), 0], rollout)
+
+
+def test_dagger_repeats_exactly_from_its_seed():
+    one, two = _run(seed=4, rounds=2), _run(seed=4, rounds=2)
+    np.testing.assert_array_equal(one[1].arrays()[1], two[1].arrays()[1])
+    for a, b in zip(one[0].policy.parameters(), two[0].policy.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_random_shift_moves_whole_images_by_at_most_its_pad_and_repeats_from_its_seed():
+    images = torch.arange(2 * 3 * 16 * 16, dtype=torch.float32).reshape(2, 3, 16, 16)
+    one = random_shift(images, 4, torch.Generator().manual_seed(0))
+    two = random_shift(images, 4, torch.Generator().manual_seed(0))
+    assert one.shape == images.shape and one.dtype == images.dtype and torch.equal(one, two)
+    for before, after in zip(images, one, strict=True):
+        # Some offset (dy, dx) within the pad maps the padded image onto the shifted one.
+        padded = torch.nn.functional.pad(before[None], (4, 4, 4, 4), mode="replicate")[0]
+        matches = [(dy, dx) for dy in range(9) for dx in range(9)
+                   if torch.equal(padded[:, dy : dy + 16, dx : dx + 16], after)]  # fmt: skip
+        assert len(matches) == 1
+    assert torch.equal(random_shift(images, 0, torch.Generator()), images)
+    uint8 = random_shift(images.to(torch.uint8), 2, torch.Generator().manual_seed(1))
+    assert uint8.dtype == torch.uint8
+
+
+def test_a_dataset_keeps_what_it_was_given_in_order():
+    data = Dataset()
+    for i in range(3):
+        data.add({"a": np.full(2, i), "b": np.full((2, 2), -i)}, np.array([i], dtype=np.float32))
+    observations, actions = data.arrays()
+    assert len(data) == 3 and observations["a"].shape == (3, 2) and observations["b"].shape == (3, 2, 2)
+    np.testing.assert_array_equal(actions[:, 0], [0, 1, 2])
+    with pytest.raises(ValueError):
+        Dataset().arrays()
+
+
+def test_a_taught_student_is_a_run_that_evaluates_and_exports_with_its_image(tmp_path):
+    """``teach`` writes a run folder: a PPO model that sees what a robot has, its normalisation, the
+    command that repeats it; its ONNX export acts as the SB3 policy does, image and state in."""
+    from surgisim.agents.dagger import teach
+    from surgisim.agents.evaluate import evaluate
+    from surgisim.agents.export import export_onnx
+    from surgisim.agents.models import load_policy
+    from surgisim.agents.onnx_policy import OnnxPolicy
+
+    lines = []
+    run = teach("surgisim/NeedleReach-v0", "expert", Schedule(rounds=2, episodes=2, epochs=1), seed=3,
+                image_size=48, randomize="appearance", run_dir=tmp_path / "student", progress=lines.append)  # fmt: skip
+    assert len(lines) == 2 and (run / "checkpoints").is_dir() and (run / "dagger.csv").is_file()
+    command = (run / "command.txt").read_text().split()
+    assert command[:3] == ["surgisim", "teach", "NeedleReach"] and "--randomize" in command
+    student = load_policy(run)
+    assert student.normalizer is not None and sorted(student.normalizer.norm_obs_keys) == ["goal", "state"]
+    exported = OnnxPolicy(export_onnx(run, tmp_path / "student.onnx"))
+    assert exported.env_kwargs == {"obs_mode": "robot", "image_size": 48}
+    env = gym.make("surgisim/NeedleReach-v0", obs_mode="robot", image_size=48, randomize="appearance")
+    observation, _ = env.reset(seed=11)
+    for _ in range(5):
+        np.testing.assert_allclose(exported(observation), student(observation), atol=1e-5)
+        observation, *_ = env.step(student(observation))
+    env.close()
+    metrics = evaluate("surgisim/NeedleReach-v0", str(tmp_path / "student.onnx"), episodes=2, seed=500)
+    assert metrics["episodes"] == 2
