@@ -120,7 +120,16 @@ def cmd_teach(args: argparse.Namespace) -> int:
 
     schedule = Schedule(rounds=args.rounds, episodes=args.episodes, epochs=args.epochs)
     randomize = None if args.randomize == "none" else args.randomize
-    run = teach(args.env_id, args.teacher, schedule, args.seed, args.image_size, randomize, args.run_dir)
+    run = teach(
+        args.env_id,
+        args.teacher,
+        schedule,
+        args.seed,
+        args.image_size,
+        randomize,
+        args.run_dir,
+        extractor=args.extractor,
+    )
     print(f"run folder: {run} (evaluate it with: surgisim evaluate {task_name(args.env_id)} --policy {run})")
     return 0
 
@@ -232,6 +241,12 @@ def _add_teach_command(commands: Any) -> None:
     teaching.add_argument("--randomize", default="appearance,kinematics,control",
                           help="randomisation groups the student learns under (default appearance,kinematics,"
                                "control; none)")  # fmt: skip
+    teaching.add_argument(
+        "--extractor",
+        default="cnn",
+        choices=("cnn", "keypoints"),
+        help="image features: cnn (SB3's NatureCNN, default) or keypoints (image positions)",
+    )
     teaching.add_argument("--seed", type=seed_type, default=0)
     teaching.add_argument("--run-dir", type=Path, help="new run folder (default runs/<Task>-dagger-seed<S>)")
     teaching.set_defaults(run=cmd_teach)

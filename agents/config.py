@@ -85,6 +85,8 @@ SCHEMA: dict[str, tuple[Callable[[Any], bool], str, tuple[str, ...]]] = {
     "log_std_init": (_log_std, "a number from -5 to 1", ("ppo",)),
     "net_arch": (_layer_sizes, "a list of layer sizes", ALGORITHM_NAMES),
     "image_size": (_image_size, "an integer from 36 to 256", ALGORITHM_NAMES),
+    # How images become features: SB3's NatureCNN, or image positions (surgisim.agents.extractors).
+    "extractor": (lambda v: v in ("cnn", "keypoints"), "cnn or keypoints", ALGORITHM_NAMES),
     "reward_type": (lambda v: v in ("sparse", "dense"), "sparse or dense", ALGORITHM_NAMES),
     "bc_steps": (_non_negative_int, "a non-negative integer", ALGORITHM_NAMES),
     "bc_weight": (_non_negative_number, "a non-negative number", OFF_POLICY),
@@ -133,7 +135,8 @@ def load_config(algo: str, env_id: str, path: Path | None = None) -> dict[str, A
 RL_ZOO_KEYS = ("n_timesteps", "n_envs", "learning_rate", "buffer_size", "batch_size", "gamma", "tau",
                "learning_starts", "train_freq", "gradient_steps", "n_steps", "n_epochs", "gae_lambda",
                "clip_range", "ent_coef", "vf_coef", "max_grad_norm")  # fmt: skip
-SURGISIM_ONLY = ("eval_freq", "eval_episodes", "checkpoint_freq", "bc_steps", "bc_weight", "reward_type", "image_size")
+SURGISIM_ONLY = ("eval_freq", "eval_episodes", "checkpoint_freq", "bc_steps", "bc_weight", "reward_type", "image_size",
+                 "extractor")  # fmt: skip
 
 
 def to_rl_zoo(hyper: dict[str, Any]) -> dict[str, Any]:

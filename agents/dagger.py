@@ -191,13 +191,18 @@ STUDENT_HYPERPARAMETERS = {"image_size": 64, "net_arch": [256, 256], "learning_r
 def teach(env_id: str, teacher: str = "expert", schedule: Schedule | None = None, seed: int = 0,
           image_size: int = 64, randomize: str | None = "appearance,kinematics,control",
           run_dir: Path | None = None, progress: Callable[[str], None] = print,
-          torch_threads: int = 1) -> Path:  # fmt: skip
+          torch_threads: int = 1, extractor: str = "cnn") -> Path:  # fmt: skip
     """Teach a student that sees what a robot has (``obs_mode="robot"``) from ``teacher`` by DAgger,
     on envs randomised by ``randomize``; returns its run folder (a PPO run: ``evaluate``,
     ``export`` and ``ros run`` take it as any other). A checkpoint is written after every round;
     Ctrl-C stops after the round in progress with the last one kept."""
     schedule = schedule or Schedule()
-    hyper = {**STUDENT_HYPERPARAMETERS, "image_size": image_size, "batch_size": schedule.batch_size}
+    hyper = {
+        **STUDENT_HYPERPARAMETERS,
+        "image_size": image_size,
+        "batch_size": schedule.batch_size,
+        "extractor": extractor,
+    }
     settings: dict[str, Any] = {
         "env_id": env_id, "algo": "ppo", "seed": seed, "obs_mode": "robot", "hyperparameters": hyper, "demos": None,
         "env_kwargs": check_env_kwargs(env_id, {"randomize": randomize} if randomize else {}),
@@ -219,7 +224,8 @@ def teach(env_id: str, teacher: str = "expert", schedule: Schedule | None = None
         checkpoint.write_settings(run_dir / checkpoint.CONFIG, settings)
         command = ["surgisim", "teach", task_name(env_id), "--teacher", teacher, "--rounds", schedule.rounds,
                    "--episodes", schedule.episodes, "--epochs", schedule.epochs, "--image-size", image_size,
-                   "--randomize", randomize or "none", "--seed", seed, "--run-dir", run_dir.resolve()]  # fmt: skip
+                   "--randomize", randomize or "none", "--extractor", extractor, "--seed", seed,
+                   "--run-dir", run_dir.resolve()]  # fmt: skip
         (run_dir / "command.txt").write_text(shlex.join(str(word) for word in command) + "\n")
         rounds = run_dir / "dagger.csv"
         rounds.write_text("round,beta,samples,loss,success_rate,wall_s\n")

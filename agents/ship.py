@@ -59,6 +59,7 @@ def ship(run: Path, episodes: int = 100, seed: int = 0, folder: Path | None = No
         "evaluation_episodes": episodes,
     }
     if vision:  # what it was taught with, and how it does where the arm is not where its joints say
+        del shipped["n_timesteps"], shipped["her"], shipped["demos"]
         rounds = (run / "dagger.csv").read_text().splitlines()
         last = dict(zip(rounds[0].split(","), rounds[-1].split(","), strict=True))
         errors = evaluate(env_id, str(policy), episodes, seed, {"randomize": "kinematics"})

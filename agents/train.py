@@ -54,6 +54,7 @@ from surgisim.agents import checkpoint, imitation
 from surgisim.agents.config import load_config, validate
 from surgisim.agents.curves import plot_success, read_evaluations
 from surgisim.agents.evaluate import evaluate
+from surgisim.agents.extractors import KeypointExtractor
 from surgisim.agents.models import (
     ALGORITHMS,
     ModelPolicy,
@@ -182,7 +183,10 @@ def build_model(settings: dict[str, Any], env: VecEnv, run_dir: Path, device: st
     hyper = settings["hyperparameters"]
     kwargs: dict[str, Any] = {key: hyper[key] for key in MODEL_KEYS if key in hyper}
     policy_keys = ("net_arch", "log_std_init")
-    kwargs["policy_kwargs"] = {key: hyper[key] for key in policy_keys if key in hyper} or None
+    kwargs["policy_kwargs"] = {key: hyper[key] for key in policy_keys if key in hyper}
+    if hyper.get("extractor") == "keypoints":
+        kwargs["policy_kwargs"]["features_extractor_class"] = KeypointExtractor
+    kwargs["policy_kwargs"] = kwargs["policy_kwargs"] or None
     if hyper.get("her", False):
         kwargs["replay_buffer_class"] = HerReplayBuffer
         kwargs["replay_buffer_kwargs"] = {

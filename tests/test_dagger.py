@@ -117,7 +117,8 @@ def test_a_taught_student_is_a_run_that_evaluates_and_exports_with_its_image(tmp
 
     lines = []
     run = teach("surgisim/NeedleReach-v0", "expert", Schedule(rounds=2, episodes=2, epochs=1), seed=3,
-                image_size=48, randomize="appearance", run_dir=tmp_path / "student", progress=lines.append)  # fmt: skip
+                image_size=48, randomize="appearance", run_dir=tmp_path / "student", progress=lines.append,
+                extractor="keypoints")  # fmt: skip
     assert len(lines) == 2 and (run / "checkpoints").is_dir() and (run / "dagger.csv").is_file()
     command = (run / "command.txt").read_text().split()
     assert command[:3] == ["surgisim", "teach", "NeedleReach"] and "--randomize" in command
@@ -133,3 +134,18 @@ def test_a_taught_student_is_a_run_that_evaluates_and_exports_with_its_image(tmp
     env.close()
     metrics = evaluate("surgisim/NeedleReach-v0", str(tmp_path / "student.onnx"), episodes=2, seed=500)
     assert metrics["episodes"] == 2
+
+
+def test_spatial_softmax_finds_where_a_map_is_bright():
+    from surgisim.agents.extractors import KeypointExtractor, SpatialSoftmax
+
+    maps = torch.zeros(1, 2, 21, 41)
+    maps[0, 0, 5, 30] = 50.0  # row 5 of 21, column 30 of 41: y = -0.5, x = 0.5
+    maps[0, 1, 20, 0] = 50.0  # the bottom left corner
+    np.testing.assert_allclose(SpatialSoftmax()(maps)[0].numpy(), [0.5, -1.0, -0.5, 1.0], atol=1e-4)
+    space = gym.spaces.Dict({"rgb": gym.spaces.Box(0, 255, (3, 48, 48), np.uint8),
+                             "state": gym.spaces.Box(-1, 1, (10,), np.float32)})  # fmt: skip
+    extractor = KeypointExtractor(space, keypoints=8)
+    features = extractor({"rgb": torch.rand(4, 3, 48, 48), "state": torch.rand(4, 10)})
+    assert features.shape == (4, extractor.features_dim) == (4, 2 * 8 + 10)
+    assert features[:, :16].abs().max() <= 1.0

@@ -99,3 +99,14 @@ def test_demo_uses_the_shipped_policy(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "policy=pretrained" in result.stdout
+
+
+@pytest.mark.parametrize("env_id", available(vision=True))
+def test_shipped_vision_policy_sees_what_a_robot_has_and_reaches_its_stated_success(env_id):
+    shipped = card(env_id, vision=True)
+    policy = load_pretrained(env_id, vision=True)
+    assert policy.env_kwargs["obs_mode"] == "robot" and "state" in policy.observation_shapes
+    metrics = evaluate(env_id, "vision", episodes=30, seed=5000)
+    assert metrics["success_rate"] >= shipped["success_rate"] - 0.1
+    errors = evaluate(env_id, "vision", episodes=30, seed=5000, env_kwargs={"randomize": "kinematics"})
+    assert errors["success_rate"] >= shipped["success_rate_kinematic_errors"] - 0.1
