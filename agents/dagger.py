@@ -29,6 +29,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from surgisim.agents import checkpoint
 from surgisim.agents.config import validate
 from surgisim.agents.evaluate import make_policy
+from surgisim.agents.imitation import actor_optimizer, normalised, policy_action
 from surgisim.agents.models import check_env_kwargs, make_env
 from surgisim.agents.train import Interrupt, build_model, new_run_dir
 from surgisim.envs import task_name
@@ -96,11 +97,6 @@ def _image_keys(model: BaseAlgorithm) -> list[str]:
     return [key for key, space in model.observation_space.spaces.items() if len(space.shape) == 3]
 
 
-def _normalised(model: BaseAlgorithm, observation: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    normalizer = model.get_vec_normalize_env()
-    return normalizer.normalize_obs(observation) if normalizer is not None else observation
-
-
 def _update_statistics(model: BaseAlgorithm, data: Dataset, start: int) -> None:
     """Bring the model's observation statistics (its state vectors') up to the data from ``start`` on."""
     normalizer = model.get_vec_normalize_env()
@@ -112,8 +108,8 @@ def _update_statistics(model: BaseAlgorithm, data: Dataset, start: int) -> None:
 def fit_student(model: BaseAlgorithm, data: Dataset, schedule: Schedule, generator: torch.Generator) -> float:
     """``schedule.epochs`` passes of behaviour cloning over ``data``; returns the last epoch's mean loss."""
     observations, actions = data.arrays()
-    observations = _normalised(model, observations)
-    images, policy = _image_keys(model), model.policy
+    observations = normalised(model, observations)
+    images, policy, optimizer = _image_keys(model), model.policy, actor_optimizer(model)
     policy.set_training_mode(True)
     loss_sum = torch.zeros(())
     for _ in range(schedule.epochs):
@@ -124,10 +120,10 @@ def fit_student(model: BaseAlgorithm, data: Dataset, schedule: Schedule, generat
             batch = policy.obs_to_tensor({key: value[index] for key, value in observations.items()})[0]
             for key in images:
                 batch[key] = random_shift(batch[key], schedule.shift, generator)
-            loss = torch.mean((policy._predict(batch, deterministic=True) - torch.as_tensor(actions[index])) ** 2)
-            policy.optimizer.zero_grad()
+            loss = torch.mean((policy_action(model, batch) - torch.as_tensor(actions[index])) ** 2)
+            optimizer.zero_grad()
             loss.backward()
-            policy.optimizer.step()
+            optimizer.step()
             loss_sum, batches = loss_sum + loss.detach(), batches + 1
         loss_sum = loss_sum / max(batches, 1)
     policy.set_training_mode(False)
@@ -157,7 +153,7 @@ def dagger(env: gym.Env, teacher: Teacher, model: BaseAlgorithm, schedule: Sched
                 if rng.random() < beta:
                     action = label
                 else:
-                    action = model.predict(_normalised(model, observation), deterministic=True)[0]
+                    action = model.predict(normalised(model, observation), deterministic=True)[0]
                 observation, _, terminated, truncated, info = env.step(action)
                 done = terminated or truncated
             successes += bool(info.get("is_success", False))

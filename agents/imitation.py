@@ -124,22 +124,26 @@ def seed_normalizer(model: BaseAlgorithm, demos: Demonstrations) -> None:
             statistics.update(demos.observations[key].astype(np.float64))
 
 
-def _policy_action(model: BaseAlgorithm, observation: dict[str, torch.Tensor]) -> torch.Tensor:
+def policy_action(model: BaseAlgorithm, observation: dict[str, torch.Tensor]) -> torch.Tensor:
     """The deterministic action of the model's policy, differentiable."""
     return model.policy._predict(observation, deterministic=True)
 
 
-def _optimizer(model: BaseAlgorithm) -> torch.optim.Optimizer:
+def actor_optimizer(model: BaseAlgorithm) -> torch.optim.Optimizer:
     """The actor's own optimizer (measured: a separate one, a frozen normalisation and a critic
     warm-up each did worse on NeedleInsert and NavigateAnatomy than this plain set-up)."""
     return model.actor.optimizer if hasattr(model, "actor") else model.policy.optimizer
 
 
-def _tensors(model: BaseAlgorithm, observation: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+def normalised(model: BaseAlgorithm, observation: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Observations (one or a batch) as the model's policy takes them: through its run's normalisation."""
     normalizer = model.get_vec_normalize_env()
-    if normalizer is not None:
-        observation = normalizer.normalize_obs(observation)
-    return model.policy.obs_to_tensor(observation)[0]
+    return normalizer.normalize_obs(observation) if normalizer is not None else observation
+
+
+def tensors(model: BaseAlgorithm, observation: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """A batch of observations, normalised, as the policy's tensors (images channels first)."""
+    return model.policy.obs_to_tensor(normalised(model, observation))[0]
 
 
 def _q_value(model: BaseAlgorithm, observation: dict[str, torch.Tensor], action: torch.Tensor) -> torch.Tensor:
@@ -154,11 +158,11 @@ def _q_value(model: BaseAlgorithm, observation: dict[str, torch.Tensor], action:
 def behaviour_clone(model: BaseAlgorithm, demos: Demonstrations, steps: int, seed: int) -> float:
     """``steps`` gradient steps of mean squared error between the policy's and the demonstrated
     actions; returns the last loss."""
-    rng, optimizer, loss = np.random.default_rng(seed), _optimizer(model), torch.zeros(())
+    rng, optimizer, loss = np.random.default_rng(seed), actor_optimizer(model), torch.zeros(())
     model.policy.set_training_mode(True)
     for _ in range(steps):
         observation, action = demos.batch(rng)
-        loss = torch.mean((_policy_action(model, _tensors(model, observation)) - torch.as_tensor(action)) ** 2)
+        loss = torch.mean((policy_action(model, tensors(model, observation)) - torch.as_tensor(action)) ** 2)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -180,12 +184,12 @@ class DemoRegularizer(BaseCallback):
         if self.num_timesteps < self.model.learning_starts:
             return
         observation, demonstrated = self.demos.batch(self.rng)
-        tensors, target = _tensors(self.model, observation), torch.as_tensor(demonstrated)
-        action = _policy_action(self.model, tensors)
+        inputs, target = tensors(self.model, observation), torch.as_tensor(demonstrated)
+        action = policy_action(self.model, inputs)
         with torch.no_grad():
-            better = (_q_value(self.model, tensors, target) > _q_value(self.model, tensors, action)).float()
+            better = (_q_value(self.model, inputs, target) > _q_value(self.model, inputs, action)).float()
         loss = self.weight * torch.mean(better * torch.sum((action - target) ** 2, dim=1))
-        optimizer = _optimizer(self.model)
+        optimizer = actor_optimizer(self.model)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

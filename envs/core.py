@@ -161,11 +161,8 @@ class SurgicalEnv(gym.Env):
             spaces[key] = gym.spaces.Box(0, 255, (self.image_size, self.image_size, channels[key]), np.uint8)
         self._state_size = sum(len(arm.state()) for arm in self.arms)  # the reported arm states' part
         self._takes_goal = Goal in self.task.robot_inputs
-        if obs_mode == "robot":
-            spaces = {"rgb": spaces["rgb"], "state": gym.spaces.Box(-np.inf, np.inf, (self._state_size,), np.float32)}
-            if self._takes_goal:
-                spaces["goal"] = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
-        self.observation_space = gym.spaces.Dict(spaces)
+        robot = obs_mode == "robot"
+        self.observation_space = self.robot_observation_space(self.image_size) if robot else gym.spaces.Dict(spaces)
 
     # -- episode ---------------------------------------------------------------------------------
 
@@ -370,6 +367,14 @@ class SurgicalEnv(gym.Env):
         """What the env gives a policy of the whole observation: all of it, or in the ``robot``
         mode what a robot has."""
         return self.as_a_robot_has(observation, observation["rgb"]) if self.obs_mode == "robot" else observation
+
+    def robot_observation_space(self, image_size: int) -> gym.spaces.Dict:
+        """The ``robot`` mode's observation space with ``image_size`` images, whatever this env's mode."""
+        spaces = {"rgb": gym.spaces.Box(0, 255, (image_size, image_size, 3), np.uint8),
+                  "state": gym.spaces.Box(-np.inf, np.inf, (self._state_size,), np.float32)}  # fmt: skip
+        if self._takes_goal:
+            spaces["goal"] = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
+        return gym.spaces.Dict(spaces)
 
     def as_a_robot_has(self, observation: dict[str, np.ndarray], rgb: np.ndarray) -> dict[str, np.ndarray]:
         """The ``robot`` mode's observation of a whole one (any mode) and an endoscope image: the

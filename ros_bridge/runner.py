@@ -166,7 +166,7 @@ class PolicyRunner:
         self.image_size = needs.get("image_size")
         # A vision policy sees what a robot has (obs_mode "robot"), the others the model's state too.
         self.sees_as_a_robot = needs.get("obs_mode") == "robot"
-        check_policy(self.policy, env_id, self._observation_space(env_id), self.env.action_space)
+        check_policy(self.policy, env_id, self._observation_space(), self.env.action_space)
         self.image: np.ndarray | None = None
         self.camera_info: Any = None  # the latest, until the camera is checked against the training camera
         self.camera_checked = not self.image_keys
@@ -198,14 +198,11 @@ class PolicyRunner:
             subscribe(transport, CAMERA, self._on_image)
             subscribe(transport, CAMERA_INFO, self._on_camera_info)
 
-    def _observation_space(self, env_id: str) -> gym.spaces.Dict:
+    def _observation_space(self) -> gym.spaces.Dict:
         """What the runner gives the policy: the model's state (or what a robot has of it), and the
         camera topic's images."""
         if self.sees_as_a_robot:
-            probe = gym.make(env_id, obs_mode="robot", image_size=self.image_size)
-            space = probe.observation_space
-            probe.close()
-            return space
+            return self.model.robot_observation_space(self.image_size)
         spaces = dict(self.env.observation_space.spaces)
         spaces.update({key: gym.spaces.Box(0, 255, (self.image_size, self.image_size, 3), np.uint8)
                        for key in self.image_keys})  # fmt: skip

@@ -87,8 +87,8 @@ def test_behaviour_cloning_brings_the_policy_to_the_demonstrated_actions(tmp_pat
     imitation.seed_normalizer(model, demos)
 
     def error() -> float:
-        tensors = imitation._tensors(model, demos.observations)
-        return float(((imitation._policy_action(model, tensors).detach().numpy() - demos.actions) ** 2).mean())
+        tensors = imitation.tensors(model, demos.observations)
+        return float(((imitation.policy_action(model, tensors).detach().numpy() - demos.actions) ** 2).mean())
 
     before = error()
     imitation.behaviour_clone(model, demos, steps=400, seed=0)

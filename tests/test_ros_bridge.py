@@ -562,72 +562,63 @@ def test_runner_drives_a_ros2_control_arm_with_joint_trajectories():
     np.testing.assert_allclose(trajectories[-1].points[0].positions, start, atol=1e-9)
 
 
-def test_runner_feeds_camera_images_to_a_pixel_policy():
-    seen = []
+class CameraPolicy:
+    """A policy that takes the camera's 40 px images (``obs_mode``), keeps what it is given and holds still."""
 
-    class PixelPolicy:
-        def __init__(self, obs_mode="rgb"):
-            self.env_kwargs = {"obs_mode": obs_mode, "image_size": 40}
+    def __init__(self, obs_mode="rgb", shapes=None):
+        self.env_kwargs = {"obs_mode": obs_mode, "image_size": 40}
+        if shapes is not None:
+            self.observation_shapes = shapes
+        self.seen = []
 
-        def reset(self):
-            pass
+    def reset(self):
+        pass
 
-        def __call__(self, observation):
-            seen.append(observation["rgb"])
-            return np.zeros(5, dtype=np.float32)
+    def __call__(self, observation):
+        self.seen.append(observation)
+        return np.zeros(5, dtype=np.float32)
 
+
+def _camera_pair(policy, fov_deg=None):
+    """A NeedleReach twin with its 40 px camera (of ``fov_deg`` if given) and a runner of
+    ``policy``, enabled, homed and after one twin tick."""
     bus = InProcessBus()
     twin = SimTwin(InProcessTransport(bus), REACH, DvrkProfile(), seed=1, camera=True, image_size=40)
-    runner = PolicyRunner(InProcessTransport(bus), REACH, PixelPolicy(), DvrkProfile(), SafetyShield())
+    if fov_deg is not None:
+        twin.model.scene.camera.fov_deg = fov_deg
+    runner = PolicyRunner(InProcessTransport(bus), REACH, policy, DvrkProfile(), SafetyShield())
     runner.request("enable")
     runner.request("home")
     twin.tick()
+    return twin, runner
+
+
+def test_runner_feeds_camera_images_to_a_pixel_policy():
+    policy = CameraPolicy()
+    twin, runner = _camera_pair(policy)
     assert runner.tick() == "sent"
-    np.testing.assert_array_equal(seen[0], twin.model.observe()["rgb"])
+    np.testing.assert_array_equal(policy.seen[0]["rgb"], twin.model.observe()["rgb"])
     with pytest.raises(ValueError, match="depth images"):
-        PolicyRunner(InProcessTransport(bus), REACH, PixelPolicy("rgbd"), DvrkProfile(), SafetyShield())
+        PolicyRunner(InProcessTransport(InProcessBus()), REACH, CameraPolicy("rgbd"), DvrkProfile(), SafetyShield())
     # A camera of another field of view: the images have the right size, and nothing is sent.
-    other = InProcessBus()
-    twin = SimTwin(InProcessTransport(other), REACH, DvrkProfile(), seed=1, camera=True, image_size=40)
-    twin.model.scene.camera.fov_deg = 50.0
-    runner = PolicyRunner(InProcessTransport(other), REACH, PixelPolicy(), DvrkProfile(), SafetyShield())
-    runner.request("enable")
-    runner.request("home")
-    twin.tick()
+    twin, runner = _camera_pair(CameraPolicy(), fov_deg=50.0)
     assert "fx 42.9, fy 42.9" in runner.tick() and "fx = fy 28.6" in runner.start_error and runner.sent == 0
 
 
 def test_runner_gives_a_vision_policy_what_a_robot_has_from_the_camera_and_the_joints():
     """A policy of obs_mode "robot" gets the camera topic's image, the arm's state from its measured
     joints and the operator's goal: what the twin's env gives in the robot mode, nothing else."""
-    seen = []
-
-    class VisionPolicy:
-        def __init__(self):
-            self.env_kwargs = {"obs_mode": "robot", "image_size": 40}
-            self.observation_shapes = {"rgb": (40, 40, 3), "state": (10,), "goal": (3,)}
-
-        def reset(self):
-            pass
-
-        def __call__(self, observation):
-            seen.append(observation)
-            return np.zeros(5, dtype=np.float32)
-
-    bus = InProcessBus()
-    twin = SimTwin(InProcessTransport(bus), REACH, DvrkProfile(), seed=1, camera=True, image_size=40)
-    runner = PolicyRunner(InProcessTransport(bus), REACH, VisionPolicy(), DvrkProfile(), SafetyShield())
-    runner.request("enable")
-    runner.request("home")
-    twin.tick()
+    policy = CameraPolicy("robot", {"rgb": (40, 40, 3), "state": (10,), "goal": (3,)})
+    twin, runner = _camera_pair(policy)
     assert runner.tick() == "sent"
     robot = SurgicalEnv(task="NeedleReach", obs_mode="robot", image_size=40)
     robot.reset(seed=1)
     expected = robot.observe()
-    assert set(seen[0]) == {"rgb", "state", "goal"}
-    np.testing.assert_array_equal(seen[0]["rgb"], twin.model.observe()["rgb"])
+    seen = policy.seen[0]
+    assert set(seen) == {"rgb", "state", "goal"}
+    np.testing.assert_array_equal(seen["rgb"], twin.model.observe()["rgb"])
     for key in ("state", "goal"):
-        np.testing.assert_allclose(seen[0][key], expected[key], atol=1e-6)
+        np.testing.assert_allclose(seen[key], expected[key], atol=1e-6)
     robot.close()
     runner.close()
     twin.close()
