@@ -43,7 +43,8 @@ MODEL, REPLAY_BUFFER, NORMALIZATION, CONFIG = "model.zip", "replay_buffer.pkl", 
 NORMALISED_MODES = ("state", "robot")  # observation modes whose state vectors a run normalises
 SET_NAME = re.compile(r"[0-9]{9}-\w+")  # a set's folder: its step count, then tempfile's random part
 # What surgisim writes in a run folder: none of it may be a link that leads out of the folder.
-RUN_PARTS = (MANIFEST, FOLDER, CONFIG, "command.txt", "eval.csv", "success.png", "final_policy.mp4", "tensorboard")
+RUN_PARTS = (MANIFEST, FOLDER, CONFIG, "command.txt", "dagger.csv", "eval.csv", "success.png", "final_policy.mp4",
+             "tensorboard")  # fmt: skip
 
 
 def normalised(settings: dict[str, Any]) -> bool:

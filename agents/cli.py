@@ -87,7 +87,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_demos_record(args: argparse.Namespace) -> int:
-    path = record_demos(args.env_id, args.out, args.policy, args.episodes, args.seed, args.obs_mode, args.force)
+    env_kwargs = {"image_size": args.image_size, **_randomization(args)}
+    path = record_demos(args.env_id, args.out, args.policy, args.episodes, args.seed, args.obs_mode, args.force,
+                        env_kwargs)  # fmt: skip
     print(f"wrote {args.episodes} episodes of {args.env_id} ({args.policy}, obs_mode={args.obs_mode}) to {path}")
     return 0
 
@@ -129,6 +131,7 @@ def cmd_teach(args: argparse.Namespace) -> int:
         randomize,
         args.run_dir,
         extractor=args.extractor,
+        tip_zoom=args.tip_zoom,
     )
     print(f"run folder: {run} (evaluate it with: surgisim evaluate {task_name(args.env_id)} --policy {run})")
     return 0
@@ -247,6 +250,9 @@ def _add_teach_command(commands: Any) -> None:
         choices=("cnn", "keypoints"),
         help="image features: cnn (SB3's NatureCNN, default) or keypoints (image positions)",
     )
+    teaching.add_argument("--tip-zoom", type=positive_number, metavar="ZOOM",
+                          help="also show the student the endoscope image magnified ZOOM times (1-16) around "
+                               "the reported tip (default: none)")  # fmt: skip
     teaching.add_argument("--seed", type=seed_type, default=0)
     teaching.add_argument("--run-dir", type=Path, help="new run folder (default runs/<Task>-dagger-seed<S>)")
     teaching.set_defaults(run=cmd_teach)
@@ -318,6 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo_commands = demos.add_subparsers(dest="demos_command", required=True)
     record = demo_commands.add_parser("record", help="record a policy's episodes to a Minari dataset")
     _add_rollout_arguments(record)
+    record.add_argument("--image-size", type=int, default=84, help="side of the images of an image --obs-mode, "
+                        "pixels (default 84)")  # fmt: skip
+    _add_randomization_arguments(record)
     record.add_argument("--out", type=Path, help="dataset directory; default: where minari.load_dataset finds it")
     record.add_argument("--force", action="store_true", help="replace a dataset that surgisim recorded at --out")
     record.set_defaults(run=cmd_demos_record)

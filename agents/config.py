@@ -85,6 +85,8 @@ SCHEMA: dict[str, tuple[Callable[[Any], bool], str, tuple[str, ...]]] = {
     "log_std_init": (_log_std, "a number from -5 to 1", ("ppo",)),
     "net_arch": (_layer_sizes, "a list of layer sizes", ALGORITHM_NAMES),
     "image_size": (_image_size, "an integer from 36 to 256", ALGORITHM_NAMES),
+    # A robot-mode policy's magnified view around the reported tip (the env's tip_zoom).
+    "tip_zoom": (lambda v: is_positive_number(v) and 1 <= v <= 16, "a number from 1 to 16", ALGORITHM_NAMES),
     # How images become features: SB3's NatureCNN, or image positions (surgisim.agents.extractors).
     "extractor": (lambda v: v in ("cnn", "keypoints"), "cnn or keypoints", ALGORITHM_NAMES),
     "reward_type": (lambda v: v in ("sparse", "dense"), "sparse or dense", ALGORITHM_NAMES),
@@ -136,7 +138,7 @@ RL_ZOO_KEYS = ("n_timesteps", "n_envs", "learning_rate", "buffer_size", "batch_s
                "learning_starts", "train_freq", "gradient_steps", "n_steps", "n_epochs", "gae_lambda",
                "clip_range", "ent_coef", "vf_coef", "max_grad_norm")  # fmt: skip
 SURGISIM_ONLY = ("eval_freq", "eval_episodes", "checkpoint_freq", "bc_steps", "bc_weight", "reward_type", "image_size",
-                 "extractor")  # fmt: skip
+                 "extractor", "tip_zoom")  # fmt: skip
 
 
 def to_rl_zoo(hyper: dict[str, Any]) -> dict[str, Any]:

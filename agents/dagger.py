@@ -14,6 +14,7 @@ halves each round, so that later rounds visit the states the student itself reac
 from __future__ import annotations
 
 import shlex
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -32,7 +33,7 @@ from surgisim.agents.evaluate import make_policy
 from surgisim.agents.imitation import actor_optimizer, normalised, policy_action
 from surgisim.agents.models import check_env_kwargs, make_env
 from surgisim.agents.train import Interrupt, build_model, new_run_dir
-from surgisim.envs import task_name
+from surgisim.envs import make_expert, task_name
 from surgisim.envs.files import check_writable
 
 
@@ -168,11 +169,12 @@ def dagger(env: gym.Env, teacher: Teacher, model: BaseAlgorithm, schedule: Sched
 
 
 class PolicyTeacher:
-    """A policy that sees the simulator's privileged state (``expert``, ``pretrained``, a run
-    folder or ``.onnx`` of a state policy) as a teacher."""
+    """A policy that sees the simulator's privileged state (``expert``: the scripted expert as it
+    acts for a student; ``pretrained``, a run folder or ``.onnx`` of a state policy) as a teacher."""
 
     def __init__(self, name: str, env: gym.Env) -> None:
-        self.name, self.policy = name, make_policy(name, env)
+        self.name = name
+        self.policy = make_expert(env, for_student=True) if name == "expert" else make_policy(name, env)
 
     def reset(self) -> None:
         self.policy.reset()
@@ -187,9 +189,10 @@ STUDENT_HYPERPARAMETERS = {"image_size": 64, "net_arch": [256, 256], "learning_r
 def teach(env_id: str, teacher: str = "expert", schedule: Schedule | None = None, seed: int = 0,
           image_size: int = 64, randomize: str | None = "appearance,kinematics,control",
           run_dir: Path | None = None, progress: Callable[[str], None] = print,
-          torch_threads: int = 1, extractor: str = "cnn") -> Path:  # fmt: skip
+          torch_threads: int = 1, extractor: str = "cnn", tip_zoom: float | None = None) -> Path:  # fmt: skip
     """Teach a student that sees what a robot has (``obs_mode="robot"``) from ``teacher`` by DAgger,
-    on envs randomised by ``randomize``; returns its run folder (a PPO run: ``evaluate``,
+    on envs randomised by ``randomize`` (with ``tip_zoom``, it also sees the magnified view around
+    the reported tip); returns its run folder (a PPO run: ``evaluate``,
     ``export`` and ``ros run`` take it as any other). A checkpoint is written after every round;
     Ctrl-C stops after the round in progress with the last one kept."""
     schedule = schedule or Schedule()
@@ -198,6 +201,7 @@ def teach(env_id: str, teacher: str = "expert", schedule: Schedule | None = None
         "image_size": image_size,
         "batch_size": schedule.batch_size,
         "extractor": extractor,
+        **({"tip_zoom": tip_zoom} if tip_zoom is not None else {}),
     }
     settings: dict[str, Any] = {
         "env_id": env_id, "algo": "ppo", "seed": seed, "obs_mode": "robot", "hyperparameters": hyper, "demos": None,
@@ -208,6 +212,7 @@ def teach(env_id: str, teacher: str = "expert", schedule: Schedule | None = None
     run_dir = check_writable(run_dir if run_dir is not None else new_run_dir(env_id, "dagger", seed), "run folder")
     if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
         raise FileExistsError(f"{run_dir} exists; choose another --run-dir")
+    made_folder = not run_dir.exists()
     torch.manual_seed(seed)
     torch.set_num_threads(torch_threads)
     env = make_env(settings)
@@ -221,6 +226,7 @@ def teach(env_id: str, teacher: str = "expert", schedule: Schedule | None = None
         command = ["surgisim", "teach", task_name(env_id), "--teacher", teacher, "--rounds", schedule.rounds,
                    "--episodes", schedule.episodes, "--epochs", schedule.epochs, "--image-size", image_size,
                    "--randomize", randomize or "none", "--extractor", extractor, "--seed", seed,
+                   *(["--tip-zoom", f"{tip_zoom:g}"] if tip_zoom is not None else []),
                    "--run-dir", run_dir.resolve()]  # fmt: skip
         (run_dir / "command.txt").write_text(shlex.join(str(word) for word in command) + "\n")
         rounds = run_dir / "dagger.csv"
@@ -241,6 +247,22 @@ def teach(env_id: str, teacher: str = "expert", schedule: Schedule | None = None
 
         with Interrupt() as interrupt:
             dagger(env, label, model, schedule, seed, on_round, stop=lambda: interrupt.requested)
+    except BaseException:
+        if run_dir.is_dir() and not (run_dir / checkpoint.MANIFEST).exists():
+            _remove_unfinished(run_dir, made_folder)
+        raise
     finally:
         env.close()
     return run_dir
+
+
+def _remove_unfinished(run_dir: Path, made_folder: bool) -> None:
+    """A run that failed before its first checkpoint leaves nothing: everything in its folder
+    (empty or absent when the run began) was written by it."""
+    for entry in run_dir.iterdir():
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    if made_folder:
+        run_dir.rmdir()

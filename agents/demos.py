@@ -2,7 +2,8 @@
 
 A recording rolls a policy out for seeded episodes and writes observations (in the env's
 ``obs_mode``), actions, rewards, terminations, truncations and the task metrics from ``info``
-into a Minari dataset directory. It is written beside its destination and moved into place
+into a Minari dataset directory, one episode at a time (an image recording never holds more
+than one episode in memory). It is written beside its destination and moved into place
 only when complete, so an interrupted recording leaves nothing half-written (and what a killed
 one left is removed by the next recording to the same path). An existing dataset is replaced
 only when asked to (``force``), and only if it is one that surgisim recorded.
@@ -67,8 +68,10 @@ def record_demos(
     seed: int = 0,
     obs_mode: str = "state",
     force: bool = False,
+    env_kwargs: dict[str, Any] | None = None,
 ) -> Path:
-    """Record ``episodes`` episodes (seeds ``seed``, ``seed + 1``, ...) to a Minari dataset at ``out``."""
+    """Record ``episodes`` episodes (seeds ``seed``, ``seed + 1``, ...) to a Minari dataset at
+    ``out``; ``env_kwargs``: further env arguments (image size, randomisation)."""
     from minari import create_dataset_from_buffers  # the demos extra
 
     if episodes < 1:
@@ -83,9 +86,11 @@ def record_demos(
                 f"{out} is not a dataset that surgisim recorded; --force replaces only those. "
                 "Choose another --out (nothing was changed)"
             )
-    env, actor = policy_env(env_id, policy, {"obs_mode": obs_mode}, fixed=("obs_mode",))
+    kwargs = {**(env_kwargs or {}), "obs_mode": obs_mode}
+    env, actor = policy_env(env_id, policy, kwargs, fixed=("obs_mode",))
     try:
-        buffers = [_rollout(env, actor, episode, seed + episode) for episode in range(episodes)]
+        # Minari's writer takes each episode from this generator as it is rolled out.
+        buffers = (_rollout(env, actor, episode, seed + episode) for episode in range(episodes))
         out.parent.mkdir(parents=True, exist_ok=True)
         remove_stale(out)
         staging = Path(tempfile.mkdtemp(prefix=staging_prefix(out), dir=out.parent))
@@ -99,7 +104,7 @@ def record_demos(
                     eval_env=env.spec,
                     algorithm_name=f"surgisim {policy}",
                     author=AUTHOR,
-                    description=f"{policy} demonstrations on {env_id} (obs_mode={obs_mode!r}, seeds from {seed})",
+                    description=f"{policy} demonstrations on {env_id} ({_arguments(kwargs)}, seeds from {seed})",
                     data_format="hdf5",
                     jpeg_encoding=False,  # lossless: depth and segmentation must survive
                 )
@@ -111,6 +116,10 @@ def record_demos(
     finally:
         env.close()
     return out
+
+
+def _arguments(kwargs: dict[str, Any]) -> str:
+    return ", ".join(f"{key}={value!r}" for key, value in kwargs.items() if value is not None)
 
 
 def _rollout(env: gym.Env, actor: Any, index: int, seed: int) -> Any:

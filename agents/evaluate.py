@@ -14,6 +14,22 @@ from surgisim.agents.pretrained import load_pretrained
 from surgisim.envs import make_expert  # importing surgisim.envs registers the environments
 
 
+class ScriptedExpert:
+    """The task's scripted expert as a policy of any observation mode: where the env shows only
+    what a robot has (``obs_mode="robot"``), it acts on what the simulator knows instead."""
+
+    def __init__(self, env: gym.Env) -> None:
+        self.env, self.expert = env.unwrapped, make_expert(env)
+
+    def reset(self) -> None:
+        self.expert.reset()
+
+    def __call__(self, observation: dict[str, np.ndarray]) -> np.ndarray:
+        if self.env.obs_mode == "robot":
+            observation = self.env.privileged_observation()
+        return self.expert(observation)
+
+
 def make_policy(name: str | Any, env: gym.Env) -> Any:
     """A callable ``policy(observation) -> action`` with a ``reset()`` method: ``"expert"``,
     ``"pretrained"`` (the shipped state policy), ``"vision"`` (the shipped policy that sees what a
@@ -22,7 +38,7 @@ def make_policy(name: str | Any, env: gym.Env) -> Any:
     if callable(name):
         return name
     if name == "expert":
-        return make_expert(env)
+        return ScriptedExpert(env)
     if name in ("pretrained", "vision"):
         return load_pretrained(env.spec.id, vision=name == "vision")
     if Path(name).suffix == ".onnx" and Path(name).is_file():

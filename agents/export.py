@@ -17,7 +17,7 @@ import torch
 from stable_baselines3.common.policies import BasePolicy
 
 from surgisim.agents.models import load_policy
-from surgisim.agents.onnx_policy import ENV_ID_KEY, IMAGE_KEYS, WRITER_KEY, OnnxPolicy
+from surgisim.agents.onnx_policy import ENV_ID_KEY, IMAGE_KEYS, TIP_ZOOM_KEY, WRITER_KEY, OnnxPolicy
 from surgisim.envs.files import atomic_write, check_writable
 
 __all__ = ["ExportedActor", "OnnxPolicy", "export_onnx"]
@@ -92,6 +92,8 @@ def export_onnx(run: Path, out: Path, force: bool = False) -> Path:
     batch = {key: {0: "batch"} for key in [*keys, "action"]}
 
     metadata = {WRITER_KEY: "surgisim export", **({ENV_ID_KEY: policy.env_id} if policy.env_id else {})}
+    if policy.env_kwargs.get("tip_zoom") is not None:
+        metadata[TIP_ZOOM_KEY] = f"{policy.env_kwargs['tip_zoom']:g}"
 
     def write(path: Path) -> None:
         with torch.no_grad():

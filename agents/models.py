@@ -62,8 +62,9 @@ def env_kwargs(settings: dict[str, Any]) -> dict[str, Any]:
     (``env_kwargs``: control, action frame, renderer, tool, randomisation)."""
     hyper = settings.get("hyperparameters", {})
     kwargs = {"obs_mode": settings.get("obs_mode", "state"), "reward_type": hyper.get("reward_type", "sparse")}
-    if "image_size" in hyper:
-        kwargs["image_size"] = hyper["image_size"]
+    for key in ("image_size", "tip_zoom"):
+        if key in hyper:
+            kwargs[key] = hyper[key]
     return {**kwargs, **settings.get("env_kwargs", {})}
 
 

@@ -10,9 +10,10 @@ import onnxruntime
 
 from surgisim.envs.core import OBS_MODES
 
-IMAGE_KEYS = ("rgb", "depth", "seg")
-# Metadata that ``surgisim export`` writes into the file: the env it was trained on, and who wrote it.
-ENV_ID_KEY, WRITER_KEY = "env_id", "surgisim.writer"
+IMAGE_KEYS = ("rgb", "depth", "seg", "tip_rgb")
+# Metadata that ``surgisim export`` writes into the file: the env it was trained on, who wrote it,
+# and the magnification of a robot-mode policy's tip view (which its input shape does not say).
+ENV_ID_KEY, WRITER_KEY, TIP_ZOOM_KEY = "env_id", "surgisim.writer", "surgisim.tip_zoom"
 
 
 class OnnxPolicy:
@@ -33,7 +34,13 @@ class OnnxPolicy:
         self.source = str(path)
         self.inputs = [item.name for item in inputs]
         self.env_kwargs = _observation_needs({item.name: item.shape for item in inputs})
-        self.env_id = self.session.get_modelmeta().custom_metadata_map.get(ENV_ID_KEY)
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        self.env_id = metadata.get(ENV_ID_KEY)
+        if "tip_rgb" in self.inputs:
+            if TIP_ZOOM_KEY not in metadata:
+                raise ValueError(f"{path}: the policy takes a tip view but the file does not say its magnification "
+                                 f"({TIP_ZOOM_KEY}); export it again with surgisim export")  # fmt: skip
+            self.env_kwargs["tip_zoom"] = float(metadata[TIP_ZOOM_KEY])
         self.observation_shapes = {item.name: tuple(item.shape[1:]) for item in inputs}
         self.action_shape = tuple(self.session.get_outputs()[0].shape[1:])
 

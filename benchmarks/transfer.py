@@ -1,6 +1,7 @@
 """Transfer: how much success survives appearances and kinematic errors never seen in training.
 
-Run: ``python benchmarks/transfer.py [--steps N] [--randomized-steps M] [--episodes E] [--parts pixels kinematics]``.
+Run: ``python benchmarks/transfer.py [--steps N] [--randomized-steps M] [--episodes E] [--parts pixels kinematics
+vision]``.
 
 ``pixels``: trains the EndoscopeTrack pixel policy (PPO from RGB only, the package's config, the
 same seed, 300k steps each) twice, without randomisation and with ``randomize="appearance"``,
@@ -15,6 +16,10 @@ can lean on depth would hide the gap.
 ``kinematics``: runs every shipped state policy on the nominal robot, under the kinematic errors
 of ``configs/randomize.yaml`` (about 3 mm at the tip, as a dVRK) and under the held-out ones
 (about 7 mm), none of which it was trained with.
+
+``vision``: for each task with a shipped vision policy (``--policy vision``, taught by DAgger
+from what a robot has), the state and the vision policy side by side on the nominal scene, under
+the training kinematic errors, the held-out ones, and the held-out appearance.
 
 Figures come from this run on this machine; episodes use seeds ``--seed`` onwards in every row.
 """
@@ -83,9 +88,23 @@ def kinematics(episodes: int, seed: int) -> None:
         print(f"| {env_id} | " + " | ".join(f"{rate:.2f}" for rate in rates) + " |", flush=True)
 
 
+def vision(episodes: int, seed: int) -> None:
+    print(f"State and vision policies, success over {episodes} episodes")
+    print("| task | policy | nominal | training errors (about 3 mm) | held-out errors (about 7 mm) | "
+          "held-out appearance |\n|---|---|---:|---:|---:|---:|")  # fmt: skip
+    conditions = ((None, None), ("kinematics", None), ("kinematics", HELD_OUT), ("appearance", HELD_OUT))
+    for env_id in available(vision=True):
+        for policy in ("pretrained", "vision"):
+            if policy == "pretrained" and env_id not in available():
+                continue
+            rates = [success(env_id, policy, episodes, seed, randomize, config) for randomize, config in conditions]
+            print(f"| {env_id} | {policy} | " + " | ".join(f"{rate:.2f}" for rate in rates) + " |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--parts", nargs="+", choices=("pixels", "kinematics"), default=["pixels", "kinematics"])
+    parser.add_argument("--parts", nargs="+", choices=("pixels", "kinematics", "vision"),
+                        default=["pixels", "kinematics", "vision"])  # fmt: skip
     parser.add_argument(
         "--steps", type=int, default=300_000, help="PPO steps of the pixel policy without randomisation"
     )
@@ -97,6 +116,8 @@ def main() -> None:
     args = parser.parse_args()
     if "kinematics" in args.parts:
         kinematics(args.episodes, args.seed)
+    if "vision" in args.parts:
+        vision(args.episodes, args.seed)
     if "pixels" in args.parts:
         pixels(args.runs, {None: args.steps, "appearance": args.randomized_steps}, args.episodes, args.seed)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
+import cv2
 import numpy as np
 
 from surgisim.envs.appearance import Light, pinhole_matrix
@@ -74,13 +75,16 @@ class Camera:
             self.labels = np.pad(self.labels, (0, body + 2 - len(self.labels)))
         self.labels[body + 1] = label
 
-    def render(self, pose: np.ndarray, size: int, depth: bool, seg: bool, light: Light | None = None
-               ) -> dict[str, np.ndarray]:  # fmt: skip
-        """``{"rgb": (H, W, 3)}`` plus ``"depth"`` and ``"seg"`` (H, W, 1) when asked, all uint8."""
+    def render(self, pose: np.ndarray, size: int, depth: bool, seg: bool, light: Light | None = None,
+               zoom: float = 1.0) -> dict[str, np.ndarray]:  # fmt: skip
+        """``{"rgb": (H, W, 3)}`` plus ``"depth"`` and ``"seg"`` (H, W, 1) when asked, all uint8;
+        ``zoom``: with the field of view narrowed that many times (``magnified_fov``)."""
         eye = pose[:3, 3]
         forward, down = pose[:3, 2], pose[:3, 1]
         view = self.sim.view_matrix(eye, eye + forward, -down)
-        rgb, depth_buffer, seg_ids = self.sim.render(view, self.projection, size, size, seg, light)
+        projection = self.projection if zoom == 1.0 else self.sim.projection_matrix(
+            magnified_fov(self.fov_deg, zoom), self.near, self.far)  # fmt: skip
+        rgb, depth_buffer, seg_ids = self.sim.render(view, projection, size, size, seg, light)
         images = {"rgb": rgb}
         if depth:
             images["depth"] = encode_depth(depth_buffer, self.near, self.far)[..., None]
@@ -103,3 +107,36 @@ class Camera:
         point = pose[:3, :3].T @ (point_world - pose[:3, 3])
         pixel = self.intrinsics(size) @ (point / point[2])
         return pixel[:2], float(point[2])
+
+
+def magnified_fov(fov_deg: float, zoom: float) -> float:
+    """The field of view (degrees) of a camera's image magnified ``zoom`` times about its centre."""
+    return float(np.rad2deg(2 * np.arctan(np.tan(np.deg2rad(fov_deg) / 2) / zoom)))
+
+
+def turned_towards(direction: np.ndarray) -> np.ndarray:
+    """The rotation (3x3, columns: the turned camera's axes in the camera's frame) that brings the
+    optical axis onto ``direction`` by the shortest turn."""
+    axis_z = np.asarray(direction, dtype=np.float64) / np.linalg.norm(direction)
+    axis = np.cross([0.0, 0.0, 1.0], axis_z)
+    sine, cosine = np.linalg.norm(axis), axis_z[2]
+    if sine < 1e-12:
+        return np.eye(3)
+    k = axis / sine
+    cross = np.array([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
+    return np.eye(3) + sine * cross + (1.0 - cosine) * cross @ cross
+
+
+def magnified(image: np.ndarray, intrinsics: np.ndarray, direction: np.ndarray, zoom: float, size: int,
+              fov_deg: float) -> np.ndarray:  # fmt: skip
+    """The ``size`` x ``size`` view of a camera turned towards ``direction`` (its frame) with a
+    ``zoom`` times narrower field of view, resampled from ``image`` (a pinhole image of
+    ``intrinsics`` and vertical field of view ``fov_deg``): on a robot, what the env renders for
+    ``tip_rgb``, cut from a finer camera image (best ``zoom`` times ``size`` wide: one of its
+    pixels to one of the view's)."""
+    turned = pinhole_matrix(size, magnified_fov(fov_deg, zoom))
+    # A pixel of the turned view is the ray K_t^-1 p in its frame, R K_t^-1 p in the camera's.
+    homography = np.asarray(intrinsics, dtype=np.float64) @ turned_towards(direction) @ np.linalg.inv(turned)
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    return cv2.warpPerspective(np.ascontiguousarray(image), homography, (size, size), flags=flags,
+                               borderMode=cv2.BORDER_REPLICATE)  # fmt: skip

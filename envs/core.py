@@ -23,6 +23,8 @@ Arguments
         ``"appearance,kinematics,control,observation"`` (see ``surgisim.envs.randomization``).
     randomize_config: the YAML of randomisation ranges (default: the package's
         ``configs/randomize.yaml``; copy and edit it).
+    tip_zoom: with ``obs_mode="robot"``, also ``tip_rgb``: the endoscope image magnified this many
+        times (1-16) around where the first driven arm reports its tip (default ``None``: no such view).
 
 Actions, all in [-1, 1], one block per driven arm in the task's order
     PSM, cartesian (5): tip translation (x, y, z) of up to 5 mm per step, a roll of the tool about
@@ -46,7 +48,11 @@ Observation (a dict; HER-ready)
     (the endoscope image), ``state`` (float32: each driven arm's state as the arm reports it, from its
     joints, with the observation noise) and, for tasks that take a goal from an operator, ``goal``
     (float32, the goal position, m). No pose of needle, tissue, anatomy or lesion, and no true arm
-    pose: under kinematic errors the reported state is where the joints say the tip is.
+    pose: under kinematic errors the reported state is where the joints say the tip is. With
+    ``tip_zoom``, ``tip_rgb`` (H, W, 3): the camera turned towards the reported tip, as the camera's
+    model (the ECM's joints) places it, its field of view ``tip_zoom`` times narrower; a robot cuts
+    it from a finer camera image (``surgisim.envs.camera.magnified``). Where the jaws and the needle
+    really are shows in it, a few millimetres off its centre under kinematic errors.
 
 Info
     ``is_success`` (bool), ``distance_mm`` (goal distance in mm) and ``cost`` (safety cost of
@@ -63,6 +69,7 @@ import numpy as np
 
 from surgisim.envs.appearance import through_the_endoscope
 from surgisim.envs.controllers import make_controller
+from surgisim.envs.documents import is_number
 from surgisim.envs.randomization import Disturbances, Episode, Randomizer
 from surgisim.envs.scene import TISSUE, Endoscope, Scene
 from surgisim.envs.sim import RENDERERS
@@ -84,6 +91,17 @@ REWARD_TYPES = ("sparse", "dense")
 CONTROLS = ("cartesian", "joint")
 ACTION_FRAMES = ("camera", "world")
 RENDER_MODES = (None, "rgb_array")
+
+
+def _checked_zoom(zoom: Any, obs_mode: str) -> float | None:
+    """``tip_zoom`` as a float, or a ``ValueError`` saying what it may be."""
+    if zoom is None:
+        return None
+    if obs_mode != "robot":
+        raise ValueError(f"tip_zoom={zoom!r} adds the magnified tip view to what a robot has; use obs_mode='robot'")
+    if not is_number(zoom) or not 1.0 <= float(zoom) <= 16.0:
+        raise ValueError(f"tip_zoom={zoom!r} is not supported; use a number from 1 to 16, or None")
+    return float(zoom)
 
 
 def _check_choice(name: str, value: Any, allowed: tuple) -> None:
@@ -110,6 +128,7 @@ class SurgicalEnv(gym.Env):
         tool: str = DEFAULT_TOOL,
         randomize: str | None = None,
         randomize_config: str | None = None,
+        tip_zoom: float | None = None,
     ) -> None:
         _check_choice("task", task, tuple(REGISTRY))
         _check_choice("obs_mode", obs_mode, tuple(OBS_MODES))
@@ -121,10 +140,11 @@ class SurgicalEnv(gym.Env):
         for name, size in (("image_size", image_size), ("render_size", render_size)):
             if not isinstance(size, int | np.integer) or isinstance(size, bool) or not 16 <= size <= 1024:
                 raise ValueError(f"{name}={size!r} is not supported; use an integer from 16 to 1024")
+        self.tip_zoom = _checked_zoom(tip_zoom, obs_mode)
         self._init_kwargs = dict(
             task=task, obs_mode=obs_mode, image_size=int(image_size), reward_type=reward_type, control=control,
             action_frame=action_frame, render_mode=render_mode, renderer=renderer, render_size=int(render_size),
-            tool=str(tool), randomize=randomize, randomize_config=randomize_config,
+            tool=str(tool), randomize=randomize, randomize_config=randomize_config, tip_zoom=self.tip_zoom,
         )  # fmt: skip
         self.randomizer = Randomizer(randomize, randomize_config)
         self.episode = Episode()
@@ -162,7 +182,8 @@ class SurgicalEnv(gym.Env):
         self._state_size = sum(len(arm.state()) for arm in self.arms)  # the reported arm states' part
         self._takes_goal = Goal in self.task.robot_inputs
         robot = obs_mode == "robot"
-        self.observation_space = self.robot_observation_space(self.image_size) if robot else gym.spaces.Dict(spaces)
+        self.observation_space = (self.robot_observation_space(self.image_size, self.tip_zoom) if robot
+                                  else gym.spaces.Dict(spaces))  # fmt: skip
 
     # -- episode ---------------------------------------------------------------------------------
 
@@ -354,7 +375,18 @@ class SurgicalEnv(gym.Env):
             images = through_the_endoscope(images, self.scene.look.fov_deg, episode.lens_distortion_k1,
                                            episode.blur_sigma_px, episode.image_noise_std, rng)  # fmt: skip
             observation.update({key: images[key] for key in keys})
+        if self.tip_zoom is not None:
+            view = {"rgb": self.scene.render_magnified(self.image_size, self.tip_direction(), self.tip_zoom)}
+            view = through_the_endoscope(view, self.scene.look.fov_deg, 0.0, episode.blur_sigma_px,
+                                         episode.image_noise_std, rng)  # fmt: skip
+            observation["tip_rgb"] = view["rgb"]
         return observation
+
+    def tip_direction(self) -> np.ndarray:
+        """Where the first driven arm reports its tip, seen from where the ECM reports the camera:
+        a direction in the camera's frame (both from joints, as a robot knows them)."""
+        camera = self.scene.ecm.model_tip_pose()
+        return camera[:3, :3].T @ (self.arms[0].model_tip_pose()[:3, 3] - camera[:3, 3])
 
     def privileged_observation(self) -> dict[str, np.ndarray]:
         """The state mode's observation, noise-free, whatever the ``obs_mode``: the task's features
@@ -366,23 +398,32 @@ class SurgicalEnv(gym.Env):
     def _shown(self, observation: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """What the env gives a policy of the whole observation: all of it, or in the ``robot``
         mode what a robot has."""
-        return self.as_a_robot_has(observation, observation["rgb"]) if self.obs_mode == "robot" else observation
+        if self.obs_mode != "robot":
+            return observation
+        return self.as_a_robot_has(observation, observation["rgb"], observation.get("tip_rgb"))
 
-    def robot_observation_space(self, image_size: int) -> gym.spaces.Dict:
-        """The ``robot`` mode's observation space with ``image_size`` images, whatever this env's mode."""
-        spaces = {"rgb": gym.spaces.Box(0, 255, (image_size, image_size, 3), np.uint8),
-                  "state": gym.spaces.Box(-np.inf, np.inf, (self._state_size,), np.float32)}  # fmt: skip
+    def robot_observation_space(self, image_size: int, tip_zoom: float | None = None) -> gym.spaces.Dict:
+        """The ``robot`` mode's observation space with ``image_size`` images (and the magnified one
+        with a ``tip_zoom``), whatever this env's mode."""
+        image = gym.spaces.Box(0, 255, (image_size, image_size, 3), np.uint8)
+        spaces = {"rgb": image, "state": gym.spaces.Box(-np.inf, np.inf, (self._state_size,), np.float32)}
         if self._takes_goal:
             spaces["goal"] = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
+        if tip_zoom is not None:
+            spaces["tip_rgb"] = image
         return gym.spaces.Dict(spaces)
 
-    def as_a_robot_has(self, observation: dict[str, np.ndarray], rgb: np.ndarray) -> dict[str, np.ndarray]:
+    def as_a_robot_has(self, observation: dict[str, np.ndarray], rgb: np.ndarray,
+                       tip_rgb: np.ndarray | None = None) -> dict[str, np.ndarray]:  # fmt: skip
         """The ``robot`` mode's observation of a whole one (any mode) and an endoscope image: the
-        image, the arms' reported state and, for a task that takes one, the operator's goal. The ROS 2
-        bridge gives a vision policy this, with the camera topic's image."""
+        image, the arms' reported state, for a task that takes one the operator's goal, and the
+        magnified view when given. The ROS 2 bridge gives a vision policy this, from the camera
+        topic's image."""
         shown = {"rgb": rgb, "state": observation["observation"][: self._state_size]}
         if self._takes_goal:
             shown["goal"] = observation["desired_goal"][:3]
+        if tip_rgb is not None:
+            shown["tip_rgb"] = tip_rgb
         return shown
 
     def _info(self, observation: dict[str, np.ndarray], cost: float) -> dict[str, Any]:

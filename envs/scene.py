@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from surgisim.envs.appearance import Light, colour_and_gain, texture_file
-from surgisim.envs.camera import CAMERA_FOV_DEG, Camera, SegLabel
+from surgisim.envs.camera import CAMERA_FOV_DEG, Camera, SegLabel, turned_towards
 from surgisim.envs.kinematics import shaft_angles
 from surgisim.envs.robots import ECM, PSM, Arm
 from surgisim.envs.sim import Sim
@@ -122,6 +122,13 @@ class Scene:
     def render(self, size: int, depth: bool = False, seg: bool = False) -> dict[str, np.ndarray]:
         """The endoscope's view, lit by ``look.light``."""
         return self.camera.render(self.camera_pose(), size, depth, seg, self.look.light)
+
+    def render_magnified(self, size: int, direction: np.ndarray, zoom: float) -> np.ndarray:
+        """The endoscope's RGB view turned towards ``direction`` (the camera's frame) and magnified
+        ``zoom`` times (``camera.magnified`` cuts the same view from a finer image)."""
+        pose = self.camera_pose()
+        pose[:3, :3] = pose[:3, :3] @ turned_towards(direction)
+        return self.camera.render(pose, size, False, False, self.look.light, zoom=zoom)["rgb"]
 
     def close(self) -> None:
         self.sim.close()

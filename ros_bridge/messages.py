@@ -32,6 +32,7 @@ OPERATING_STATE = "crtk_msgs/msg/OperatingState"
 STRING_STAMPED = "crtk_msgs/msg/StringStamped"
 EMPTY = "std_msgs/msg/Empty"
 IMAGE = "sensor_msgs/msg/Image"
+COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 FLOAT64_MULTI_ARRAY = "std_msgs/msg/Float64MultiArray"
 JOINT_TRAJECTORY = "trajectory_msgs/msg/JointTrajectory"
@@ -162,6 +163,34 @@ def image(pixels: np.ndarray, stamp: float, frame_id: str = "camera") -> Any:
     return message_class(IMAGE)(
         header(stamp, frame_id), height, width, encoding, 0, width * channels, pixels.reshape(-1)
     )
+
+
+def compressed_image(pixels: np.ndarray, stamp: float, frame_id: str = "camera") -> Any:
+    """A ``sensor_msgs/CompressedImage`` of H x W x 3 ``rgb8`` pixels as image_transport's
+    ``compressed`` plugin writes one in PNG mode (lossless): OpenCV's encoding of the BGR image,
+    format ``"rgb8; png compressed bgr8"``."""
+    import cv2
+
+    done, data = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(pixels, dtype=np.uint8), cv2.COLOR_RGB2BGR))
+    if not done:
+        raise ValueError("OpenCV could not encode the image as PNG")
+    return message_class(COMPRESSED_IMAGE)(header(stamp, frame_id), "rgb8; png compressed bgr8", data.reshape(-1))
+
+
+def compressed_image_array(message: Any) -> np.ndarray:
+    """The H x W x 3 uint8 RGB array of a colour ``CompressedImage`` from image_transport's
+    ``compressed`` plugin (JPEG or PNG; format e.g. ``"rgb8; jpeg compressed bgr8"``)."""
+    import cv2
+
+    codec = message.format.split(";")[-1].strip().split(" ")[0] if message.format else ""
+    if codec not in ("jpeg", "png") or "compressedDepth" in message.format:
+        raise ValueError(f"compressed image format {message.format!r} is not supported; use the compressed "
+                         "transport's jpeg or png of a colour image")  # fmt: skip
+    pixels = cv2.imdecode(np.asarray(message.data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if pixels is None or pixels.ndim != 3 or pixels.shape[2] != 3:
+        shape = "undecodable" if pixels is None else f"of shape {pixels.shape}"
+        raise ValueError(f"compressed image ({message.format}) is {shape}; the policy needs a colour image")
+    return cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
 
 
 def camera_info(matrix: np.ndarray, width: int, height: int, stamp: float, frame_id: str = "camera") -> Any:

@@ -24,11 +24,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import cv2
 import gymnasium as gym
 import numpy as np
 
 from surgisim.agents.evaluate import check_policy, make_policy
 from surgisim.envs import REGISTRY, task_name
+from surgisim.envs.camera import magnified
 from surgisim.envs.controllers import CONTROL_PERIOD
 from surgisim.envs.core import OBS_MODES
 from surgisim.envs.documents import read_yaml
@@ -40,7 +42,16 @@ from surgisim.ros_bridge import messages as msg
 from surgisim.ros_bridge.endpoints import Transport, subscribe
 from surgisim.ros_bridge.profiles import DVRK_JOINT_NAMES, Profile, dvrk_joint_names
 from surgisim.ros_bridge.shield import SafetyShield
-from surgisim.ros_bridge.world import CAMERA, CAMERA_INFO, SPIN_WAIT, Channel, Frame, channels_of, scene_layout
+from surgisim.ros_bridge.world import (
+    CAMERA,
+    CAMERA_COMPRESSED,
+    CAMERA_INFO,
+    SPIN_WAIT,
+    Channel,
+    Frame,
+    channels_of,
+    scene_layout,
+)
 
 LOG = logging.getLogger("surgisim.ros")
 
@@ -164,6 +175,8 @@ class PolicyRunner:
                 f"this policy needs {', '.join(self.image_keys)} images; the camera topic carries rgb only"
             )
         self.image_size = needs.get("image_size")
+        self.tip_zoom = needs.get("tip_zoom")  # a vision policy's magnified view around the reported tip
+        self.camera_size: int | None = None  # the camera's image side, once checked: image_size or a multiple
         # A vision policy sees what a robot has (obs_mode "robot"), the others the model's state too.
         self.sees_as_a_robot = needs.get("obs_mode") == "robot"
         check_policy(self.policy, env_id, self._observation_space(), self.env.action_space)
@@ -188,21 +201,27 @@ class PolicyRunner:
         self.last_measured: tuple[np.ndarray, float] | None = None  # position and robot stamp
         self.start_error = ""  # why the runner will not start (FK and measured_cp disagree)
         self.latencies: deque[float] = deque(maxlen=100_000)  # state arrival to command sent, seconds
+        # What a tick spends on the camera image (decoding it, shrinking it, cutting the tip view)
+        # and on the policy, seconds.
+        self.image_seconds: deque[float] = deque(maxlen=100_000)
+        self.policy_seconds: deque[float] = deque(maxlen=100_000)
+        self.decode_seconds = 0.0  # the latest image's decoding
         if scene_file is not None:
             self._read_scene(scene_file)
         for name, robot_input in self.inputs.items():
             if not robot_input.received:
                 channel = self.channels[name]
                 subscribe(transport, channel.topic, partial(self._on_input, robot_input, channel))
-        if self.image_keys:
-            subscribe(transport, CAMERA, self._on_image)
+        if self.image_keys:  # raw or image_transport's compressed: whichever the camera gives
+            subscribe(transport, CAMERA, partial(self._on_image, msg.image_array))
+            subscribe(transport, CAMERA_COMPRESSED, partial(self._on_image, msg.compressed_image_array))
             subscribe(transport, CAMERA_INFO, self._on_camera_info)
 
     def _observation_space(self) -> gym.spaces.Dict:
         """What the runner gives the policy: the model's state (or what a robot has of it), and the
         camera topic's images."""
         if self.sees_as_a_robot:
-            return self.model.robot_observation_space(self.image_size)
+            return self.model.robot_observation_space(self.image_size, self.tip_zoom)
         spaces = dict(self.env.observation_space.spaces)
         spaces.update({key: gym.spaces.Box(0, 255, (self.image_size, self.image_size, 3), np.uint8)
                        for key in self.image_keys})  # fmt: skip
@@ -211,9 +230,11 @@ class PolicyRunner:
     def _on_state(self) -> None:
         self.state_arrival = time.perf_counter()
 
-    def _on_image(self, message: Any) -> None:
+    def _on_image(self, pixels: Callable[[Any], np.ndarray], message: Any) -> None:
+        started = time.perf_counter()
         try:
-            self.image = msg.image_array(message)
+            self.image = pixels(message)
+            self.decode_seconds = time.perf_counter() - started
         except ValueError as error:
             LOG.warning("runner: camera image ignored: %s", error)
 
@@ -221,22 +242,43 @@ class PolicyRunner:
         self.camera_info = message
 
     def _check_camera(self) -> str | None:
-        """The camera must be the one the policy saw in training: its image size and intrinsics
-        (to 1 %), undistorted. ``None`` when it is, else why not."""
+        """The camera must be the one the policy saw in training, undistorted, its intrinsics to
+        1 %: images of the policy's size or a whole multiple of it (shrunk to the size); for a
+        tip-view policy at least ``tip_zoom`` times the size, so that the magnified view cut from
+        them has a camera pixel for each of its own. ``None`` when it is, else why not."""
         if self.camera_info is None:
             return f"waiting for {CAMERA_INFO.name}"
         info, size = self.camera_info, self.image_size
         matrix = np.asarray(info.k, dtype=np.float64).reshape(3, 3)
-        expected = self.model.endoscope.intrinsics(size)
-        if (info.width, info.height) == (size, size) and np.allclose(matrix, expected, rtol=0.01, atol=0.01 * size) \
-                and not np.any(np.asarray(info.d, dtype=np.float64)):  # fmt: skip
-            self.camera_checked = True
+        side, least = int(info.width), size * int(np.ceil(self.tip_zoom or 1))
+        expected = self.model.endoscope.intrinsics(side)
+        if side == info.height and side >= least and side % size == 0 and not np.any(np.asarray(info.d, dtype=float)) \
+                and np.allclose(matrix, expected, rtol=0.01, atol=0.01 * side):  # fmt: skip
+            self.camera_checked, self.camera_size = True, side
             return None
+        wanted = f"{size}x{size} or a multiple" if least == size else \
+            f"{least}x{least} or a larger multiple of {size} (for its {self.tip_zoom:g}x tip view)"  # fmt: skip
         return (f"{CAMERA_INFO.name} gives {info.width}x{info.height} images, fx {matrix[0, 0]:.1f}, fy "
                 f"{matrix[1, 1]:.1f}, cx {matrix[0, 2]:.1f}, cy {matrix[1, 2]:.1f} px, distortion {list(info.d)}; the "
-                f"policy was trained on {size}x{size} undistorted images of a {self.model.endoscope.fov_deg:g} "
-                f"degree camera (fx = fy {expected[0, 0]:.1f}, cx = cy {expected[0, 2]:.1f} px): resize, crop or "
-                "rectify the images to match; nothing was sent")  # fmt: skip
+                f"policy was trained on {wanted} undistorted images of a {self.model.endoscope.fov_deg:g} degree "
+                f"camera (at {side} px: fx = fy {expected[0, 0]:.1f}, cx = cy {expected[0, 2]:.1f} px): resize, crop "
+                "or rectify the images to match; nothing was sent")  # fmt: skip
+
+    def _images(self) -> tuple[np.ndarray, np.ndarray | None] | str:
+        """The policy's image from the camera's (shrunk to its size) and its magnified tip view,
+        or why there are none."""
+        side = self.camera_size
+        if self.image is None or self.image.shape != (side, side, 3):
+            got = "no camera image yet" if self.image is None else f"camera image {self.image.shape}"
+            return f"{got}; the policy needs ({side}, {side}, 3) as {CAMERA_INFO.name} says"
+        size, image = self.image_size, self.image
+        rgb = image if side == size else cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+        if self.tip_zoom is None:
+            return rgb, None
+        endoscope = self.model.endoscope
+        tip = magnified(image, endoscope.intrinsics(side), self.model.tip_direction(), self.tip_zoom, size,
+                        endoscope.fov_deg)  # fmt: skip
+        return rgb, tip
 
     def fresh(self) -> bool:
         """Whether a joint state has arrived since the last tick."""
@@ -270,11 +312,16 @@ class PolicyRunner:
             self.policy.reset()
 
     def _waiting(self) -> str | None:
-        """What the task still needs from the world before the first command."""
+        """What the policy still needs from the world before the first command (a vision
+        policy: only what the image does not show)."""
         for name, robot_input in self.inputs.items():
-            if not robot_input.received:
+            if not robot_input.received and not (self.sees_as_a_robot and robot_input.seen):
                 return f"waiting for {robot_input.wanted} on {self.channels[name].source}"
         return None
+
+    def _untracked(self) -> list[str]:
+        """The inputs not received: the model's goal distance is unknown without them."""
+        return [name for name, robot_input in self.inputs.items() if not robot_input.received]
 
     def request(self, command: str) -> None:
         """Send a state command (enable, home, ...) to every arm; profiles with an operating state only."""
@@ -318,23 +365,27 @@ class PolicyRunner:
         for arm in self.arms:
             arm.mirror()
         for robot_input in self.inputs.values():
-            robot_input.follow(self.model)
+            if robot_input.received:
+                robot_input.follow(self.model)
         observation = self.model.observe()
         self._track_progress(observation, now)
         if self.image_keys:
-            wanted = (self.image_size, self.image_size, 3)
-            if self.image is None or self.image.shape != wanted:
-                got = "no camera image yet" if self.image is None else f"camera image {self.image.shape}"
-                return f"{got}; the policy needs {wanted}"
+            started = time.perf_counter()
+            images = self._images()
+            if isinstance(images, str):
+                return images
+            self.image_seconds.append(self.decode_seconds + time.perf_counter() - started)
+            rgb, tip = images
             if self.sees_as_a_robot:
-                observation = self.model.as_a_robot_has(observation, self.image)
+                observation = self.model.as_a_robot_has(observation, rgb, tip)
             else:
-                observation["rgb"] = self.image
+                observation["rgb"] = rgb
         measured = [arm.arm.cp() for arm in self.arms]
         self._track_speed(measured[0][:3, 3])
-        decisions = []
-        for arm, pose, (tip, jaw) in zip(self.arms, measured, self.model.set_points(self.policy(observation)),
-                                         strict=True):  # fmt: skip
+        decisions, started = [], time.perf_counter()
+        action = self.policy(observation)
+        self.policy_seconds.append(time.perf_counter() - started)
+        for arm, pose, (tip, jaw) in zip(self.arms, measured, self.model.set_points(action), strict=True):
             target, jaw = self._paced(arm, pose, arm.arm.cp_from_tip(tip), jaw)
             decision = arm.shield.limit(pose, target, jaw)
             self.since_best.update(decision.clipped)
@@ -370,7 +421,13 @@ class PolicyRunner:
         return pose, jaw
 
     def _track_progress(self, observation: dict[str, np.ndarray], now: float) -> None:
-        """The goal distance from the measured state, and a stall when it no longer shrinks."""
+        """The goal distance from the measured state, and a stall when it no longer shrinks;
+        neither without every input (a vision policy's needle, untracked)."""
+        untracked = self._untracked()
+        if untracked:
+            self.progress = {"distance_mm": None, "is_success": False,
+                             "unknown": f"no {', '.join(untracked)} received, so no goal distance"}  # fmt: skip
+            return
         task, achieved, desired = self.model.task, observation["achieved_goal"], observation["desired_goal"]
         distance = float(task.distance(achieved, desired))
         self.progress = {"distance_mm": distance * 1000, "is_success": bool(task.is_success(achieved, desired))}
@@ -423,12 +480,15 @@ def run_policy(runner: PolicyRunner, rate: float, duration: float | None = None,
         due = max(due + period, time.monotonic() - period)
     elapsed = time.monotonic() - started
     latencies = np.array(runner.latencies) * 1000.0
+    image_ms, policy_ms = (np.array(seconds) * 1000.0 for seconds in (runner.image_seconds, runner.policy_seconds))
     return {
         "ticks": ticks,
         "previewed" if runner.dry_run else "sent": runner.sent,
         "rate_hz": ticks / elapsed if elapsed > 0 else 0.0,
         "latency_ms_median": float(np.median(latencies)) if latencies.size else None,
         "latency_ms_p99": float(np.percentile(latencies, 99)) if latencies.size else None,
+        "image_ms_median": float(np.median(image_ms)) if image_ms.size else None,
+        "policy_ms_median": float(np.median(policy_ms)) if policy_ms.size else None,
         "peak_commanded_speed_m_s": runner.peak_commanded_speed,
         "peak_measured_speed_m_s": runner.peak_measured_speed,
         **runner.progress,

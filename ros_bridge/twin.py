@@ -42,6 +42,7 @@ from surgisim.ros_bridge.profiles import (
 )
 from surgisim.ros_bridge.world import (
     CAMERA,
+    CAMERA_COMPRESSED,
     CAMERA_INFO,
     GOAL,
     INFO,
@@ -174,7 +175,7 @@ class SimTwin:
         self.inputs = [robot_input() for robot_input in self.model.task.robot_inputs]
         self.frame = Frame(self.arm.base, self.model.task_name, profile.base_frame)
         self.info: dict[str, Any] = {}
-        published = {GOAL, INFO, CAMERA, CAMERA_INFO, TF, ROBOT_DESCRIPTION,
+        published = {GOAL, INFO, CAMERA, CAMERA_COMPRESSED, CAMERA_INFO, TF, ROBOT_DESCRIPTION,
                      *(channel.topic for channel in self.channels.values())}  # fmt: skip
         self.publish = {topic.name: publisher(transport, topic) for topic in published}
         subscribe(transport, GOAL, self._on_goal)
@@ -245,6 +246,7 @@ class SimTwin:
         self._publish_inputs(per_episode=False, stamp=now)  # as a tracker would see them
         if self.camera:
             self.publish[CAMERA.name](msg.image(observation["rgb"], now))
+            self.publish[CAMERA_COMPRESSED.name](msg.compressed_image(observation["rgb"], now))
             size = self.model.image_size
             matrix = self.model.endoscope.intrinsics(size)
             self.publish[CAMERA_INFO.name](msg.camera_info(matrix, size, size, now))

@@ -25,6 +25,8 @@ TF = Topic("/tf", msg.TF_MESSAGE, QoS(reliable=True, depth=100))
 ROBOT_DESCRIPTION = Topic("/robot_description", msg.STRING, QOS_LATCHED)
 INFO = Topic("/surgisim/info", msg.STRING_STAMPED, QOS_LATCHED)
 CAMERA = Topic("/surgisim/camera/image_raw", msg.IMAGE, QOS_SENSOR)
+# image_transport's "compressed" topic beside the raw one, as a camera driver publishes it.
+CAMERA_COMPRESSED = Topic(CAMERA.name + "/compressed", msg.COMPRESSED_IMAGE, QOS_SENSOR)
 CAMERA_INFO = Topic("/surgisim/camera/camera_info", msg.CAMERA_INFO, QOS_SENSOR)  # beside each image, as ROS does
 # A tracker's needle pose in the arm's base frame; best effort, so that either kind of writer matches.
 NEEDLE = Topic("/surgisim/needle/measured_cp", msg.POSE_STAMPED, QOS_SENSOR)

@@ -118,15 +118,17 @@ def test_a_taught_student_is_a_run_that_evaluates_and_exports_with_its_image(tmp
     lines = []
     run = teach("surgisim/NeedleReach-v0", "expert", Schedule(rounds=2, episodes=2, epochs=1), seed=3,
                 image_size=48, randomize="appearance", run_dir=tmp_path / "student", progress=lines.append,
-                extractor="keypoints")  # fmt: skip
+                extractor="keypoints", tip_zoom=3)  # fmt: skip
     assert len(lines) == 2 and (run / "checkpoints").is_dir() and (run / "dagger.csv").is_file()
     command = (run / "command.txt").read_text().split()
     assert command[:3] == ["surgisim", "teach", "NeedleReach"] and "--randomize" in command
+    assert command[command.index("--tip-zoom") + 1] == "3"
     student = load_policy(run)
     assert student.normalizer is not None and sorted(student.normalizer.norm_obs_keys) == ["goal", "state"]
     exported = OnnxPolicy(export_onnx(run, tmp_path / "student.onnx"))
-    assert exported.env_kwargs == {"obs_mode": "robot", "image_size": 48}
-    env = gym.make("surgisim/NeedleReach-v0", obs_mode="robot", image_size=48, randomize="appearance")
+    assert exported.env_kwargs == {"obs_mode": "robot", "image_size": 48, "tip_zoom": 3.0}
+    assert set(exported.observation_shapes) == {"rgb", "tip_rgb", "state", "goal"}
+    env = gym.make("surgisim/NeedleReach-v0", obs_mode="robot", image_size=48, randomize="appearance", tip_zoom=3)
     observation, _ = env.reset(seed=11)
     for _ in range(5):
         np.testing.assert_allclose(exported(observation), student(observation), atol=1e-5)
@@ -134,6 +136,25 @@ def test_a_taught_student_is_a_run_that_evaluates_and_exports_with_its_image(tmp
     env.close()
     metrics = evaluate("surgisim/NeedleReach-v0", str(tmp_path / "student.onnx"), episodes=2, seed=500)
     assert metrics["episodes"] == 2
+
+
+def test_a_teach_that_fails_before_its_first_checkpoint_leaves_nothing(tmp_path, monkeypatch):
+    """A run that fails in its first round removes what it wrote: the folder it made, or the
+    contents of the empty folder it was given (which stays)."""
+    from surgisim.agents import dagger
+
+    def broken(self, env):
+        raise RuntimeError("the teacher broke")
+
+    monkeypatch.setattr(dagger.PolicyTeacher, "__call__", broken)
+    given = tmp_path / "given"
+    given.mkdir()
+    for run_dir in (tmp_path / "new" / "run", given):
+        with pytest.raises(RuntimeError, match="the teacher broke"):
+            dagger.teach("surgisim/NeedleReach-v0", "expert", Schedule(rounds=1, episodes=1, epochs=1),
+                         image_size=48, randomize=None, run_dir=run_dir, progress=lambda line: None)  # fmt: skip
+    assert not (tmp_path / "new" / "run").exists() and (tmp_path / "new").is_dir()
+    assert given.is_dir() and not any(given.iterdir())
 
 
 def test_spatial_softmax_finds_where_a_map_is_bright():

@@ -34,6 +34,33 @@ def test_record_and_load_round_trip(tmp_path):
     env.close()
 
 
+def test_an_image_recording_writes_each_episode_before_the_next(tmp_path, monkeypatch):
+    """Episodes stream into the file (memory holds one): when episode k is rolled out, k episodes
+    are on disk. Here what a robot has, under randomisation, by the expert (which reads the
+    simulator)."""
+    import h5py
+
+    from surgisim.agents import demos
+
+    on_disk, rollout = [], demos._rollout
+
+    def counted(env, actor, index, seed):
+        if index:
+            with h5py.File(next(tmp_path.glob("**/main_data.hdf5")), "r") as file:
+                on_disk.append(len(file.keys()))
+        return rollout(env, actor, index, seed)
+
+    monkeypatch.setattr(demos, "_rollout", counted)
+    path = record_demos("surgisim/NeedleReach-v0", tmp_path / "reach", episodes=3, obs_mode="robot",
+                        env_kwargs={"image_size": 48, "randomize": "appearance,kinematics"})  # fmt: skip
+    assert on_disk == [1, 2]
+    dataset = load_demos(path)
+    episode = next(dataset.iterate_episodes())
+    assert set(episode.observations) == {"rgb", "state", "goal"}
+    assert episode.observations["rgb"].shape[1:] == (48, 48, 3) and episode.infos["is_success"][-1]
+    assert dataset.spec.env_spec.kwargs["randomize"] == "appearance,kinematics"
+
+
 def test_load_dataset_by_id_from_the_minari_root(tmp_path, monkeypatch):
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
     record_demos("surgisim/NeedleReach-v0", episodes=2)

@@ -11,6 +11,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from conftest import ENV_IDS, assert_same, rollout
 from surgisim.envs import SegLabel, SurgicalEnv, depth_to_metres, make_expert
+from surgisim.envs.camera import turned_towards as magnified_axes
 from surgisim.envs.core import OBS_MODES
 from surgisim.envs.sim import software_gl
 from surgisim.envs.transforms import make_pose
@@ -323,6 +324,33 @@ def _move_privileged(env):
         layout = env.unwrapped.layout()
         env.unwrapped.set_layout({key: (np.array(value) + np.append([0.005, 0.005], np.zeros(np.shape(value)[-1] - 2)))
                                   .tolist() for key, value in layout.items()})  # fmt: skip
+
+
+def test_the_tip_view_is_the_camera_image_magnified_around_the_reported_tip():
+    """``tip_zoom`` adds ``tip_rgb``: the endoscope turned towards where the joints put the tip, its
+    field of view narrowed that many times. PyBullet's render of it matches what ``magnified`` cuts
+    from a four times finer image by the pinhole homography, and the instrument's jaws lie at its
+    centre; a zoom without the robot mode, or out of range, is refused."""
+    from surgisim.envs.camera import magnified
+
+    env = gym.make("surgisim/NeedlePick-v0", obs_mode="robot", image_size=48, tip_zoom=4)
+    observation, _ = env.reset(seed=3)
+    model = env.unwrapped
+    assert observation["tip_rgb"].shape == model.observation_space["tip_rgb"].shape == (48, 48, 3)
+    fov = model.endoscope.fov_deg
+    cut = magnified(model.scene.render(192)["rgb"], model.endoscope.intrinsics(192), model.tip_direction(), 4, 48,
+                    fov)  # fmt: skip
+    assert np.abs(cut.astype(int) - observation["tip_rgb"]).mean() < 4
+    wide = model.scene.render(48, seg=True)["seg"][..., 0] == SegLabel.INSTRUMENT
+    pose = model.scene.camera_pose()
+    pose[:3, :3] = pose[:3, :3] @ magnified_axes(model.tip_direction())
+    seg = model.scene.camera.render(pose, 48, False, True, zoom=4)["seg"][..., 0]
+    rows, columns = np.nonzero(seg == SegLabel.INSTRUMENT)
+    assert np.min(np.hypot(rows - 23, columns - 24)) <= 2 and len(rows) > 2 * wide.sum()  # the jaws, larger
+    for kwargs, problem in ((dict(tip_zoom=4), "obs_mode='robot'"), (dict(obs_mode="robot", tip_zoom=20), "1 to 16")):
+        with pytest.raises(ValueError, match=problem):
+            gym.make("surgisim/NeedlePick-v0", **kwargs)
+    env.close()
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)

@@ -18,3 +18,43 @@ def test_expert_success_over_100_seeded_episodes(env_id):
 def test_expert_works_under_joint_control(env_id):
     metrics = evaluate(env_id, "expert", episodes=20, seed=100, env_kwargs={"control": "joint"})
     assert metrics["success_rate"] >= 0.95
+
+
+def test_the_needle_pick_expert_for_a_student_takes_the_middle_without_turning_and_retries():
+    """``make_expert(env, for_student=True)``: the choices a student cannot see the reason for are
+    gone (no roll, the middle of the symmetric needle), it still succeeds, under kinematic errors
+    too, and jaws that closed on nothing open again before the next try."""
+    import gymnasium as gym
+    import numpy as np
+
+    from surgisim.envs import make_expert
+    from surgisim.envs.needle import NEEDLE_ARC
+    from surgisim.envs.tasks.needle_task import OPEN_JAW
+
+    for randomize in (None, "kinematics"):
+        env = gym.make("surgisim/NeedlePick-v0", randomize=randomize)
+        expert, successes = make_expert(env, for_student=True), 0
+        for seed in range(10):
+            observation, _ = env.reset(seed=seed)
+            expert.reset()
+            for _ in range(80):
+                action = expert(observation)
+                assert action[3] == 0.0  # no roll
+                held_before = env.unwrapped.task.grasp.held
+                observation, _, terminated, truncated, info = env.step(action)
+                if env.unwrapped.task.grasp.held and not held_before:
+                    grasp = np.linalg.inv(env.unwrapped.task.needle.pose()) @ env.unwrapped.arms[0].tip_pose()
+                    angle = np.arctan2(grasp[1, 3], grasp[0, 3]) % (2 * np.pi)
+                    assert abs(angle - NEEDLE_ARC / 2) < 0.3  # about the middle of the arc
+                if terminated or truncated:
+                    break
+            successes += info["is_success"]
+        assert successes == 10, randomize
+        env.close()
+    env = gym.make("surgisim/NeedlePick-v0")
+    env.reset(seed=0)
+    model, expert = env.unwrapped, make_expert(env, for_student=True)
+    model.arms[0].set_jaw(0.0)  # closed, holding nothing
+    model.arms[0].set_joints(model.arms[0].ik(model.arms[0].tip_pose()))
+    assert expert(model.privileged_observation())[4] == pytest.approx((np.rad2deg(OPEN_JAW) + 20) / 50 - 1, abs=1e-6)
+    env.close()

@@ -31,7 +31,7 @@ from surgisim.ros_bridge.runner import PolicyRunner
 from surgisim.ros_bridge.shield import SafetyShield, ShieldLimits, load_limits
 from surgisim.ros_bridge.transport import InProcessBus, InProcessTransport, make_transport
 from surgisim.ros_bridge.twin import SimTwin
-from surgisim.ros_bridge.world import GOAL
+from surgisim.ros_bridge.world import CAMERA, GOAL
 
 REACH = "surgisim/NeedleReach-v0"
 SAMPLES = {
@@ -43,6 +43,7 @@ SAMPLES = {
     msg.STRING_STAMPED: msg.string_stamped("home", 2.0),
     msg.EMPTY: msg.empty(),
     msg.IMAGE: msg.image(np.random.default_rng(0).integers(0, 256, (6, 5, 3), dtype=np.uint8), 4.0),
+    msg.COMPRESSED_IMAGE: msg.compressed_image(np.random.default_rng(1).integers(0, 256, (6, 5, 3), np.uint8), 4.0),
     msg.FLOAT64_MULTI_ARRAY: msg.float64_multi_array(np.arange(4.0)),
     msg.JOINT_TRAJECTORY: msg.joint_trajectory(list(PSM_JOINT_NAMES), np.zeros(6), 5.0, 0.01),
     msg.PARTICIPANT_ENTITIES_INFO: msg.participant_entities_info(bytes(range(16)), [("/", "n", [bytes(16)], [])]),
@@ -565,8 +566,8 @@ def test_runner_drives_a_ros2_control_arm_with_joint_trajectories():
 class CameraPolicy:
     """A policy that takes the camera's 40 px images (``obs_mode``), keeps what it is given and holds still."""
 
-    def __init__(self, obs_mode="rgb", shapes=None):
-        self.env_kwargs = {"obs_mode": obs_mode, "image_size": 40}
+    def __init__(self, obs_mode="rgb", shapes=None, tip_zoom=None):
+        self.env_kwargs = {"obs_mode": obs_mode, "image_size": 40, **({"tip_zoom": tip_zoom} if tip_zoom else {})}
         if shapes is not None:
             self.observation_shapes = shapes
         self.seen = []
@@ -579,11 +580,11 @@ class CameraPolicy:
         return np.zeros(5, dtype=np.float32)
 
 
-def _camera_pair(policy, fov_deg=None):
-    """A NeedleReach twin with its 40 px camera (of ``fov_deg`` if given) and a runner of
-    ``policy``, enabled, homed and after one twin tick."""
+def _camera_pair(policy, fov_deg=None, camera_size=40):
+    """A NeedleReach twin with its camera (of ``fov_deg`` if given) and a runner of ``policy``,
+    enabled, homed and after one twin tick."""
     bus = InProcessBus()
-    twin = SimTwin(InProcessTransport(bus), REACH, DvrkProfile(), seed=1, camera=True, image_size=40)
+    twin = SimTwin(InProcessTransport(bus), REACH, DvrkProfile(), seed=1, camera=True, image_size=camera_size)
     if fov_deg is not None:
         twin.model.scene.camera.fov_deg = fov_deg
     runner = PolicyRunner(InProcessTransport(bus), REACH, policy, DvrkProfile(), SafetyShield())
@@ -624,6 +625,74 @@ def test_runner_gives_a_vision_policy_what_a_robot_has_from_the_camera_and_the_j
     twin.close()
 
 
+def test_runner_cuts_a_vision_policys_tip_view_from_a_finer_camera():
+    """A policy that sees the tip view (tip_zoom 4) of 40 px images takes a 160 px camera: the
+    runner shrinks it for ``rgb`` and cuts the magnified view around the arm's reported tip, as
+    the env renders them; a camera of the policy's own size is refused with the size to give."""
+    shapes = {"rgb": (40, 40, 3), "state": (10,), "goal": (3,), "tip_rgb": (40, 40, 3)}
+    policy = CameraPolicy("robot", shapes, tip_zoom=4.0)
+    twin, runner = _camera_pair(policy, camera_size=160)
+    assert runner.tick() == "sent"
+    robot = SurgicalEnv(task="NeedleReach", obs_mode="robot", image_size=40, tip_zoom=4)
+    robot.reset(seed=1)
+    expected, seen = robot.observe(), policy.seen[0]
+    assert set(seen) == set(shapes)
+    for key in ("rgb", "tip_rgb"):  # shrunk or cut from 160 px against rendered at 40 px
+        assert np.abs(seen[key].astype(int) - expected[key]).mean() < 6, key
+    robot.close()
+    twin, small = _camera_pair(CameraPolicy("robot", shapes, tip_zoom=4.0), camera_size=40)
+    assert "160x160 or a larger multiple of 40 (for its 4x tip view)" in small.tick() and small.sent == 0
+    for each in (runner, small, twin):
+        each.close()
+
+
+def test_compressed_images_decode_as_image_transport_writes_them():
+    """image_transport's compressed plugin: OpenCV's JPEG or PNG of the BGR image, its format
+    "<encoding>; <codec> compressed bgr8"; a depth or mono image, or data that is no image, is refused."""
+    import cv2
+
+    rgb = np.zeros((32, 48, 3), dtype=np.uint8)
+    rgb[:16, :, 0], rgb[16:, :24, 1], rgb[16:, 24:, 2] = 200, 150, 250  # red top, green and blue below
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    make = msg.message_class(msg.COMPRESSED_IMAGE)
+    jpeg = make(msg.header(1.0), "rgb8; jpeg compressed bgr8", cv2.imencode(".jpg", bgr)[1].reshape(-1))
+    error = np.abs(msg.compressed_image_array(jpeg).astype(int) - rgb)  # lossy at the colour edges
+    assert error.mean() < 6 and error[4:12, 4:20].max() < 12 and error[20:28, 30:44].max() < 12
+    png = make(msg.header(1.0), "bgr8; png compressed bgr8", cv2.imencode(".png", bgr)[1].reshape(-1))
+    np.testing.assert_array_equal(msg.compressed_image_array(png), rgb)
+    np.testing.assert_array_equal(msg.compressed_image_array(msg.compressed_image(rgb, 1.0)), rgb)
+    depth = make(msg.header(1.0), "16UC1; compressedDepth png", png.data)
+    mono = make(msg.header(1.0), "mono8; png compressed mono8", cv2.imencode(".png", rgb[..., 0])[1].reshape(-1))
+    garbage = make(msg.header(1.0), "rgb8; jpeg compressed bgr8", np.arange(50, dtype=np.uint8))
+    for message, problem in ((depth, "not supported"), (mono, "colour image"), (garbage, "undecodable")):
+        with pytest.raises(ValueError, match=problem):
+            msg.compressed_image_array(message)
+
+
+def test_a_vision_policy_runs_from_the_compressed_image_without_a_needle_tracker():
+    """A vision policy finds the needle in the image: its runner waits only for the operator's goal,
+    takes image_transport's compressed image when no raw one comes, and says the goal distance is
+    unknown rather than computing one from a needle nobody tracked. A state policy waits for the tracker."""
+    pick = "surgisim/NeedlePick-v0"
+    bus = InProcessBus()
+    twin = SimTwin(InProcessTransport(bus), pick, DvrkProfile(), seed=2, camera=True, image_size=40)
+    twin.inputs = [robot_input for robot_input in twin.inputs if robot_input.name != "needle"]  # no tracker
+    twin.publish[CAMERA.name] = lambda message: None  # only the compressed transport
+    policy = CameraPolicy("robot", {"rgb": (40, 40, 3), "state": (10,), "goal": (3,)})
+    runner = PolicyRunner(InProcessTransport(bus), pick, policy, DvrkProfile(), SafetyShield())
+    state_runner = PolicyRunner(InProcessTransport(bus), pick, CameraPolicy("state"), DvrkProfile(), SafetyShield())
+    for each in (runner, state_runner):
+        each.request("enable")
+        each.request("home")
+    twin.tick()
+    assert runner.tick() == "sent"
+    np.testing.assert_array_equal(policy.seen[0]["rgb"], twin.model.observe()["rgb"])
+    assert runner.progress["distance_mm"] is None and "no needle received" in runner.progress["unknown"]
+    assert state_runner.tick() == "waiting for the needle's pose on /surgisim/needle/measured_cp"
+    for each in (runner, state_runner, twin):
+        each.close()
+
+
 def test_profiles_name_the_crtk_and_ros2_control_topics():
     profile = DvrkProfile("/PSM2", "servo_jp")
     assert profile.servo_jp.name == "/PSM2/servo_jp" and profile.servo_jp.qos == QOS_COMMAND
@@ -645,6 +714,25 @@ def _ros_env(domain):
     return env
 
 
+def test_the_shipped_vision_policy_reaches_from_the_twins_camera_over_dds():
+    """The vision NeedleReach policy, in its own process, sees the twin's camera over DDS (the
+    image, its camera info) and the arm's joints, and reaches the goal; the summary says what the
+    image and the policy cost a tick."""
+    env = _ros_env(68)
+    cli = [sys.executable, "-m", "surgisim.agents.cli", "ros"]
+    twin = subprocess.Popen([*cli, "twin", "NeedleReach", "--seed", "5", "--camera", "--image-size", "64",
+                             "--until-success", "--duration", "60", "--transport", "dds"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    runner = subprocess.run([*cli, "run", "NeedleReach", "--policy", "vision", "--enable", "--until-success",
+                             "--duration", "60", "--transport", "dds"], env=env, capture_output=True, text=True,
+                            timeout=120)  # fmt: skip
+    twin_out, twin_err = twin.communicate(timeout=60)
+    assert runner.returncode == 0, runner.stderr
+    summary = json.loads(runner.stdout.strip().splitlines()[-1])
+    assert summary["is_success"] and json.loads(twin_out.strip().splitlines()[-1])["is_success"], twin_err
+    assert summary["image_ms_median"] > 0 and summary["policy_ms_median"] > 0
+
+
 def test_twin_and_runner_in_separate_processes_complete_needle_reach_over_dds(tmp_path):
     env = _ros_env(63)
     cli = [sys.executable, "-m", "surgisim.agents.cli", "ros"]
@@ -660,6 +748,7 @@ def test_twin_and_runner_in_separate_processes_complete_needle_reach_over_dds(tm
     assert twin.returncode == 0, twin_err
     summary, result = json.loads(runner.stdout.strip().splitlines()[-1]), json.loads(twin_out.strip().splitlines()[-1])
     assert result["is_success"] and summary["sent"] > 0
+    assert summary["policy_ms_median"] > 0 and summary["image_ms_median"] is None  # a state policy: no image
     recorder.send_signal(2)  # Ctrl-C: the bag is finished and moved into place
     recorded = json.loads(recorder.communicate(timeout=60)[0].strip().splitlines()[-1])
     assert recorded["messages"]["/PSM1/servo_cp"] > 0 and recorded["messages"]["/PSM1/measured_js"] > 0

@@ -56,6 +56,7 @@ REGISTRY: dict[str, Registered] = {
 }
 
 
-def make_expert(env: gym.Env) -> Expert:
-    """The scripted expert of ``env``'s task (a surgisim env)."""
-    return REGISTRY[env.unwrapped.task_name].expert(env)
+def make_expert(env: gym.Env, for_student: bool = False) -> Expert:
+    """The scripted expert of ``env``'s task (a surgisim env); ``for_student``: the way of it that
+    a student seeing only images can copy (``Expert``)."""
+    return REGISTRY[env.unwrapped.task_name].expert(env, for_student=for_student)

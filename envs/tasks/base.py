@@ -160,8 +160,11 @@ class Expert:
     source of demonstrations. ``reset()`` at each episode start, then ``expert(observation) ->
     action`` in the env's control mode."""
 
-    def __init__(self, env: gym.Env) -> None:
+    def __init__(self, env: gym.Env, for_student: bool = False) -> None:
         self.env: ExpertEnv = env.unwrapped  # type: ignore[assignment]
+        # A teacher of a student that sees only images avoids choices the image cannot explain
+        # (a turn of the jaws the task does not need, which end of a symmetric needle to take).
+        self.for_student = for_student
         self.reset()
 
     def reset(self) -> None:

@@ -45,6 +45,9 @@ class RobotInput:
     wanted: ClassVar[str]  # what a runner waits for, e.g. "a goal"
     per_episode: ClassVar[bool] = False
     restarts: ClassVar[bool] = False
+    # In the endoscope image: a policy that sees what a robot has (obs_mode "robot") needs no
+    # source for it; a runner of one takes it when given, for the progress it reports.
+    seen: ClassVar[bool] = True
 
     def __init__(self) -> None:
         self.value: Any = None  # the latest value received
@@ -75,6 +78,7 @@ class Goal(RobotInput):
     description = "a goal position (m) an operator chooses"
     wanted = "a goal"
     per_episode = True
+    seen = False  # the operator's choice: nothing in the image says where
 
     def sense(self, env: SurgicalEnv) -> np.ndarray:
         return env.task.desired_goal(env.scene)[:3].astype(np.float64)

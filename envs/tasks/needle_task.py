@@ -199,6 +199,26 @@ def grasp_from_above(
     return env.action_toward(target, jaw=OPEN_JAW, roll=roll, arm=arm)
 
 
+def funnel_grasp(env: ExpertEnv, arm: int, angle: float, hover: float = 0.015, near: float = 0.001,
+                 far: float = 0.004) -> np.ndarray:  # fmt: skip
+    """Action for PSM number ``arm`` (jaws pointing down, at the heading they have) to take the
+    needle at arc ``angle`` as a student that sees only images can copy: open, come down a funnel
+    over that point (at ``hover`` while more than ``far`` away across, reaching the wire within
+    ``near``; never back up once inside it), close at the wire in one step from open jaws (jaws
+    that closed on nothing open again first). Jaws opened 60 degrees take a wire some
+    millimetres off their centre line, at any angle to them, so no turn or sharp threshold is
+    needed."""
+    grasp_tip = env.task.needle.points(np.array([angle]))[0] - np.array([0.0, 0.0, NEEDLE_WIRE_RADIUS])
+    offset = env.arms[arm].tip_pose()[:3, 3] - grasp_tip
+    across = float(np.linalg.norm(offset[:2]))
+    if across < far and offset[2] < 0.0003 and env.arms[arm].jaw > OPEN_JAW / 2:
+        return env.action_toward(grasp_tip, jaw=JAW_LIMITS[0], arm=arm)
+    height = hover * float(np.clip((across - near) / (far - near), 0.0, 1.0))
+    if across < far:
+        height = min(height, max(float(offset[2]), 0.0))
+    return env.action_toward(grasp_tip + np.array([0.0, 0.0, height]), jaw=OPEN_JAW, arm=arm)
+
+
 def drive_along_arc(env: ExpertEnv, angle: float) -> np.ndarray:
     """Action that turns the needle held by PSM1 by ``angle`` about its own axis, so that it moves
     along its arc (through the tissue without damage)."""
