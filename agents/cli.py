@@ -16,7 +16,15 @@ from surgisim.agents.demos import record_demos
 from surgisim.agents.evaluate import evaluate
 from surgisim.agents.pretrained import available
 from surgisim.envs import task_name
-from surgisim.envs.arguments import env_id_type, fraction, positive_int, positive_number, seed_type
+from surgisim.envs.arguments import (
+    env_id_type,
+    fraction,
+    non_negative_int,
+    non_negative_number,
+    positive_int,
+    positive_number,
+    seed_type,
+)
 from surgisim.envs.core import CONTROLS, OBS_MODES
 from surgisim.envs.documents import DocumentError, parse_yaml
 from surgisim.envs.files import VIDEO_SUFFIXES, check_writable, free_path, video_writer
@@ -120,7 +128,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_teach(args: argparse.Namespace) -> int:
     from surgisim.agents.dagger import Schedule, teach  # torch and SB3: loaded only to teach
 
-    schedule = Schedule(rounds=args.rounds, episodes=args.episodes, epochs=args.epochs)
+    schedule = Schedule(rounds=args.rounds, episodes=args.episodes, epochs=args.epochs, shift=args.shift,
+                        switch_weight=args.switch_weight)  # fmt: skip
     randomize = None if args.randomize == "none" else args.randomize
     run = teach(
         args.env_id,
@@ -250,6 +259,11 @@ def _add_teach_command(commands: Any) -> None:
         choices=("cnn", "keypoints"),
         help="image features: cnn (SB3's NatureCNN, default) or keypoints (image positions)",
     )
+    teaching.add_argument("--shift", type=non_negative_int, default=4, metavar="PX",
+                          help="images move by up to PX pixels in training, as in DrQ (default 4)")  # fmt: skip
+    teaching.add_argument("--switch-weight", type=non_negative_number, default=0.0, metavar="W",
+                          help="weigh a state where the teacher's action jumps (closing the jaws) 1 + W x the jump "
+                               "(default 0: all states alike)")  # fmt: skip
     teaching.add_argument("--tip-zoom", type=positive_number, metavar="ZOOM",
                           help="also show the student the endoscope image magnified ZOOM times (1-16) around "
                                "the reported tip (default: none)")  # fmt: skip

@@ -57,6 +57,10 @@ class Schedule:
     batch_size: int = 128
     shift: int = 4  # pixels: images move by up to this many in x and y (DrQ: 4 at 84 px)
     beta_decay: float = 0.5  # the teacher's share: 1 in round 0, then times this per round
+    # Weight of a state where the teacher's action jumps (a phase's end: descend, close the
+    # jaws): 1 + switch_weight x the largest change of any action number from the step before.
+    # Such states are few, and a regression that averages them away never closes the jaws.
+    switch_weight: float = 0.0
 
     def beta(self, round_index: int) -> float:
         return self.beta_decay**round_index
@@ -69,17 +73,21 @@ class Dataset:
 
     observations: dict[str, list[np.ndarray]] = field(default_factory=dict)
     actions: list[np.ndarray] = field(default_factory=list)
+    weights: list[float] = field(default_factory=list)
 
-    def add(self, observation: dict[str, np.ndarray], action: np.ndarray) -> None:
+    def add(self, observation: dict[str, np.ndarray], action: np.ndarray, weight: float = 1.0) -> None:
         for key, value in observation.items():
             self.observations.setdefault(key, []).append(np.array(value))
         self.actions.append(np.asarray(action, dtype=np.float32))
+        self.weights.append(float(weight))
 
     def __len__(self) -> int:
         return len(self.actions)
 
-    def arrays(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        return {key: np.stack(values) for key, values in self.observations.items()}, np.stack(self.actions)
+    def arrays(self) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+        """The observations, actions and weights, stacked."""
+        observations = {key: np.stack(values) for key, values in self.observations.items()}
+        return observations, np.stack(self.actions), np.asarray(self.weights, dtype=np.float32)
 
 
 def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
@@ -108,7 +116,7 @@ def _update_statistics(model: BaseAlgorithm, data: Dataset, start: int) -> None:
 
 def fit_student(model: BaseAlgorithm, data: Dataset, schedule: Schedule, generator: torch.Generator) -> float:
     """``schedule.epochs`` passes of behaviour cloning over ``data``; returns the last epoch's mean loss."""
-    observations, actions = data.arrays()
+    observations, actions, weights = data.arrays()
     observations = normalised(model, observations)
     images, policy, optimizer = _image_keys(model), model.policy, actor_optimizer(model)
     policy.set_training_mode(True)
@@ -121,7 +129,9 @@ def fit_student(model: BaseAlgorithm, data: Dataset, schedule: Schedule, generat
             batch = policy.obs_to_tensor({key: value[index] for key, value in observations.items()})[0]
             for key in images:
                 batch[key] = random_shift(batch[key], schedule.shift, generator)
-            loss = torch.mean((policy_action(model, batch) - torch.as_tensor(actions[index])) ** 2)
+            errors = torch.mean((policy_action(model, batch) - torch.as_tensor(actions[index])) ** 2, dim=1)
+            weight = torch.as_tensor(weights[index])
+            loss = torch.sum(weight * errors) / torch.sum(weight)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -147,10 +157,12 @@ def dagger(env: gym.Env, teacher: Teacher, model: BaseAlgorithm, schedule: Sched
             observation, info = env.reset(seed=seed + episode)
             teacher.reset()
             episode += 1
-            done = False
+            done, previous = False, None
             while not done:
                 label = teacher(env)
-                data.add(observation, label)
+                jump = 0.0 if previous is None else float(np.max(np.abs(label - previous)))
+                data.add(observation, label, 1.0 + schedule.switch_weight * jump)
+                previous = label
                 if rng.random() < beta:
                     action = label
                 else:
@@ -227,6 +239,8 @@ def teach(env_id: str, teacher: str = "expert", schedule: Schedule | None = None
                    "--episodes", schedule.episodes, "--epochs", schedule.epochs, "--image-size", image_size,
                    "--randomize", randomize or "none", "--extractor", extractor, "--seed", seed,
                    *(["--tip-zoom", f"{tip_zoom:g}"] if tip_zoom is not None else []),
+                   *(["--switch-weight", f"{schedule.switch_weight:g}"] if schedule.switch_weight else []),
+                   *(["--shift", schedule.shift] if schedule.shift != Schedule.shift else []),
                    "--run-dir", run_dir.resolve()]  # fmt: skip
         (run_dir / "command.txt").write_text(shlex.join(str(word) for word in command) + "\n")
         rounds = run_dir / "dagger.csv"

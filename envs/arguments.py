@@ -18,20 +18,21 @@ def env_id_type(value: str) -> str:
     raise argparse.ArgumentTypeError(f"unknown environment {value!r}; choose from {', '.join(ids)}")
 
 
+def _integer_from(value: str, low: int, rule: str) -> int:
+    number = int(value)
+    if number < low:
+        raise argparse.ArgumentTypeError(f"{rule} {low}, got {number}")
+    return number
+
+
 def seed_type(value: str) -> int:
     """A seed: an integer from 0 (as Gymnasium and NumPy take them)."""
-    number = int(value)
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"a seed is an integer from 0, got {number}")
-    return number
+    return _integer_from(value, 0, "a seed is an integer from")
 
 
 def positive_int(value: str) -> int:
     """A count: an integer from 1."""
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
-    return number
+    return _integer_from(value, 1, "must be at least")
 
 
 def positive_number(value: str) -> float:
@@ -39,6 +40,19 @@ def positive_number(value: str) -> float:
     number = float(value)
     if not (math.isfinite(number) and number > 0):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {value}")
+    return number
+
+
+def non_negative_int(value: str) -> int:
+    """An integer from 0 (pixels)."""
+    return _integer_from(value, 0, "must be an integer from")
+
+
+def non_negative_number(value: str) -> float:
+    """A finite number from 0 (a weight)."""
+    number = float(value)
+    if not (math.isfinite(number) and number >= 0):
+        raise argparse.ArgumentTypeError(f"must be a number from 0, got {value}")
     return number
 
 

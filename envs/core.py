@@ -156,6 +156,9 @@ class SurgicalEnv(gym.Env):
         self.metadata = {**self.metadata}  # per instance, not the shared class dict
         self.task_name = task  # its key in the registry
         self.task: Task = REGISTRY[task].task()
+        if self.tip_zoom is not None and self.task.arms[0] == "ecm":
+            raise ValueError(f"tip_zoom={self.tip_zoom:g}: {task} drives the endoscope itself, so there is no "
+                             "instrument tip to magnify; leave tip_zoom out")  # fmt: skip
         self.scene = Scene(renderer, load_tool(str(tool)))
         self.endoscope = Endoscope(self.scene)
         self.task.build(self.scene)

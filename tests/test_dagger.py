@@ -42,12 +42,12 @@ class Teacher:
 teacher = Teacher()
 
 
-def _run(seed, rounds=3):
+def _run(seed, rounds=3, switch_weight=0.0):
     env = Line()
     model = PPO("MultiInputPolicy", env, seed=0, learning_rate=3e-3, policy_kwargs={"net_arch": [32, 32]})
     summaries = []
-    data = dagger(env, teacher, model, Schedule(rounds=rounds, episodes=8, epochs=80, batch_size=32, shift=0),
-                  seed, on_round=lambda _, summary: summaries.append(summary))  # fmt: skip
+    schedule = Schedule(rounds=rounds, episodes=8, epochs=80, batch_size=32, shift=0, switch_weight=switch_weight)
+    data = dagger(env, teacher, model, schedule, seed, on_round=lambda _, summary: summaries.append(summary))
     return model, data, summaries
 
 
@@ -58,8 +58,9 @@ def test_dagger_teaches_a_student_the_teachers_answer_on_the_states_it_reaches()
     grid = np.linspace(-1.0, 1.0, 21, dtype=np.float32)
     predicted = np.array([model.predict({"position": [x]}, deterministic=True)[0][0] for x in grid])
     np.testing.assert_allclose(predicted, np.clip(-3.0 * grid, -1, 1), atol=0.1)
-    observations, actions = data.arrays()
+    observations, actions, weights = data.arrays()
     np.testing.assert_allclose(actions[:, 0], np.clip(-3.0 * observations["position"][:, 0], -1, 1), atol=1e-6)
+    assert np.all(weights == 1.0)
     assert summaries[-1]["success_rate"] == 1.0  # the student's own episodes reach home
     # Round 0 is the teacher's alone: its first episode is the teacher's own rollout from seed 1.
     env, rollout = Line(), []
@@ -70,6 +71,21 @@ def test_dagger_teaches_a_student_the_teachers_answer_on_the_states_it_reaches()
         observation, _, terminated, truncated, _ = env.step(teacher(env))
         done = terminated or truncated
     np.testing.assert_array_equal(observations["position"][: len(rollout), 0], rollout)
+
+
+def test_a_state_where_the_teachers_action_jumps_weighs_more():
+    """With ``switch_weight`` W a state weighs 1 + W x the largest change of the teacher's action
+    from the state before it in its episode (1 at an episode's start); without, all weigh 1."""
+    _, plain, _ = _run(seed=2, rounds=1)
+    assert set(plain.weights) == {1.0}
+    _, data, _ = _run(seed=2, rounds=1, switch_weight=5.0)
+    actions, weights = data.arrays()[1][:, 0], data.arrays()[2]
+    starts = [i for i in range(len(actions)) if i == 0 or data.observations["position"][i][0] != data.observations[
+        "position"][i - 1][0] + 0.2 * actions[i - 1]]  # fmt: skip
+    for i in range(len(actions)):
+        jump = 0.0 if i in starts else abs(actions[i] - actions[i - 1])
+        assert weights[i] == pytest.approx(1.0 + 5.0 * jump, rel=1e-5)
+    assert max(weights) > 2.0
 
 
 def test_dagger_repeats_exactly_from_its_seed():
@@ -99,7 +115,8 @@ def test_a_dataset_keeps_what_it_was_given_in_order():
     data = Dataset()
     for i in range(3):
         data.add({"a": np.full(2, i), "b": np.full((2, 2), -i)}, np.array([i], dtype=np.float32))
-    observations, actions = data.arrays()
+    observations, actions, weights = data.arrays()
+    np.testing.assert_array_equal(weights, [1.0, 1.0, 1.0])
     assert len(data) == 3 and observations["a"].shape == (3, 2) and observations["b"].shape == (3, 2, 2)
     np.testing.assert_array_equal(actions[:, 0], [0, 1, 2])
     with pytest.raises(ValueError):

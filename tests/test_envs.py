@@ -350,6 +350,8 @@ def test_the_tip_view_is_the_camera_image_magnified_around_the_reported_tip():
     for kwargs, problem in ((dict(tip_zoom=4), "obs_mode='robot'"), (dict(obs_mode="robot", tip_zoom=20), "1 to 16")):
         with pytest.raises(ValueError, match=problem):
             gym.make("surgisim/NeedlePick-v0", **kwargs)
+    with pytest.raises(ValueError, match="drives the endoscope itself"):
+        gym.make("surgisim/EndoscopeTrack-v0", obs_mode="robot", tip_zoom=4)
     env.close()
 
 
