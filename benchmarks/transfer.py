@@ -1,7 +1,7 @@
 """Transfer: how much success survives appearances and kinematic errors never seen in training.
 
 Run: ``python benchmarks/transfer.py [--steps N] [--randomized-steps M] [--episodes E] [--parts pixels kinematics
-vision]``.
+vision seeds] [--seeds 3]``.
 
 ``pixels``: trains the EndoscopeTrack pixel policy (PPO from RGB only, the package's config, the
 same seed, 300k steps each) twice, without randomisation and with ``randomize="appearance"``,
@@ -21,6 +21,11 @@ of ``configs/randomize.yaml`` (about 3 mm at the tip, as a dVRK) and under the h
 from what a robot has), the state and the vision policy side by side on the nominal scene, under
 the training kinematic errors, the held-out ones, and the held-out appearance.
 
+``seeds``: students of ``--seeds-task`` taught with the shipped card's settings from training
+seeds 0 to ``--seeds`` - 1 (into ``runs/transfer/``; a finished one is reused), each evaluated
+in the same four conditions; per condition the interquartile mean over the seeds with its 95 %
+bootstrap interval (``surgisim.agents.stats``).
+
 Figures come from this run on this machine; episodes use seeds ``--seed`` onwards in every row.
 """
 
@@ -30,8 +35,11 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
+
 from surgisim.agents.evaluate import evaluate
-from surgisim.agents.pretrained import available
+from surgisim.agents.pretrained import available, card
+from surgisim.agents.stats import bootstrap_ci, iqm
 from surgisim.agents.train import train
 from surgisim.envs.randomization import config_path
 
@@ -92,19 +100,50 @@ def vision(episodes: int, seed: int) -> None:
     print(f"State and vision policies, success over {episodes} episodes")
     print("| task | policy | nominal | training errors (about 3 mm) | held-out errors (about 7 mm) | "
           "held-out appearance |\n|---|---|---:|---:|---:|---:|")  # fmt: skip
-    conditions = ((None, None), ("kinematics", None), ("kinematics", HELD_OUT), ("appearance", HELD_OUT))
     for env_id in available(vision=True):
         for policy in ("pretrained", "vision"):
             if policy == "pretrained" and env_id not in available():
                 continue
-            rates = [success(env_id, policy, episodes, seed, randomize, config) for randomize, config in conditions]
+            rates = [success(env_id, policy, episodes, seed, randomize, config) for randomize, config in CONDITIONS]
             print(f"| {env_id} | {policy} | " + " | ".join(f"{rate:.2f}" for rate in rates) + " |", flush=True)
+
+
+CONDITIONS = ((None, None), ("kinematics", None), ("kinematics", HELD_OUT), ("appearance", HELD_OUT))
+
+
+def student_run(root: Path, env_id: str, seed: int) -> Path:
+    """A student taught as the shipped vision policy's card says, from training seed ``seed``."""
+    from surgisim.agents.dagger import Schedule, teach
+
+    run_dir = root / f"{env_id.removeprefix('surgisim/').removesuffix('-v0')}-dagger-seed{seed}"
+    if (run_dir / "checkpoint.json").exists():
+        return run_dir
+    shipped = card(env_id, vision=True)
+    taught = shipped["teacher"]
+    schedule = Schedule(**{key: value for key, value in taught.items() if key != "policy"})
+    hyper = shipped["hyperparameters"]
+    return teach(env_id, taught["policy"], schedule, seed, hyper["image_size"], shipped["randomize"], run_dir,
+                 extractor=hyper.get("extractor", "cnn"), tip_zoom=hyper.get("tip_zoom"))  # fmt: skip
+
+
+def seeds(root: Path, env_id: str, count: int, episodes: int, seed: int) -> None:
+    print(f"{env_id} students over training seeds 0-{count - 1}, success over {episodes} episodes each")
+    rates = np.array([[success(env_id, str(student_run(root, env_id, training)), episodes, seed, randomize, config)
+                       for randomize, config in CONDITIONS] for training in range(count)])  # fmt: skip
+    print("| condition | per seed | IQM | 95 % interval |\n|---|---|---:|---:|")
+    names = ("nominal", "training errors (about 3 mm)", "held-out errors (about 7 mm)", "held-out appearance")
+    for name, column in zip(names, rates.T, strict=True):
+        low, high = bootstrap_ci(column)
+        per_seed = " ".join(f"{rate:.2f}" for rate in column)
+        print(f"| {name} | {per_seed} | {iqm(column):.2f} | [{low:.2f}, {high:.2f}] |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--parts", nargs="+", choices=("pixels", "kinematics", "vision"),
-                        default=["pixels", "kinematics", "vision"])  # fmt: skip
+    parser.add_argument("--parts", nargs="+", choices=("pixels", "kinematics", "vision", "seeds"),
+                        default=["pixels", "kinematics", "vision", "seeds"])  # fmt: skip
+    parser.add_argument("--seeds", type=int, default=3, help="training seeds of the students (the seeds part)")
+    parser.add_argument("--seeds-task", default="surgisim/EndoscopeTrack-v0", help="whose students (the seeds part)")
     parser.add_argument(
         "--steps", type=int, default=300_000, help="PPO steps of the pixel policy without randomisation"
     )
@@ -118,6 +157,8 @@ def main() -> None:
         kinematics(args.episodes, args.seed)
     if "vision" in args.parts:
         vision(args.episodes, args.seed)
+    if "seeds" in args.parts:
+        seeds(args.runs, args.seeds_task, args.seeds, args.episodes, args.seed)
     if "pixels" in args.parts:
         pixels(args.runs, {None: args.steps, "appearance": args.randomized_steps}, args.episodes, args.seed)
 
