@@ -174,7 +174,12 @@ def test_ctrl_c_keeps_the_video_so_far():
         process = subprocess.Popen([sys.executable, "-m", "surgisim.agents.cli", "evaluate", "SutureThrow",
                                     "--episodes", "1000", "--video", video, "--video-size", "64"],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
-        time.sleep(6.0)
+        # Interrupt once the encoder is writing (the video goes to a file beside it until it ends),
+        # however long a loaded machine takes to get there.
+        deadline = time.monotonic() + 120.0
+        while time.monotonic() < deadline and not any(entry.stat().st_size for entry in os.scandir(folder)):
+            time.sleep(0.2)
+        time.sleep(1.0)
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=60)
         assert process.returncode == 130 and err.strip().endswith(f"the video so far: {video}"), err[-2000:]
