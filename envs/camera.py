@@ -14,6 +14,7 @@ import numpy as np
 
 from surgisim.envs.appearance import Light, pinhole_matrix
 from surgisim.envs.sim import Sim
+from surgisim.envs.transforms import rotation_from_vector
 
 
 class SegLabel(IntEnum):
@@ -119,12 +120,10 @@ def turned_towards(direction: np.ndarray) -> np.ndarray:
     optical axis onto ``direction`` by the shortest turn."""
     axis_z = np.asarray(direction, dtype=np.float64) / np.linalg.norm(direction)
     axis = np.cross([0.0, 0.0, 1.0], axis_z)
-    sine, cosine = np.linalg.norm(axis), axis_z[2]
+    sine = float(np.linalg.norm(axis))
     if sine < 1e-12:
         return np.eye(3)
-    k = axis / sine
-    cross = np.array([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
-    return np.eye(3) + sine * cross + (1.0 - cosine) * cross @ cross
+    return rotation_from_vector(axis / sine * np.arctan2(sine, axis_z[2]))
 
 
 def magnified(image: np.ndarray, intrinsics: np.ndarray, direction: np.ndarray, zoom: float, size: int,
