@@ -20,6 +20,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from surgisim.envs.files import process_folder
+
 TISSUE_TEXTURE_SIZE = 1024
 DETAIL_TEXTURE_SIZE = 256  # organs and vessels: small on screen
 KINDS = ("tissue", "organ", "vessel")
@@ -93,7 +95,7 @@ GENERATORS = {"tissue": tissue_texture, "organ": organ_texture, "vessel": vessel
 
 @cache
 def _texture_folder() -> tempfile.TemporaryDirectory:
-    return tempfile.TemporaryDirectory(prefix="surgisim-textures-")
+    return process_folder("textures")
 
 
 TEXTURE_GAIN_STEP = 0.05  # a colour above 1 brightens its texture by a multiple of this

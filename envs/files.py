@@ -62,6 +62,20 @@ def remove_stale(path: Path) -> list[Path]:
     return removed
 
 
+def process_folder(kind: str) -> tempfile.TemporaryDirectory:
+    """A temporary folder for what this process generates (``surgisim-KIND-PID-XXXX`` in the
+    system's temporary folder), removed when the process exits. A process killed before its exit
+    leaves its folder behind (a Ray worker, a timed-out test, a forked env stopped with
+    ``os._exit``), so the folders of processes that are gone are removed first."""
+    prefix = f"surgisim-{kind}-"
+    pattern = re.compile(rf"^{re.escape(prefix)}(\d+)-")
+    for entry in Path(tempfile.gettempdir()).iterdir():
+        match = pattern.match(entry.name)
+        if match and not _alive(int(match.group(1))):
+            shutil.rmtree(entry, ignore_errors=True)
+    return tempfile.TemporaryDirectory(prefix=f"{prefix}{os.getpid()}-")
+
+
 def remove(path: Path) -> None:
     """Remove a file or a folder with what it holds."""
     if path.is_dir() and not path.is_symlink():

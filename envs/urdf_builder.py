@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from surgisim.envs.files import process_folder
 from surgisim.envs.kinematics import (
     ECM_CAMERA_MOUNT,
     ECM_DH,
@@ -147,7 +148,7 @@ def psm_urdf(tool: Tool) -> str:
 
 @cache
 def _generated_folder() -> tempfile.TemporaryDirectory:
-    return tempfile.TemporaryDirectory(prefix="surgisim-urdf-")
+    return process_folder("urdf")
 
 
 def build_ecm_urdf() -> str:

@@ -1,5 +1,8 @@
 """How the operative field looks and acts: textures, solid anatomy, visible damage, labels."""
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import gymnasium as gym
@@ -28,6 +31,28 @@ def test_texture_files_are_kept_with_a_bound(monkeypatch):
     paths = [Path(appearance.texture_file("vessel", seed)) for seed in range(6)]  # small ones: quick to make
     assert [path.exists() for path in paths] == [False, False, False, True, True, True]
     assert Path(appearance.texture_file("vessel", 0)).exists()  # made again when it is wanted again
+
+
+def test_a_killed_process_leaves_no_texture_folder_behind_for_long(tmp_path):
+    """A process killed before its exit (a Ray worker, a timed-out test) cannot remove its folder of
+    textures; the next process that makes textures removes it, and leaves those of live ones."""
+    make_textures = (
+        "import os, signal, sys; from surgisim.envs import appearance; appearance.texture_file('vessel', 0); "
+        "print(os.getpid(), flush=True); os.kill(os.getpid(), signal.SIGKILL if sys.argv[1] == 'kill' else 0)"
+    )
+    environment = {**os.environ, "TMPDIR": str(tmp_path)}
+
+    def run(how: str) -> int:
+        done = subprocess.run([sys.executable, "-c", make_textures, how], env=environment, capture_output=True, text=True)
+        return int(done.stdout.split()[0])
+
+    killed = run("kill")
+    assert [entry.name.split("-")[2] for entry in tmp_path.iterdir()] == [str(killed)]  # left behind
+    live = tmp_path / f"surgisim-textures-{os.getpid()}-live"
+    live.mkdir()
+    exited = run("exit")
+    assert sorted(entry.name for entry in tmp_path.iterdir()) == [live.name]  # its own went at its exit
+    assert exited != killed
 
 
 def test_the_endoscope_image_has_texture_and_follows_the_light():
