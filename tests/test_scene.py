@@ -43,7 +43,7 @@ def test_a_killed_process_leaves_no_texture_folder_behind_for_long(tmp_path):
     environment = {**os.environ, "TMPDIR": str(tmp_path)}
 
     def run(how: str) -> int:
-        done = subprocess.run([sys.executable, "-c", make_textures, how], env=environment, capture_output=True, text=True)
+        done = subprocess.run([sys.executable, "-c", make_textures, how], env=environment, capture_output=True)
         return int(done.stdout.split()[0])
 
     killed = run("kill")

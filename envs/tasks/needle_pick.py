@@ -7,12 +7,19 @@ from typing import Any
 import numpy as np
 
 from surgisim.envs.kinematics import JAW_LIMITS
-from surgisim.envs.needle import NEEDLE_ARC, lying_pose
+from surgisim.envs.needle import lying_pose
 from surgisim.envs.scene import Scene
 from surgisim.envs.tasks.base import Expert, info_values
 from surgisim.envs.tasks.inputs import Goal, Needle
 from surgisim.envs.tasks.markers import GoalMarker, MarkedGoal
-from surgisim.envs.tasks.needle_task import GRASP_ANGLE, NeedleTask, funnel_grasp, grasp_from_above, jaws_down_pose
+from surgisim.envs.tasks.needle_task import (
+    GRASP_ANGLE,
+    NeedleTask,
+    funnel_grasp,
+    grasp_from_above,
+    jaws_down_pose,
+    nearest_wire_angle,
+)
 
 
 class NeedlePick(MarkedGoal, NeedleTask):
@@ -95,13 +102,13 @@ class NeedlePick(MarkedGoal, NeedleTask):
 
 class NeedlePickExpert(Expert):
     """Take the needle a third of the way from its tail (``grasp_from_above``), then carry its
-    midpoint to the goal. For a student: take it at its midpoint (the needle's ends look alike in
-    a small image) with ``funnel_grasp``."""
+    midpoint to the goal. For a student: take it where it lies nearest below the jaws, as they
+    are, with ``funnel_grasp``."""
 
     def __call__(self, observation: dict[str, np.ndarray]) -> np.ndarray:
         if self.env.task.grasp.held:
             carry = self.env.arms[0].tip_pose()[:3, 3] + observation["desired_goal"] - observation["achieved_goal"]
             return self.env.action_toward(carry, jaw=JAW_LIMITS[0])
         if self.for_student:
-            return funnel_grasp(self.env, 0, NEEDLE_ARC / 2)
+            return funnel_grasp(self.env, 0, nearest_wire_angle(self.env, 0))
         return grasp_from_above(self.env, 0, GRASP_ANGLE)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from surgisim.envs.controllers import CONTROL_PERIOD
-from surgisim.envs.grasp import Grasp
+from surgisim.envs.grasp import GRASP_CLOSED, Grasp
 from surgisim.envs.kinematics import JAW_LIMITS, rot_z
 from surgisim.envs.needle import NEEDLE_ARC, NEEDLE_RADIUS, NEEDLE_WIRE_RADIUS, Needle
 from surgisim.envs.scene import Scene
@@ -200,23 +200,41 @@ def grasp_from_above(
 
 
 def funnel_grasp(env: ExpertEnv, arm: int, angle: float, hover: float = 0.015, near: float = 0.001,
-                 far: float = 0.004) -> np.ndarray:  # fmt: skip
+                 slope: float = 1.5, close_height: float = 0.003, lift: float = 0.004) -> np.ndarray:  # fmt: skip
     """Action for PSM number ``arm`` (jaws pointing down, at the heading they have) to take the
-    needle at arc ``angle`` as a student that sees only images can copy: open, come down a funnel
-    over that point (at ``hover`` while more than ``far`` away across, reaching the wire within
-    ``near``; never back up once inside it), close at the wire in one step from open jaws (jaws
-    that closed on nothing open again first). Jaws opened 60 degrees take a wire some
-    millimetres off their centre line, at any angle to them, so no turn or sharp threshold is
-    needed."""
+    needle at arc ``angle`` in a way a student that sees only images can copy. Open jaws come down
+    a cone over that point (its height ``slope`` times the distance across beyond ``near``, at most
+    ``hover``) and close once ``close_height`` above the wire's underside; jaws that closed on
+    nothing rise ``lift`` and open. Jaws opened 60 degrees take a wire some millimetres off their
+    centre line, at any angle to them, so no turn is needed. Every rule is one a student can
+    follow from what it sees: the cone's height changes smoothly with where the wire is (a
+    funnel whose sides jumped left students hovering at the jump); whether to close depends on
+    the height and the jaw alone; whether a grasp missed is decided ``lift`` above the tissue,
+    where a held needle visibly rises with the jaws."""
     grasp_tip = env.task.needle.points(np.array([angle]))[0] - np.array([0.0, 0.0, NEEDLE_WIRE_RADIUS])
-    offset = env.arms[arm].tip_pose()[:3, 3] - grasp_tip
-    across = float(np.linalg.norm(offset[:2]))
-    if across < far and offset[2] < 0.0003 and env.arms[arm].jaw > OPEN_JAW / 2:
+    tip = env.arms[arm].tip_pose()[:3, 3]
+    offset = tip - grasp_tip
+    if env.arms[arm].jaw <= GRASP_CLOSED:  # closed on nothing
+        if offset[2] < lift:
+            return env.action_toward(np.array([tip[0], tip[1], grasp_tip[2] + lift]), jaw=JAW_LIMITS[0], arm=arm)
+        return env.action_toward(tip, jaw=OPEN_JAW, arm=arm)
+    if offset[2] < close_height:
         return env.action_toward(grasp_tip, jaw=JAW_LIMITS[0], arm=arm)
-    height = hover * float(np.clip((across - near) / (far - near), 0.0, 1.0))
-    if across < far:
-        height = min(height, max(float(offset[2]), 0.0))
+    height = min(hover, slope * max(float(np.linalg.norm(offset[:2])) - near, 0.0))
     return env.action_toward(grasp_tip + np.array([0.0, 0.0, height]), jaw=OPEN_JAW, arm=arm)
+
+
+GRASPABLE_ARC = np.linspace(0.15 * NEEDLE_ARC, 0.85 * NEEDLE_ARC, 97)  # the wire, less 15 % at each end
+
+
+def nearest_wire_angle(env: ExpertEnv, arm: int) -> float:
+    """The arc angle of the wire point nearest, seen from above, to PSM number ``arm``'s tip
+    (except its ends): where jaws coming down take it. A student sees that point beside its jaws;
+    a fixed point such as the middle may lie under them, found only by reasoning about the whole
+    arc."""
+    points = env.task.needle.points(GRASPABLE_ARC)[:, :2]
+    tip = env.arms[arm].tip_pose()[:2, 3]
+    return float(GRASPABLE_ARC[np.argmin(np.linalg.norm(points - tip, axis=1))])
 
 
 def drive_along_arc(env: ExpertEnv, angle: float) -> np.ndarray:
