@@ -52,14 +52,18 @@ def remove_stale(path: Path) -> list[Path]:
     process is gone); returns what was removed."""
     if not path.parent.is_dir():
         return []
-    pattern = re.compile(rf"^\.{re.escape(path.name)}\.surgisim-(\d+)-")
-    removed = []
-    for entry in path.parent.iterdir():
-        match = pattern.match(entry.name)
-        if match and not _alive(int(match.group(1))):
-            remove(entry)
-            removed.append(entry)
+    removed = _left_by_gone_processes(path.parent, rf"\.{re.escape(path.name)}\.surgisim-")
+    for entry in removed:
+        remove(entry)
     return removed
+
+
+def _left_by_gone_processes(folder: Path, prefix: str) -> list[Path]:
+    """What is in ``folder`` named ``PREFIX``, a process id and ``-`` (``prefix`` a regular
+    expression), whose process is gone."""
+    pattern = re.compile(rf"^{prefix}(\d+)-")
+    return [entry for entry in folder.iterdir()
+            if (match := pattern.match(entry.name)) and not _alive(int(match.group(1)))]  # fmt: skip
 
 
 def process_folder(kind: str) -> tempfile.TemporaryDirectory:
@@ -68,11 +72,8 @@ def process_folder(kind: str) -> tempfile.TemporaryDirectory:
     leaves its folder behind (a Ray worker, a timed-out test, a forked env stopped with
     ``os._exit``), so the folders of processes that are gone are removed first."""
     prefix = f"surgisim-{kind}-"
-    pattern = re.compile(rf"^{re.escape(prefix)}(\d+)-")
-    for entry in Path(tempfile.gettempdir()).iterdir():
-        match = pattern.match(entry.name)
-        if match and not _alive(int(match.group(1))):
-            shutil.rmtree(entry, ignore_errors=True)
+    for entry in _left_by_gone_processes(Path(tempfile.gettempdir()), re.escape(prefix)):
+        shutil.rmtree(entry, ignore_errors=True)  # another starting process may remove it first
     return tempfile.TemporaryDirectory(prefix=f"{prefix}{os.getpid()}-")
 
 
